@@ -1,0 +1,268 @@
+"""DynamoDB adapter for rooms, webhook ids and worker records (one table, TTL ``expires_at``).
+
+Items: ``ROOM#<name>`` (a :class:`Room`, plus its derived ``state``), ``EVENT#<id>`` (webhook
+dedupe) and ``TASK#<arn>`` (a :class:`WorkerRecord`). Rooms and live workers carry an
+``attention`` attribute, the key of a sparse index, so the sweeper reads only what is active.
+Every room write is conditional on ``version``. TTL deletes lazily, so expired dedupe items
+are treated as absent in code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from control_plane.ports import VersionConflict
+from control_plane.room import ChangeKind, ParticipantChange, Room, observe_participant
+from control_plane.worker_protocol import (
+    ROOM_PK_PREFIX,
+    WORKER_ATTENTION,
+    WORKER_PK_PREFIX,
+    WorkerRecord,
+    WorkerStatus,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+ATTENTION_INDEX = "attention-index"
+ROOM_ATTENTION = "room"
+EVENT_PK_PREFIX = "EVENT#"
+DEPARTED_PRUNE_THRESHOLD = 200
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {key: _to_dynamo(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(item) for item in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _from_dynamo(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(item) for item in value]
+    return value
+
+
+def _serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(_to_dynamo(value)) for key, value in item.items()}
+
+
+def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _from_dynamo(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def room_item(room: Room) -> dict[str, Any]:
+    item = room.model_dump(mode="python", exclude_none=True)
+    item["pk"] = ROOM_PK_PREFIX + room.name
+    item["state"] = room.state.value
+    if room.needs_attention:
+        item["attention"] = ROOM_ATTENTION
+    return item
+
+
+def room_from_item(item: dict[str, Any]) -> Room:
+    return Room.model_validate(_deserialize(item))
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code")
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+class DynamoDBStore:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    # --- RoomStore ------------------------------------------------------------------------
+
+    def get(self, name: str) -> Room | None:
+        response = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": ROOM_PK_PREFIX + name}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return room_from_item(item) if item else None
+
+    def create(self, room: Room) -> Room:
+        stored = room.model_copy(update={"version": 1})
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_serialize(room_item(stored)),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise VersionConflict(f"room {room.name} exists already") from error
+            raise
+        return stored
+
+    def save(self, room: Room, expected_version: int) -> Room:
+        stored = room.model_copy(update={"version": expected_version + 1})
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_serialize(room_item(stored)),
+                ConditionExpression="version = :expected",
+                ExpressionAttributeValues={":expected": {"N": str(expected_version)}},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise VersionConflict(f"room {room.name} changed since version {expected_version}") from error
+            raise
+        return stored
+
+    def observe_participant(self, change: ParticipantChange) -> Room:
+        """One ``UpdateItem`` and no read when the room session exists and the sid is new.
+
+        Otherwise the failed condition hands back the item (``ALL_OLD``), the pure
+        :func:`observe_participant` decides, and a versioned put records any change.
+        """
+        for _ in range(8):
+            try:
+                response = self._client.update_item(**self._fast_observe_args(change))
+            except ClientError as error:
+                if not _is_condition_failure(error):
+                    raise
+                old_item = error.response.get("Item")
+                current = room_from_item(old_item) if old_item else None
+                updated = observe_participant(current, change)
+                if current is not None and updated == current:
+                    return current
+                try:
+                    if current is None:
+                        return self.create(updated)
+                    return self.save(updated, current.version)
+                except VersionConflict:
+                    continue
+            room = room_from_item(response["Attributes"])
+            if len(room.departed) > DEPARTED_PRUNE_THRESHOLD:
+                room = self._prune_departed(room, change)
+            return room
+        raise VersionConflict(f"room {change.room} is too contended to record {change.kind} of {change.sid}")
+
+    def _fast_observe_args(self, change: ParticipantChange) -> dict[str, Any]:
+        names = {"#p": change.sid, "#room_sid": "sid"}
+        values: dict[str, Any] = {
+            ":room_sid": {"S": change.room_sid},
+            ":one": {"N": "1"},
+            ":now": {"N": repr(change.at)},
+        }
+        condition = "#room_sid = :room_sid AND attribute_not_exists(departed.#p)"
+        if change.kind is ChangeKind.JOINED:
+            values[":human"] = _serializer.serialize(_to_dynamo({"identity": change.identity, "joined_at": change.at}))
+            expression = "SET humans.#p = :human, updated_at = :now ADD version :one"
+            condition += " AND attribute_not_exists(humans.#p)"
+        else:
+            expression = "SET departed.#p = :now, updated_at = :now REMOVE humans.#p ADD version :one"
+        return {
+            "TableName": self._table,
+            "Key": {"pk": {"S": ROOM_PK_PREFIX + change.room}},
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _prune_departed(self, room: Room, change: ParticipantChange) -> Room:
+        """Keep the departed-sids map small in long rooms; a lost race just prunes later."""
+        pruned = observe_participant(room.model_copy(update={"departed": dict(room.departed)}), change)
+        try:
+            return self.save(pruned, room.version)
+        except VersionConflict:
+            return room
+
+    def claim_event(self, event_id: str, now: int, expires_at: int) -> bool:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={"pk": {"S": EVENT_PK_PREFIX + event_id}, "expires_at": {"N": str(expires_at)}},
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def release_event(self, event_id: str) -> None:
+        self._client.delete_item(TableName=self._table, Key={"pk": {"S": EVENT_PK_PREFIX + event_id}})
+
+    def rooms_needing_attention(self) -> Iterable[Room]:
+        for item in self._query_attention(ROOM_ATTENTION):
+            yield room_from_item(item)
+
+    def _query_attention(self, value: str) -> Iterator[dict[str, Any]]:
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            IndexName=ATTENTION_INDEX,
+            KeyConditionExpression="attention = :a",
+            ExpressionAttributeValues={":a": {"S": value}},
+        ):
+            yield from page.get("Items", [])
+
+    # --- WorkerRegistry -------------------------------------------------------------------
+
+    def get_worker(self, task_arn: str) -> WorkerRecord | None:
+        response = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": WORKER_PK_PREFIX + task_arn}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return WorkerRecord.model_validate(_deserialize(item)) if item else None
+
+    def put_worker(self, record: WorkerRecord) -> None:
+        """Write every field but ``draining``: only :meth:`mark_draining` sets that."""
+        fields = record.model_dump(mode="python", exclude={"draining"}, exclude_none=True)
+        names = {f"#{key}": key for key in fields}
+        values = {f":{key}": _serializer.serialize(_to_dynamo(value)) for key, value in fields.items()}
+        sets = [f"#{key} = :{key}" for key in fields]
+        expression = "SET " + ", ".join(sets)
+        if record.status is WorkerStatus.STOPPED:
+            expression += " REMOVE attention"
+        else:
+            names["#attention"] = "attention"
+            values[":attention"] = {"S": WORKER_ATTENTION}
+            expression = "SET " + ", ".join([*sets, "#attention = :attention"])
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": WORKER_PK_PREFIX + record.task_arn}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def mark_draining(self, task_arn: str) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": WORKER_PK_PREFIX + task_arn}},
+                UpdateExpression="SET draining = :true",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":true": {"BOOL": True}},
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+
+    def live_workers(self) -> Iterable[WorkerRecord]:
+        for item in self._query_attention(WORKER_ATTENTION):
+            yield WorkerRecord.model_validate(_deserialize(item))

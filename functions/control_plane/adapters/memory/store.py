@@ -1,0 +1,103 @@
+"""In-memory twin of the DynamoDB table: rooms, webhook ids and worker records.
+
+Same semantics as ``adapters/dynamodb_store.py`` (the contract tests run against both),
+including version conditions and TTL that hides expired items. A lock makes it safe for
+threaded tests. ``writes``/``reads`` count calls the way DynamoDB would bill them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from control_plane.ports import VersionConflict
+from control_plane.room import ParticipantChange, Room, observe_participant
+from control_plane.worker_protocol import WorkerRecord, WorkerStatus
+
+
+class InMemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rooms: dict[str, Room] = {}
+        self._events: dict[str, int] = {}
+        self._workers: dict[str, WorkerRecord] = {}
+        self.reads = 0
+        self.writes = 0
+
+    # RoomStore
+    def get(self, name: str) -> Room | None:
+        with self._lock:
+            self.reads += 1
+            return self._rooms.get(name)
+
+    def create(self, room: Room) -> Room:
+        with self._lock:
+            self.writes += 1
+            if room.name in self._rooms:
+                raise VersionConflict(f"room {room.name} exists already")
+            stored = room.model_copy(update={"version": 1})
+            self._rooms[room.name] = stored
+            return stored
+
+    def save(self, room: Room, expected_version: int) -> Room:
+        with self._lock:
+            self.writes += 1
+            current = self._rooms.get(room.name)
+            if current is None or current.version != expected_version:
+                raise VersionConflict(f"room {room.name} changed since version {expected_version}")
+            stored = room.model_copy(update={"version": expected_version + 1})
+            self._rooms[room.name] = stored
+            return stored
+
+    def observe_participant(self, change: ParticipantChange) -> Room:
+        with self._lock:
+            self.writes += 1
+            current = self._rooms.get(change.room)
+            updated = observe_participant(current, change)
+            if updated is current and current is not None:
+                return current
+            stored = updated.model_copy(update={"version": (current.version if current else 0) + 1})
+            self._rooms[change.room] = stored
+            return stored
+
+    def claim_event(self, event_id: str, now: int, expires_at: int) -> bool:
+        with self._lock:
+            self.writes += 1
+            known = self._events.get(event_id)
+            if known is not None and known >= now:
+                return False
+            self._events[event_id] = expires_at
+            return True
+
+    def release_event(self, event_id: str) -> None:
+        with self._lock:
+            self.writes += 1
+            self._events.pop(event_id, None)
+
+    def rooms_needing_attention(self) -> Iterable[Room]:
+        with self._lock:
+            return [room for room in self._rooms.values() if room.needs_attention]
+
+    # WorkerRegistry
+    def get_worker(self, task_arn: str) -> WorkerRecord | None:
+        with self._lock:
+            self.reads += 1
+            return self._workers.get(task_arn)
+
+    def put_worker(self, record: WorkerRecord) -> None:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(record.task_arn)
+            draining = current.draining if current else record.draining
+            self._workers[record.task_arn] = record.model_copy(update={"draining": draining})
+
+    def mark_draining(self, task_arn: str) -> None:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(task_arn)
+            if current is not None:
+                self._workers[task_arn] = current.model_copy(update={"draining": True})
+
+    def live_workers(self) -> Iterable[WorkerRecord]:
+        with self._lock:
+            return [w for w in self._workers.values() if w.status is not WorkerStatus.STOPPED]

@@ -1,0 +1,272 @@
+"""Carries out ``reconcile.decide`` against the ports: the only place effects happen.
+
+Every trigger ends in :meth:`RoomController.reconcile`. The loop is: decide, send harmless
+messages, save with a version condition, and only if the save won perform the claimed
+effect and record its result. A lost save means another Lambda acted: re-read, decide again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from control_plane import reconcile
+from control_plane.events import EventType, LiveKitEvent
+from control_plane.ports import Dispatch, LaunchedTask, LaunchFailed, LiveRoom, Ports, VersionConflict
+from control_plane.reconcile import Decision, EnsureDispatch, LaunchTask, Policy, RemoveAgent, World
+from control_plane.room import Room, observe_room_finished, observe_room_started
+from control_plane.worker_protocol import GraceExpired, Respawn, TimerMessage, WorkerReady
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 6
+
+
+class EventOutcome:
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+
+
+class RoomController:
+    def __init__(self, ports: Ports, policy: Policy, departure_timeout: int, event_ttl_seconds: int) -> None:
+        self._ports = ports
+        self._policy = policy
+        self._departure_timeout = departure_timeout
+        self._event_ttl = event_ttl_seconds
+
+    # --- triggers -------------------------------------------------------------------------
+
+    def handle_event(self, event: LiveKitEvent) -> str:
+        """Record what a webhook observed, then reconcile. Safe to call twice with one event."""
+        if event.type is None or event.room is None:
+            log.info("webhook ignored", extra={"event": event.event, "event_id": event.id})
+            return EventOutcome.IGNORED
+        change = event.participant_change()
+        if event.type in (EventType.PARTICIPANT_JOINED, EventType.PARTICIPANT_LEFT) and change is None:
+            log.info("non-human participant ignored", extra={"event": event.event, "room": event.room.name})
+            return EventOutcome.IGNORED
+        now = self._ports.clock.now()
+        if not self._ports.rooms.claim_event(event.id, int(now), int(now) + self._event_ttl):
+            log.info("duplicate webhook", extra={"event_id": event.id, "room": event.room.name})
+            self._ports.metrics.count("WebhookDuplicates")
+            return EventOutcome.DUPLICATE
+        try:
+            self._apply(event, now)
+        except Exception:
+            # Let LiveKit's retry through: the dedupe record must not swallow an event we failed.
+            self._ports.rooms.release_event(event.id)
+            raise
+        return EventOutcome.APPLIED
+
+    def handle_timer(self, message: TimerMessage) -> Room | None:
+        if isinstance(message, GraceExpired):
+            room = self._ports.rooms.get(message.room)
+            if room is None or room.grace is None or room.grace.generation != message.generation:
+                log.info("stale grace timer", extra={"room": message.room, "generation": message.generation})
+            return self.reconcile(message.room, room)
+        if isinstance(message, WorkerReady):
+            log.info("worker ready", extra={"task_arn": message.task_arn, "room": message.room})
+            return self.reconcile(message.room) if message.room else None
+        assert isinstance(message, Respawn)
+        return self.reconcile(message.room)
+
+    def create_room(self, name: str) -> LiveRoom:
+        """Create a LiveKit room that outlives our grace period (LiveKit's default is 20 s)."""
+        return self._ports.livekit.create_room(
+            name, departure_timeout=self._departure_timeout, empty_timeout=self._departure_timeout
+        )
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def reconcile(self, name: str, room: Room | None = None) -> Room | None:
+        rooms = self._ports.rooms
+        current = room if room is not None else rooms.get(name)
+        for _ in range(MAX_ROUNDS):
+            if current is None:
+                return None
+            now = self._ports.clock.now()
+            decision = reconcile.decide(current, self._observe(current, now), now, self._policy)
+            if decision is None:
+                return current
+            for timer in decision.before_save:
+                self._ports.timers.send(GraceExpired(room=name, generation=timer.generation), timer.delay_seconds)
+            try:
+                saved = rooms.save(decision.room, expected_version=current.version)
+            except VersionConflict:
+                current = rooms.get(name)
+                continue
+            self._log_transition(current, saved, decision)
+            current = self._perform(saved, decision)
+        log.warning("reconcile did not settle", extra={"room": name, "rounds": MAX_ROUNDS})
+        return current
+
+    def _observe(self, room: Room, now: float) -> World:
+        if not reconcile.needs_worker_check(room):
+            return World()
+        assert room.agent is not None and room.agent.task_arn is not None
+        worker = self._ports.workers.get_worker(room.agent.task_arn)
+        ready = worker is not None and worker.is_ready(now, self._policy.worker_stale_seconds)
+        return World(worker_ready=ready)
+
+    def _perform(self, room: Room, decision: Decision) -> Room | None:
+        result: Room | None = room
+        for effect in decision.effects:
+            if isinstance(effect, LaunchTask):
+                result = self._launch(room, effect)
+            elif isinstance(effect, EnsureDispatch):
+                result = self._dispatch(room, effect)
+            else:
+                result = self._remove(room, effect)
+        return result
+
+    def _launch(self, room: Room, effect: LaunchTask) -> Room | None:
+        runner = self._ports.runner
+        try:
+            found = runner.find_launched(effect.launch_token) if effect.takeover else None
+            launched = LaunchedTask(found, effect.launch_token) if found else runner.launch(room.name, effect.launch_token)
+        except LaunchFailed as error:
+            log.error("task launch failed", extra={"room": room.name, "error": str(error)})
+            self._ports.metrics.count("TaskLaunchFailures")
+            after = self._record(
+                room.name, lambda r: reconcile.record_launch_failed(r, effect.launch_token, self._now())
+            )
+            if after is not None:
+                delay = reconcile.launch_backoff_seconds(after.launch_failures)
+                self._ports.timers.send(Respawn(room=room.name, attempt=after.launch_failures), delay)
+            return after
+        self._ports.metrics.count("AgentTasksLaunched")
+        log.info("task launched", extra={"room": room.name, "task_arn": launched.task_arn})
+        after = self._record(room.name, lambda r: reconcile.record_launch(r, effect.launch_token, launched.task_arn))
+        if after is None:
+            log.warning("launched task no longer wanted", extra={"room": room.name, "task_arn": launched.task_arn})
+            self._ports.runner.stop(launched.task_arn, "launch superseded")
+        return after
+
+    def _dispatch(self, room: Room, effect: EnsureDispatch) -> Room | None:
+        kept = self._ensure_one_dispatch(room.name, effect.launch_token)
+        after = self._record(
+            room.name, lambda r: reconcile.record_dispatch(r, effect.launch_token, kept.dispatch_id, self._now())
+        )
+        if after is None:
+            log.warning("dispatch no longer wanted", extra={"room": room.name, "dispatch_id": kept.dispatch_id})
+            self._ports.livekit.delete_dispatch(room.name, kept.dispatch_id)
+        return after
+
+    def _ensure_one_dispatch(self, room_name: str, token: str) -> Dispatch:
+        """Reuse a dispatch for our agent if one exists, delete extras, create one only if none."""
+        livekit = self._ports.livekit
+        ours = [d for d in livekit.list_dispatches(room_name) if d.agent_name == self._policy.agent_name]
+        if not ours:
+            created = livekit.create_dispatch(
+                room_name, self._policy.agent_name, json.dumps({"launch_token": token, "room": room_name})
+            )
+            self._ports.metrics.count("DispatchesCreated")
+            log.info("dispatch created", extra={"room": room_name, "dispatch_id": created.dispatch_id})
+            return created
+        ours.sort(key=lambda d: (d.has_running_job, d.created_at), reverse=True)
+        keep, extras = ours[0], ours[1:]
+        for extra in extras:
+            livekit.delete_dispatch(room_name, extra.dispatch_id)
+            self._ports.metrics.count("DuplicateDispatchesDeleted")
+            log.warning("duplicate dispatch deleted", extra={"room": room_name, "dispatch_id": extra.dispatch_id})
+        return keep
+
+    def _remove(self, room: Room, effect: RemoveAgent) -> Room | None:
+        livekit = self._ports.livekit
+        ours = {d.dispatch_id for d in livekit.list_dispatches(room.name) if d.agent_name == self._policy.agent_name}
+        if effect.dispatch_id:
+            ours.add(effect.dispatch_id)
+        for dispatch_id in sorted(ours):
+            livekit.delete_dispatch(room.name, dispatch_id)
+        if effect.task_arn:
+            self._ports.runner.stop(effect.task_arn, f"room {room.name} closed")
+            self._ports.workers.mark_draining(effect.task_arn)
+        self._ports.metrics.count("AgentsRemoved")
+        log.info(
+            "agent removed",
+            extra={"room": room.name, "task_arn": effect.task_arn, "dispatches_deleted": len(ours)},
+        )
+        return self._record(room.name, lambda r: reconcile.record_removed(r, self._now(), self._policy))
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _record(self, name: str, change: Callable[[Room], Room | None]) -> Room | None:
+        """Read-modify-write an effect's result into the room; None if the room moved on."""
+        rooms = self._ports.rooms
+        for _ in range(MAX_ROUNDS):
+            current = rooms.get(name)
+            if current is None:
+                return None
+            updated = change(current)
+            if updated is None:
+                return None
+            if updated == current:
+                return current
+            try:
+                return rooms.save(updated.model_copy(update={"updated_at": self._now()}), current.version)
+            except VersionConflict:
+                continue
+        raise VersionConflict(f"could not record an effect on room {name}")
+
+    def _now(self) -> float:
+        return self._ports.clock.now()
+
+    def _apply(self, event: LiveKitEvent, now: float) -> None:
+        assert event.room is not None
+        name = event.room.name
+        change = event.participant_change()
+        if change is not None:
+            room = self._ports.rooms.observe_participant(change)
+            log.info(
+                f"participant {change.kind.value}",
+                extra={"room": name, "participant_sid": change.sid, "identity": change.identity, "humans": len(room.humans)},
+            )
+            self.reconcile(name, room)
+            return
+        if event.type is EventType.ROOM_STARTED:
+            if event.room.departure_timeout < self._policy.grace_seconds:
+                log.warning(
+                    "room departure_timeout shorter than grace period: LiveKit will close the room first",
+                    extra={"room": name, "departure_timeout": event.room.departure_timeout, "grace": self._policy.grace_seconds},
+                )
+                self._ports.metrics.count("ShortDepartureTimeoutRooms")
+            self._update(
+                name,
+                lambda r: observe_room_started(r, name, event.room.sid, event.room.departure_timeout, now),  # type: ignore[union-attr]
+            )
+        elif event.type is EventType.ROOM_FINISHED:
+            self._update(name, lambda r: observe_room_finished(r, name, event.room.sid, now))  # type: ignore[union-attr]
+        self.reconcile(name)
+
+    def _update(self, name: str, change: Callable[[Room | None], Room | None]) -> None:
+        rooms = self._ports.rooms
+        for _ in range(MAX_ROUNDS):
+            current = rooms.get(name)
+            updated = change(current)
+            if updated is None or updated == current:
+                return
+            try:
+                if current is None:
+                    rooms.create(updated)
+                else:
+                    rooms.save(updated, current.version)
+                return
+            except VersionConflict:
+                continue
+        raise VersionConflict(f"could not record an event on room {name}")
+
+    def _log_transition(self, before: Room, after: Room, decision: Decision) -> None:
+        log.info(
+            "room transition",
+            extra={
+                "room": after.name,
+                "room_sid": after.sid,
+                "from_state": before.state.value,
+                "to_state": after.state.value,
+                "reasons": list(decision.reasons),
+                "version": after.version,
+                "humans": len(after.humans),
+            },
+        )

@@ -1,0 +1,173 @@
+"""Ports: what the core needs from the outside world, as small typed protocols.
+
+Every port has an in-memory twin (``adapters/memory.py``) and a real adapter named after
+what it wraps; the contract tests run one suite against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from control_plane.room import ParticipantChange, Room
+from control_plane.worker_protocol import TimerMessage, WorkerRecord
+
+
+class VersionConflict(Exception):
+    """A conditional write lost to a concurrent writer; re-read and decide again."""
+
+
+class LaunchFailed(Exception):
+    """ECS refused to start a task (``failures[]`` non-empty, or a throttle)."""
+
+
+class LiveKitUnavailable(Exception):
+    """LiveKit could not be reached or answered with a server error; nothing was changed."""
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+
+class RoomStore(Protocol):
+    def get(self, name: str) -> Room | None: ...
+
+    def create(self, room: Room) -> Room:
+        """Insert a new room; raises VersionConflict if one exists already."""
+        ...
+
+    def save(self, room: Room, expected_version: int) -> Room:
+        """Write ``room`` if the stored version is still ``expected_version``; returns it at +1."""
+        ...
+
+    def observe_participant(self, change: ParticipantChange) -> Room:
+        """Record a join or leave and return the room after it.
+
+        Same meaning as :func:`control_plane.room.observe_participant`; the DynamoDB adapter
+        does it in one conditional ``UpdateItem`` with no read in the common case.
+        """
+        ...
+
+    def claim_event(self, event_id: str, now: int, expires_at: int) -> bool:
+        """Record a webhook id once; False if it is recorded and not yet expired (a duplicate)."""
+        ...
+
+    def release_event(self, event_id: str) -> None:
+        """Forget a claimed id so LiveKit's retry is processed (the first attempt failed)."""
+        ...
+
+    def rooms_needing_attention(self) -> Iterable[Room]:
+        """Rooms that are not idle or closed, from the sparse index; never a table scan."""
+        ...
+
+
+class WorkerRegistry(Protocol):
+    def get_worker(self, task_arn: str) -> WorkerRecord | None: ...
+
+    def put_worker(self, record: WorkerRecord) -> None: ...
+
+    def mark_draining(self, task_arn: str) -> None:
+        """Ask the worker to finish its jobs and exit (it polls its item on heartbeat)."""
+        ...
+
+    def live_workers(self) -> Iterable[WorkerRecord]: ...
+
+
+@dataclass(frozen=True)
+class LaunchedTask:
+    task_arn: str
+    launch_token: str
+
+
+class AgentRunner(Protocol):
+    def launch(self, room: str, launch_token: str) -> LaunchedTask:
+        """Start one worker task for ``room``. Idempotent per ``launch_token``; raises LaunchFailed."""
+        ...
+
+    def find_launched(self, launch_token: str) -> str | None:
+        """The live task started with this token, for taking over a launch whose owner died."""
+        ...
+
+    def stop(self, task_arn: str, reason: str) -> None:
+        """Stop a task; a task that is already gone is not an error."""
+        ...
+
+
+@dataclass(frozen=True)
+class DispatchJob:
+    job_id: str
+    status: str  # JS_PENDING, JS_RUNNING, JS_SUCCESS, JS_FAILED
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    dispatch_id: str
+    room: str
+    agent_name: str
+    metadata: str
+    created_at: float
+    jobs: tuple[DispatchJob, ...] = ()
+
+    @property
+    def has_running_job(self) -> bool:
+        return any(job.status in ("JS_PENDING", "JS_RUNNING") for job in self.jobs)
+
+
+@dataclass(frozen=True)
+class LiveParticipant:
+    sid: str
+    identity: str
+    kind: int
+    joined_at: float
+
+
+@dataclass(frozen=True)
+class LiveRoom:
+    sid: str
+    name: str
+    num_participants: int
+    departure_timeout: int
+    created_at: float
+    empty_timeout: int = 0
+
+
+class LiveKitGateway(Protocol):
+    def list_dispatches(self, room: str) -> list[Dispatch]: ...
+
+    def create_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch: ...
+
+    def delete_dispatch(self, room: str, dispatch_id: str) -> None:
+        """Delete a dispatch and end its jobs; ``not_found`` means already gone, not an error."""
+        ...
+
+    def list_participants(self, room: str) -> list[LiveParticipant]: ...
+
+    def list_rooms(self) -> list[LiveRoom]: ...
+
+    def create_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom: ...
+
+
+class MetricsSink(Protocol):
+    def count(self, name: str, value: float = 1, unit: str = "Count") -> None:
+        """Add to a low-cardinality metric (never a room name or sid as a dimension)."""
+        ...
+
+
+class Timers(Protocol):
+    def send(self, message: TimerMessage, delay_seconds: int) -> None:
+        """Deliver ``message`` to the timer function after ``delay_seconds`` (0..900)."""
+        ...
+
+
+@dataclass
+class Ports:
+    rooms: RoomStore
+    workers: WorkerRegistry
+    runner: AgentRunner
+    livekit: LiveKitGateway
+    timers: Timers
+    clock: Clock
+    metrics: MetricsSink

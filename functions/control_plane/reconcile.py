@@ -1,0 +1,263 @@
+"""The one decision function every trigger calls: what is the next step for this room?
+
+Level-triggered, like a Kubernetes controller: ``decide`` looks only at the stored room,
+a few observed facts (``World``) and the time, never at which event woke it. So a lost,
+duplicated or reordered trigger changes nothing: the next one decides the same way.
+
+A decision is a new room record plus side effects. The caller saves the record with a
+version condition first and performs effects only if that save won, so two concurrent
+Lambdas can never both launch a task or create a dispatch. Effects that must happen once
+(launch, dispatch, removal) are claimed in the record with a timestamp; a claim older than
+the lease with no result is taken over, because its owner died. Harmless effects (timer
+messages) go out before the save, so a grace period is never left without its timer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from control_plane.room import Agent, Grace, Room
+
+
+LAUNCH_BACKOFF_BASE_SECONDS = 10
+LAUNCH_BACKOFF_MAX_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Policy:
+    grace_seconds: int
+    agent_name: str
+    claim_lease_seconds: float
+    history_ttl_seconds: int
+    worker_stale_seconds: float
+
+
+@dataclass(frozen=True)
+class World:
+    """Facts observed outside the record, gathered only when a decision needs them."""
+
+    worker_ready: bool = False
+
+
+@dataclass(frozen=True)
+class LaunchTask:
+    launch_token: str
+    takeover: bool = False
+
+
+@dataclass(frozen=True)
+class EnsureDispatch:
+    launch_token: str
+
+
+@dataclass(frozen=True)
+class RemoveAgent:
+    task_arn: str | None
+    dispatch_id: str | None
+
+
+@dataclass(frozen=True)
+class ScheduleGraceExpiry:
+    generation: int
+    delay_seconds: int
+
+
+Effect = LaunchTask | EnsureDispatch | RemoveAgent | ScheduleGraceExpiry
+
+
+@dataclass(frozen=True)
+class Decision:
+    room: Room
+    effects: tuple[LaunchTask | EnsureDispatch | RemoveAgent, ...]
+    before_save: tuple[ScheduleGraceExpiry, ...]
+    reasons: tuple[str, ...]
+
+
+def launch_token(room: Room, launch_number: int) -> str:
+    """Deterministic per room session and launch: ECS ``clientToken`` (≤ 64 chars) dedupes on it."""
+    digest = hashlib.sha256(f"{room.name}\0{room.sid}\0{launch_number}".encode()).hexdigest()
+    return f"{digest[:40]}-{launch_number}"
+
+
+def needs_worker_check(room: Room) -> bool:
+    """Whether ``decide`` would use ``World.worker_ready`` (so the caller may skip the read)."""
+    agent = room.agent
+    return (
+        agent is not None
+        and agent.task_arn is not None
+        and agent.dispatch_id is None
+        and room.stop_requested_at is None
+    )
+
+
+def grace_expired(room: Room, now: float) -> bool:
+    return room.grace is not None and not room.humans and now >= room.grace.deadline
+
+
+def decide(room: Room, world: World, now: float, policy: Policy) -> Decision | None:
+    if room.stop_requested_at is not None:
+        return _retry_stop(room, now, policy)
+    if (
+        room.finished
+        or grace_expired(room, now)
+        or (not room.humans and room.agent is None)
+        or (room.agent is not None and room.agent.room_sid != room.sid)
+    ):
+        return _stop_or_close(room, now, policy)
+
+    reasons: list[str] = []
+    before_save: list[ScheduleGraceExpiry] = []
+    updated = room
+    if room.humans and room.grace is not None:
+        updated = updated.model_copy(update={"grace": None, "generation": room.generation + 1})
+        reasons.append("human returned during grace")
+    if not room.humans and room.grace is None and room.agent is not None:
+        generation = room.generation + 1
+        updated = updated.model_copy(
+            update={
+                "generation": generation,
+                "grace": Grace(generation=generation, deadline=now + policy.grace_seconds),
+            }
+        )
+        before_save.append(ScheduleGraceExpiry(generation, policy.grace_seconds))
+        reasons.append("last human left: grace period started")
+
+    updated, effect, why = _advance_agent(updated, world, now, policy)
+    if why:
+        reasons.append(why)
+    if updated == room:
+        return None
+    return Decision(
+        room=updated.model_copy(update={"updated_at": now}),
+        effects=(effect,) if effect else (),
+        before_save=tuple(before_save),
+        reasons=tuple(reasons),
+    )
+
+
+def _advance_agent(
+    room: Room, world: World, now: float, policy: Policy
+) -> tuple[Room, LaunchTask | EnsureDispatch | None, str | None]:
+    """One step toward an agent in the room: launch, take over a dead launch, or dispatch."""
+    agent = room.agent
+    lease = policy.claim_lease_seconds
+    if agent is None:
+        if room.next_launch_at is not None and now < room.next_launch_at:
+            return room, None, None
+        number = room.launches + 1
+        token = launch_token(room, number)
+        fresh = Agent(launch_token=token, launch_claimed_at=now, room_sid=room.sid)
+        launched = room.model_copy(
+            update={
+                "agent": fresh,
+                "launches": number,
+                "next_launch_at": None,
+                "closed_at": None,
+                "expires_at": None,
+            }
+        )
+        return launched, LaunchTask(token), "agent wanted: launching a worker task"
+    if agent.task_arn is None:
+        if now - agent.launch_claimed_at < lease:
+            return room, None, None
+        retaken = agent.model_copy(update={"launch_claimed_at": now})
+        return (
+            room.model_copy(update={"agent": retaken}),
+            LaunchTask(agent.launch_token, takeover=True),
+            "launch claim expired",
+        )
+    if agent.dispatch_id is None and world.worker_ready:
+        if agent.dispatch_claimed_at is not None and now - agent.dispatch_claimed_at < lease:
+            return room, None, None
+        claimed = agent.model_copy(update={"dispatch_claimed_at": now})
+        return room.model_copy(update={"agent": claimed}), EnsureDispatch(agent.launch_token), "worker ready"
+    return room, None, None
+
+
+def _stop_or_close(room: Room, now: float, policy: Policy) -> Decision | None:
+    if room.agent is not None:
+        stopping = room.model_copy(update={"stop_requested_at": now, "grace": None, "updated_at": now})
+        why = "room finished" if room.finished else "grace period over"
+        if room.agent.room_sid != room.sid:
+            why = "agent belongs to an earlier session of this room"
+        effect = RemoveAgent(room.agent.task_arn, room.agent.dispatch_id)
+        return Decision(room=stopping, effects=(effect,), before_save=(), reasons=(why,))
+    if room.closed_at is None and (room.grace is not None or room.finished or room.launches):
+        return Decision(room=closed(room, now, policy), effects=(), before_save=(), reasons=("nothing to run",))
+    return None
+
+
+def _retry_stop(room: Room, now: float, policy: Policy) -> Decision | None:
+    assert room.stop_requested_at is not None
+    if now - room.stop_requested_at < policy.claim_lease_seconds:
+        return None
+    if room.agent is None:
+        return Decision(room=closed(room, now, policy), effects=(), before_save=(), reasons=("stop finished",))
+    retried = room.model_copy(update={"stop_requested_at": now, "updated_at": now})
+    effect = RemoveAgent(room.agent.task_arn, room.agent.dispatch_id)
+    return Decision(room=retried, effects=(effect,), before_save=(), reasons=("stop claim expired",))
+
+
+def closed(room: Room, now: float, policy: Policy) -> Room:
+    """The record after the agent is gone: kept as history until DynamoDB TTL removes it."""
+    return room.model_copy(
+        update={
+            "agent": None,
+            "grace": None,
+            "stop_requested_at": None,
+            "closed_at": now,
+            "expires_at": int(now) + policy.history_ttl_seconds,
+            "updated_at": now,
+        }
+    )
+
+
+def record_launch(room: Room, token: str, task_arn: str) -> Room | None:
+    """The room with the launched task recorded, or None if that launch is no longer wanted."""
+    agent = room.agent
+    if agent is None or agent.launch_token != token or room.stop_requested_at is not None:
+        return None
+    if agent.task_arn == task_arn:
+        return room
+    return room.model_copy(
+        update={"agent": agent.model_copy(update={"task_arn": task_arn}), "launch_failures": 0}
+    )
+
+
+def launch_backoff_seconds(failures: int) -> int:
+    """10 s, 20 s, 40 s … capped at 5 minutes: Fargate capacity errors are usually brief."""
+    return int(min(LAUNCH_BACKOFF_BASE_SECONDS * 2 ** max(failures - 1, 0), LAUNCH_BACKOFF_MAX_SECONDS))
+
+
+def record_launch_failed(room: Room, token: str, now: float) -> Room | None:
+    """Drop a launch ECS refused; the next attempt (new token) waits out the backoff."""
+    agent = room.agent
+    if agent is None or agent.launch_token != token or agent.task_arn is not None:
+        return None
+    failures = room.launch_failures + 1
+    return room.model_copy(
+        update={
+            "agent": None,
+            "launch_failures": failures,
+            "next_launch_at": now + launch_backoff_seconds(failures),
+        }
+    )
+
+
+def record_dispatch(room: Room, token: str, dispatch_id: str, now: float) -> Room | None:
+    agent = room.agent
+    if agent is None or agent.launch_token != token or room.stop_requested_at is not None:
+        return None
+    if agent.dispatch_id == dispatch_id:
+        return room
+    return room.model_copy(
+        update={"agent": agent.model_copy(update={"dispatch_id": dispatch_id, "dispatched_at": now})}
+    )
+
+
+def record_removed(room: Room, now: float, policy: Policy) -> Room:
+    if room.humans and not room.finished:
+        reopened = closed(room, now, policy)
+        return reopened.model_copy(update={"closed_at": None, "expires_at": None})
+    return closed(room, now, policy)

@@ -1,0 +1,70 @@
+"""Settings from environment variables, validated once per cold start.
+
+Secrets are never settings: only the ARN of the Secrets Manager secret is, and the value is
+fetched (and cached) by the LiveKit adapter when first needed.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from control_plane.reconcile import Policy
+
+MAX_WEBHOOK_BYTES = 64 * 1024
+TASK_STARTED_BY = "livekit-agent-lifecycle"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    grace_period_seconds: int = Field(60, ge=0, le=900, description="Agent stays this long after the last human")
+    agent_name: str = Field("voice-agent", min_length=1, description="livekit-agents worker agent_name")
+    table_name: str = Field("livekit-agent-lifecycle", description="DynamoDB table for rooms, workers, dedupe")
+    timer_queue_url: str = Field("", description="SQS queue for grace timers and worker-ready signals")
+    ecs_cluster: str = Field("", description="ECS cluster that runs agent worker tasks")
+    task_definition: str = Field("", description="Task definition family:revision or ARN of the agent worker")
+    agent_container_name: str = Field("agent", description="Container name in the task definition")
+    subnets: str = Field("", description="Comma-separated subnet ids for Fargate tasks")
+    security_groups: str = Field("", description="Comma-separated security group ids for Fargate tasks")
+    capacity_provider: str = Field("FARGATE", description="FARGATE or FARGATE_SPOT")
+    assign_public_ip: bool = Field(False, description="Give tasks a public IP (public subnets without NAT)")
+    livekit_url: str = Field("", description="LiveKit server URL, e.g. wss://example.livekit.cloud")
+    livekit_secret_arn: str = Field("", description="Secrets Manager ARN holding {api_key, api_secret}")
+    claim_lease_seconds: float = Field(30.0, gt=0, description="Age after which an unfinished launch/dispatch is retried")
+    worker_stale_seconds: float = Field(45.0, gt=0, description="A worker heartbeat older than this is not ready")
+    history_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long closed rooms stay readable")
+    event_dedupe_ttl_seconds: int = Field(24 * 3600, gt=0, description="How long webhook ids are remembered")
+    room_departure_margin_seconds: int = Field(10, ge=0, description="Extra seconds on departure_timeout over grace")
+
+    @field_validator("capacity_provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in ("FARGATE", "FARGATE_SPOT"):
+            raise ValueError("capacity_provider must be FARGATE or FARGATE_SPOT")
+        return value
+
+    @property
+    def subnet_ids(self) -> list[str]:
+        return [part.strip() for part in self.subnets.split(",") if part.strip()]
+
+    @property
+    def security_group_ids(self) -> list[str]:
+        return [part.strip() for part in self.security_groups.split(",") if part.strip()]
+
+    @property
+    def departure_timeout(self) -> int:
+        """What rooms we create get, so LiveKit does not close them before our grace ends."""
+        return self.grace_period_seconds + self.room_departure_margin_seconds
+
+    @cached_property
+    def policy(self) -> Policy:
+        return Policy(
+            grace_seconds=self.grace_period_seconds,
+            agent_name=self.agent_name,
+            claim_lease_seconds=self.claim_lease_seconds,
+            history_ttl_seconds=self.history_ttl_seconds,
+            worker_stale_seconds=self.worker_stale_seconds,
+        )

@@ -1,0 +1,1 @@
+"""Thin Lambda handlers: parse the trigger, call the core, map errors to responses."""

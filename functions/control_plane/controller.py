@@ -113,13 +113,24 @@ class RoomController:
     def _perform(self, room: Room, decision: Decision) -> Room | None:
         result: Room | None = room
         for effect in decision.effects:
-            if isinstance(effect, LaunchTask):
-                result = self._launch(room, effect)
-            elif isinstance(effect, EnsureDispatch):
-                result = self._dispatch(room, effect)
-            else:
-                result = self._remove(room, effect)
+            try:
+                if isinstance(effect, LaunchTask):
+                    result = self._launch(room, effect)
+                elif isinstance(effect, EnsureDispatch):
+                    result = self._dispatch(room, effect)
+                else:
+                    result = self._remove(room, effect)
+            except Exception:
+                self._release(room.name, effect)
+                raise
         return result
+
+    def _release(self, name: str, effect: LaunchTask | EnsureDispatch | RemoveAgent) -> None:
+        """Best effort: if even this fails, the claim simply expires after the lease."""
+        try:
+            self._record(name, lambda r: reconcile.release_claim(r, effect))
+        except Exception:
+            log.exception("could not release a failed claim", extra={"room": name})
 
     def _launch(self, room: Room, effect: LaunchTask) -> Room | None:
         runner = self._ports.runner

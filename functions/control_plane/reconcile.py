@@ -256,6 +256,24 @@ def record_dispatch(room: Room, token: str, dispatch_id: str, now: float) -> Roo
     )
 
 
+def release_claim(room: Room, effect: LaunchTask | EnsureDispatch | RemoveAgent) -> Room | None:
+    """Expire the claim of an effect that failed, so the very next trigger retries it.
+
+    The claim stays in place (backdated to the epoch) rather than being removed: removing a
+    stop claim would turn an expired grace period back into a fresh one.
+    """
+    agent = room.agent
+    if agent is None:
+        return None
+    if isinstance(effect, RemoveAgent):
+        return room.model_copy(update={"stop_requested_at": 0.0}) if room.stop_requested_at else None
+    if agent.launch_token != effect.launch_token:
+        return None
+    if isinstance(effect, LaunchTask):
+        return room.model_copy(update={"agent": agent.model_copy(update={"launch_claimed_at": 0.0})})
+    return room.model_copy(update={"agent": agent.model_copy(update={"dispatch_claimed_at": None})})
+
+
 def record_removed(room: Room, now: float, policy: Policy) -> Room:
     if room.humans and not room.finished:
         reopened = closed(room, now, policy)

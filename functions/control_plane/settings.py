@@ -15,6 +15,7 @@ from control_plane.reconcile import Policy
 
 MAX_WEBHOOK_BYTES = 64 * 1024
 TASK_STARTED_BY = "livekit-agent-lifecycle"
+METRICS_NAMESPACE = "LiveKitAgentLifecycle"
 
 
 class Settings(BaseSettings):

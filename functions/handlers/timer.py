@@ -15,12 +15,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from control_plane import composition
+from control_plane.settings import METRICS_NAMESPACE
 from control_plane.worker_protocol import TIMER_MESSAGE
 
 logger = Logger(service="livekit-timer")
 copy_config_to_registered_loggers(source_logger=logger, include={"control_plane"})
 tracer = Tracer(service="livekit-timer")
-metrics = Metrics(service="livekit-timer")
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="livekit-timer")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

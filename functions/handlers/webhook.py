@@ -20,12 +20,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from control_plane import composition
 from control_plane.events import MalformedWebhook, WebhookRejected, verify_webhook
 from control_plane.ports import LiveKitUnavailable
-from control_plane.settings import MAX_WEBHOOK_BYTES
+from control_plane.settings import MAX_WEBHOOK_BYTES, METRICS_NAMESPACE
 
 logger = Logger(service="livekit-webhook")
 copy_config_to_registered_loggers(source_logger=logger, include={"control_plane"})
 tracer = Tracer(service="livekit-webhook")
-metrics = Metrics(service="livekit-webhook")
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="livekit-webhook")
 app = APIGatewayHttpResolver()
 
 

@@ -1,0 +1,49 @@
+# Two entry points: `make demo` (a room session through the real handlers, all local) and
+# `make test` (lint, types, template lint, tests). Each makes its own virtual environment.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+AGENT_VENV := .venv-agent
+# The container runs Python 3.12; use it for the agent tests when this machine has it.
+AGENT_PYTHON ?= $(shell python3.12 --version >/dev/null 2>&1 && echo python3.12 || echo $(PYTHON))
+
+.PHONY: demo test check unit test-agent bench lint format clean
+
+$(BIN)/.installed: pyproject.toml functions/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/pip install --quiet -r functions/requirements.txt --group dev
+	touch $@
+
+$(AGENT_VENV)/.installed: agent_container/requirements.txt agent_container/requirements-test.txt
+	$(AGENT_PYTHON) -m venv $(AGENT_VENV)
+	$(AGENT_VENV)/bin/pip install --quiet --upgrade "pip>=25.1"
+	$(AGENT_VENV)/bin/pip install --quiet -r agent_container/requirements.txt -r agent_container/requirements-test.txt
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/python local/demo.py
+
+test: check unit test-agent
+
+check: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+
+unit: $(BIN)/.installed
+	$(BIN)/pytest
+
+test-agent: $(AGENT_VENV)/.installed
+	$(AGENT_VENV)/bin/pytest agent_container/tests
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run.py
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(AGENT_VENV) .pytest_cache .mypy_cache .ruff_cache

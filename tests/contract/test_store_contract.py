@@ -1,0 +1,151 @@
+"""One suite, two implementations: the in-memory twin and DynamoDB (moto) must agree."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from control_plane.adapters.dynamodb_store import DynamoDBStore
+from control_plane.adapters.memory.store import InMemoryStore
+from control_plane.ports import VersionConflict
+from control_plane.room import Agent, ChangeKind, ParticipantChange, Room, RoomState
+from control_plane.worker_protocol import WorkerRecord, WorkerStatus
+from tests.aws import CallCounter, create_table
+
+T0 = 1_800_000_000.0
+
+
+def change(kind: ChangeKind, sid: str, at: float = T0, room_sid: str = "RM_1") -> ParticipantChange:
+    return ParticipantChange(kind=kind, room="room-1", room_sid=room_sid, sid=sid, identity="alice", at=at)
+
+
+@pytest.fixture(params=["twin", "dynamodb"])
+def store(request: pytest.FixtureRequest) -> Iterator[InMemoryStore | DynamoDBStore]:
+    if request.param == "twin":
+        yield InMemoryStore()
+        return
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, "rooms")
+        yield DynamoDBStore(client, "rooms")
+
+
+def test_create_get_and_versioned_save(store: InMemoryStore | DynamoDBStore) -> None:
+    created = store.create(Room(name="room-1", sid="RM_1", created_at=T0))
+    assert created.version == 1
+    assert store.get("room-1") == created
+
+    with pytest.raises(VersionConflict):
+        store.create(Room(name="room-1", sid="RM_1"))
+
+    agent = Agent(launch_token="tok-1", launch_claimed_at=T0, room_sid="RM_1")
+    saved = store.save(created.model_copy(update={"agent": agent}), expected_version=1)
+    assert saved.version == 2
+    assert store.get("room-1") == saved
+
+    with pytest.raises(VersionConflict):
+        store.save(created.model_copy(update={"launches": 5}), expected_version=1)
+    assert store.get("room-1") == saved, "a losing write changes nothing"
+
+
+def test_save_of_a_missing_room_is_a_conflict(store: InMemoryStore | DynamoDBStore) -> None:
+    with pytest.raises(VersionConflict):
+        store.save(Room(name="ghost"), expected_version=3)
+
+
+def test_observe_join_creates_the_room_and_counts_humans(store: InMemoryStore | DynamoDBStore) -> None:
+    first = store.observe_participant(change(ChangeKind.JOINED, "PA_1"))
+    second = store.observe_participant(change(ChangeKind.JOINED, "PA_2", at=T0 + 1))
+
+    assert set(first.humans) == {"PA_1"}
+    assert set(second.humans) == {"PA_1", "PA_2"}
+    assert second.humans["PA_2"].joined_at == T0 + 1
+    assert second.version > first.version
+    assert store.get("room-1") == second
+
+
+def test_duplicate_join_changes_nothing(store: InMemoryStore | DynamoDBStore) -> None:
+    store.observe_participant(change(ChangeKind.JOINED, "PA_1"))
+    before = store.get("room-1")
+    again = store.observe_participant(change(ChangeKind.JOINED, "PA_1", at=T0 + 5))
+
+    assert again == before
+    assert store.get("room-1") == before
+
+
+def test_leave_before_join_keeps_the_participant_out(store: InMemoryStore | DynamoDBStore) -> None:
+    store.observe_participant(change(ChangeKind.JOINED, "PA_0"))
+    store.observe_participant(change(ChangeKind.LEFT, "PA_1", at=T0 + 2))
+    late = store.observe_participant(change(ChangeKind.JOINED, "PA_1", at=T0 + 1))
+
+    assert set(late.humans) == {"PA_0"}
+    assert "PA_1" in late.departed
+
+
+def test_a_new_room_sid_starts_a_new_session(store: InMemoryStore | DynamoDBStore) -> None:
+    store.observe_participant(change(ChangeKind.JOINED, "PA_1"))
+    store.observe_participant(change(ChangeKind.LEFT, "PA_1", at=T0 + 1))
+    fresh = store.observe_participant(change(ChangeKind.JOINED, "PA_1", at=T0 + 9, room_sid="RM_2"))
+
+    assert fresh.sid == "RM_2"
+    assert set(fresh.humans) == {"PA_1"}
+    assert fresh.departed == {}
+
+
+def test_event_ids_are_claimed_once_until_they_expire(store: InMemoryStore | DynamoDBStore) -> None:
+    now = int(T0)
+    assert store.claim_event("EV_1", now, now + 100) is True
+    assert store.claim_event("EV_1", now + 1, now + 101) is False
+    assert store.claim_event("EV_1", now + 101, now + 201) is True, "TTL lags: an expired id counts as new"
+    store.release_event("EV_1")
+    assert store.claim_event("EV_1", now + 102, now + 202) is True
+
+
+def test_sparse_index_lists_only_rooms_needing_attention(store: InMemoryStore | DynamoDBStore) -> None:
+    agent = Agent(launch_token="t", launch_claimed_at=T0, room_sid="RM_1")
+    store.observe_participant(change(ChangeKind.JOINED, "PA_1"))
+    active = store.get("room-1")
+    store.save(active.model_copy(update={"agent": agent}), active.version)
+    store.create(Room(name="closed-room", sid="RM_9", closed_at=T0))
+    store.create(Room(name="idle-room", sid="RM_8"))
+
+    names = {room.name for room in store.rooms_needing_attention()}
+    assert names == {"room-1"}
+    assert store.get("closed-room").state is RoomState.CLOSED
+
+
+def test_worker_records_keep_the_drain_request(store: InMemoryStore | DynamoDBStore) -> None:
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/agents/abc"
+    record = WorkerRecord(task_arn=arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=T0, jobs={"room-1": "AJ_1"})
+    store.put_worker(record)
+    store.mark_draining(arn)
+    store.put_worker(record.model_copy(update={"heartbeat_at": T0 + 10}))
+
+    stored = store.get_worker(arn)
+    assert stored.draining is True, "a heartbeat must not undo a drain request"
+    assert stored.heartbeat_at == T0 + 10
+    assert stored.jobs == {"room-1": "AJ_1"}
+    assert [w.task_arn for w in store.live_workers()] == [arn]
+
+    store.put_worker(record.model_copy(update={"status": WorkerStatus.STOPPED}))
+    assert list(store.live_workers()) == []
+    assert store.get_worker("arn:missing") is None
+    store.mark_draining("arn:missing")  # a worker that is gone needs no drain
+    assert store.get_worker("arn:missing") is None
+
+
+def test_dynamodb_join_to_a_live_room_is_one_write_and_no_read() -> None:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, "rooms")
+        store = DynamoDBStore(client, "rooms")
+        store.observe_participant(change(ChangeKind.JOINED, "PA_1"))
+        counter = CallCounter(client)
+
+        store.observe_participant(change(ChangeKind.JOINED, "PA_2"))
+        store.observe_participant(change(ChangeKind.LEFT, "PA_2", at=T0 + 3))
+
+        assert counter.calls == {"UpdateItem": 2}

@@ -1,0 +1,150 @@
+"""The webhook Lambda in-process: API Gateway v2 events in, DynamoDB / ECS / LiveKit effects out."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from handlers import webhook
+from tests.localstack import TABLE, LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
+
+
+def post(aws: LocalAws, body: bytes, headers: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    if headers is None:
+        headers = signed_headers(body, aws.livekit.api_key, aws.livekit.api_secret)
+    return webhook.handler(http_api_event(body, headers, **kwargs), LambdaContext())
+
+
+def table_items(aws: LocalAws) -> list[dict[str, Any]]:
+    return aws.client("dynamodb").scan(TableName=TABLE)["Items"]
+
+
+def our_tasks(aws: LocalAws) -> list[str]:
+    return aws.client("ecs").list_tasks(cluster="livekit-agents", startedBy="livekit-agent-lifecycle")["taskArns"]
+
+
+def test_signed_join_records_the_room_and_launches_one_task(aws: LocalAws) -> None:
+    response = post(aws, webhook_body("participant_joined", sid="PA_1"))
+
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"outcome": "applied"}
+    [task] = our_tasks(aws)
+    room = aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#room-1"}})["Item"]
+    assert room["state"]["S"] == "starting"
+    assert room["agent"]["M"]["task_arn"]["S"] == task
+    assert set(room["humans"]["M"]) == {"PA_1"}
+
+
+def test_plain_text_body_is_verified_too(aws: LocalAws) -> None:
+    response = post(aws, webhook_body("participant_joined", sid="PA_1"), base64_encoded=False)
+    assert response["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    "forge",
+    ["missing", "wrong_secret", "expired", "other_body", "garbage"],
+)
+def test_unverifiable_webhooks_get_401_and_write_nothing(aws: LocalAws, forge: str) -> None:
+    body = webhook_body("participant_joined", sid="PA_1")
+    key, secret = aws.livekit.api_key, aws.livekit.api_secret
+    headers = {
+        "missing": {"content-type": "application/webhook+json"},
+        "wrong_secret": signed_headers(body, key, "not-the-secret"),
+        "expired": signed_headers(body, key, secret, ttl=timedelta(hours=-1)),
+        "other_body": signed_headers(webhook_body("participant_joined", sid="PA_2"), key, secret),
+        "garbage": {"authorization": "not-a-jwt"},
+    }[forge]
+
+    response = post(aws, body, headers)
+
+    assert response["statusCode"] == 401
+    assert table_items(aws) == []
+    assert our_tasks(aws) == []
+
+
+def test_signed_but_malformed_json_gets_400_and_writes_nothing(aws: LocalAws) -> None:
+    response = post(aws, b'{"event": "participant_joined", "room": ')
+
+    assert response["statusCode"] == 400
+    assert table_items(aws) == []
+
+
+def test_oversized_body_gets_413_and_writes_nothing(aws: LocalAws) -> None:
+    body = json.dumps({"event": "room_started", "id": "EV_big", "padding": "x" * 70_000}).encode()
+    response = post(aws, body)
+
+    assert response["statusCode"] == 413
+    assert table_items(aws) == []
+
+
+def test_unknown_event_type_is_accepted_and_ignored(aws: LocalAws, caplog: pytest.LogCaptureFixture) -> None:
+    response = post(aws, webhook_body("track_published", sid="PA_1"))
+
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"outcome": "ignored"}
+    assert table_items(aws) == []
+    assert any(r.getMessage() == "webhook ignored" and r.event == "track_published" for r in caplog.records)
+
+
+def test_duplicate_delivery_has_no_second_effect(aws: LocalAws) -> None:
+    body = webhook_body("participant_joined", sid="PA_1", event_id="EV_same")
+    first = post(aws, body)
+    room_before = aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#room-1"}})["Item"]
+
+    second = post(aws, body)
+
+    assert first["statusCode"] == second["statusCode"] == 200
+    assert json.loads(second["body"]) == {"outcome": "duplicate"}
+    assert len(our_tasks(aws)) == 1
+    room_after = aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#room-1"}})["Item"]
+    assert room_after == room_before
+
+
+def emitted_metrics(out: str) -> dict[str, Any]:
+    """Metric values from the CloudWatch EMF lines Powertools printed."""
+    values: dict[str, Any] = {}
+    for line in out.splitlines():
+        if '"_aws"' in line:
+            document = json.loads(line)
+            for definition in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                values[definition["Name"]] = document[definition["Name"]]
+    return values
+
+
+def test_short_departure_timeout_is_warned_and_counted(
+    aws: LocalAws, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    response = post(aws, webhook_body("room_started", departure_timeout=20))
+
+    assert response["statusCode"] == 200
+    assert any("departure_timeout shorter than grace period" in r.getMessage() for r in caplog.records)
+    assert emitted_metrics(capsys.readouterr().out)["ShortDepartureTimeoutRooms"] == [1.0]
+
+
+def test_room_started_with_enough_departure_timeout_is_quiet(aws: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:
+    post(aws, webhook_body("room_started", departure_timeout=70))
+    assert "ShortDepartureTimeoutRooms" not in capsys.readouterr().out
+
+
+def test_a_failed_attempt_is_processed_when_livekit_retries(aws: LocalAws) -> None:
+    """The dedupe record is released when processing fails, so LiveKit's retry is not dropped."""
+    body = webhook_body("room_finished", event_id="EV_retry")
+    post(aws, webhook_body("participant_joined", sid="PA_1"))
+    aws.livekit.set_down(True)
+    room = aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#room-1"}})["Item"]
+    assert room["state"]["S"] == "starting"
+
+    failed = post(aws, body)
+    aws.livekit.set_down(False)
+    retried = post(aws, body)
+
+    assert failed["statusCode"] == 503
+    assert retried["statusCode"] == 200
+    assert json.loads(retried["body"]) == {"outcome": "applied"}
+    stopped = aws.client("ecs").describe_tasks(cluster="livekit-agents", tasks=our_tasks(aws) or ["none"])
+    assert all(t["desiredStatus"] == "STOPPED" for t in stopped["tasks"])
+    room = aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#room-1"}})["Item"]
+    assert room["state"]["S"] == "closed"

@@ -32,6 +32,13 @@ class EventType(StrEnum):
     PARTICIPANT_CONNECTION_ABORTED = "participant_connection_aborted"
 
 
+_CHANGE_KINDS = {
+    EventType.PARTICIPANT_JOINED.value: ChangeKind.JOINED,
+    EventType.PARTICIPANT_LEFT.value: ChangeKind.LEFT,
+    EventType.PARTICIPANT_CONNECTION_ABORTED.value: ChangeKind.LEFT,
+}
+
+
 class EventRoom(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -71,11 +78,7 @@ class LiveKitEvent(BaseModel):
 
     def participant_change(self) -> ParticipantChange | None:
         """The human join/leave this event reports, or None (not a human, or not a join/leave)."""
-        kind = {
-            EventType.PARTICIPANT_JOINED: ChangeKind.JOINED,
-            EventType.PARTICIPANT_LEFT: ChangeKind.LEFT,
-            EventType.PARTICIPANT_CONNECTION_ABORTED: ChangeKind.LEFT,
-        }.get(self.type)  # type: ignore[call-overload]
+        kind = _CHANGE_KINDS.get(self.event)
         if kind is None or self.room is None or self.participant is None or not self.participant.is_human:
             return None
         return ParticipantChange(

@@ -1,6 +1,6 @@
 """Ports: what the core needs from the outside world, as small typed protocols.
 
-Every port has an in-memory twin (``adapters/memory.py``) and a real adapter named after
+Every port has an in-memory twin (``adapters/memory/``) and a real adapter named after
 what it wraps; the contract tests run one suite against both.
 """
 

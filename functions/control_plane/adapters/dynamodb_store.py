@@ -139,7 +139,7 @@ class DynamoDBStore:
             except ClientError as error:
                 if not _is_condition_failure(error):
                     raise
-                old_item = error.response.get("Item")
+                old_item: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
                 current = room_from_item(old_item) if old_item else None
                 updated = observe_participant(current, change)
                 if current is not None and updated == current:

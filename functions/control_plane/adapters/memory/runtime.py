@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from control_plane.ports import LaunchedTask, LaunchFailed
@@ -101,7 +101,9 @@ class InMemoryTimers:
 
 @dataclass
 class InMemoryMetrics:
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    values: dict[str, list[float]] = field(default_factory=dict)
 
     def count(self, name: str, value: float = 1, unit: str = "Count") -> None:
         self.counts[name] += value
+        self.values.setdefault(name, []).append(value)

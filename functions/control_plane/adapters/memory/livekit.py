@@ -1,0 +1,199 @@
+"""In-memory LiveKit: the twin of ``LiveKitApiGateway`` and the state the fake Twirp server serves.
+
+It models the LiveKit behaviour the control plane depends on, so the core meets the same traps
+in unit tests as in production: a dispatch gets a job only if a worker for its agent name is
+registered when it is created (otherwise it keeps zero jobs forever), creating a dispatch is not
+idempotent, dispatches and participants vanish with their room, and a dispatch or a joining
+participant opens a missing room (LiveKit's ``auto_create``). A lock guards the state because
+the fake server reads it from its own thread while a test changes it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+from control_plane.ports import (
+    Clock,
+    Dispatch,
+    DispatchJob,
+    LiveKitUnavailable,
+    LiveParticipant,
+    LiveRoom,
+)
+
+DEFAULT_DEPARTURE_TIMEOUT = 20
+DEFAULT_EMPTY_TIMEOUT = 300
+STANDARD_KIND = 0
+
+
+class _WallClock:
+    def now(self) -> float:
+        return time.time()
+
+
+@dataclass
+class _RoomState:
+    room: LiveRoom
+    participants: dict[str, LiveParticipant] = field(default_factory=dict)
+    dispatches: dict[str, Dispatch] = field(default_factory=dict)
+
+    def snapshot(self) -> LiveRoom:
+        return replace(self.room, num_participants=len(self.participants))
+
+
+class InMemoryLiveKit:
+    """A LiveKit server in a dict: implements ``LiveKitGateway`` plus helpers tests drive it with."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or _WallClock()
+        self._lock = threading.Lock()
+        self._rooms: dict[str, _RoomState] = {}
+        self._workers: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        self._down = False
+        self.calls: Counter[str] = Counter()
+
+    # --- LiveKitGateway -------------------------------------------------------------------
+
+    def list_dispatches(self, room: str) -> list[Dispatch]:
+        """Dispatches of ``room``; a room that does not exist has none."""
+        with self._serving("list_dispatches"):
+            state = self._rooms.get(room)
+            return list(state.dispatches.values()) if state else []
+
+    def create_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch:
+        """Always adds a dispatch; it gets a running job only if a worker is registered right now."""
+        with self._serving("create_dispatch"):
+            state = self._open(room, 0, 0)
+            jobs = (DispatchJob(self._new_id("AJ"), "JS_RUNNING"),) if self._workers[agent_name] else ()
+            dispatch = Dispatch(
+                dispatch_id=self._new_id("AD"),
+                room=room,
+                agent_name=agent_name,
+                metadata=metadata,
+                created_at=self._clock.now(),
+                jobs=jobs,
+            )
+            state.dispatches[dispatch.dispatch_id] = dispatch
+            return dispatch
+
+    def delete_dispatch(self, room: str, dispatch_id: str) -> None:
+        """Removes the dispatch and its jobs; a dispatch or room already gone is fine."""
+        with self._serving("delete_dispatch"):
+            state = self._rooms.get(room)
+            if state:
+                state.dispatches.pop(dispatch_id, None)
+
+    def list_participants(self, room: str) -> list[LiveParticipant]:
+        with self._serving("list_participants"):
+            state = self._rooms.get(room)
+            return list(state.participants.values()) if state else []
+
+    def list_rooms(self) -> list[LiveRoom]:
+        with self._serving("list_rooms"):
+            return [state.snapshot() for state in self._rooms.values()]
+
+    def create_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom:
+        """Opens the room, or updates the timeouts of an open one, as LiveKit's CreateRoom does."""
+        with self._serving("create_room"):
+            return self._open(name, departure_timeout, empty_timeout).snapshot()
+
+    # --- test helpers (not counted, work while down) --------------------------------------
+
+    @property
+    def is_down(self) -> bool:
+        return self._down
+
+    def set_down(self, down: bool) -> None:
+        """While down, every gateway call raises LiveKitUnavailable and changes nothing."""
+        self._down = down
+
+    def register_worker(self, agent_name: str) -> None:
+        """A worker for ``agent_name`` connects; dispatches created from now on get a job."""
+        with self._lock:
+            self._workers[agent_name] += 1
+
+    def unregister_worker(self, agent_name: str) -> None:
+        """A worker disconnects; jobs it already runs are left as they are."""
+        with self._lock:
+            if self._workers[agent_name] == 0:
+                raise ValueError(f"no worker registered for {agent_name!r}")
+            self._workers[agent_name] -= 1
+
+    def open_room(
+        self,
+        name: str,
+        departure_timeout: int = 0,
+        empty_timeout: int = 0,
+    ) -> LiveRoom:
+        """Open a room, or update an open one; a timeout of 0 keeps the default or current value."""
+        with self._lock:
+            return self._open(name, departure_timeout, empty_timeout).snapshot()
+
+    def close_room(self, name: str) -> bool:
+        """LiveKit closes the room: its participants and dispatches go with it. False if not open."""
+        with self._lock:
+            return self._rooms.pop(name, None) is not None
+
+    def add_participant(
+        self, room: str, sid: str, identity: str, kind: int = STANDARD_KIND
+    ) -> LiveParticipant:
+        """A participant joins, opening the room if needed; ``kind`` is ``ParticipantInfo.Kind``."""
+        with self._lock:
+            state = self._open(room, 0, 0)
+            participant = LiveParticipant(sid=sid, identity=identity, kind=kind, joined_at=self._clock.now())
+            state.participants[sid] = participant
+            return participant
+
+    def remove_participant(self, room: str, sid: str) -> bool:
+        """A participant leaves (the room stays open, as LiveKit keeps it for departure_timeout)."""
+        with self._lock:
+            state = self._rooms.get(room)
+            return state is not None and state.participants.pop(sid, None) is not None
+
+    def get_room(self, name: str) -> LiveRoom | None:
+        with self._lock:
+            state = self._rooms.get(name)
+            return state.snapshot() if state else None
+
+    def get_dispatch(self, room: str, dispatch_id: str) -> Dispatch | None:
+        with self._lock:
+            state = self._rooms.get(room)
+            return state.dispatches.get(dispatch_id) if state else None
+
+    # --- internals -----------------------------------------------------------------------
+
+    @contextmanager
+    def _serving(self, method: str) -> Iterator[None]:
+        with self._lock:
+            self.calls[method] += 1
+            if self._down:
+                raise LiveKitUnavailable(f"LiveKit {method} failed: unavailable (twin is down)")
+            yield
+
+    def _open(self, name: str, departure_timeout: int, empty_timeout: int) -> _RoomState:
+        state = self._rooms.get(name)
+        if state is None:
+            room = LiveRoom(
+                sid=self._new_id("RM"),
+                name=name,
+                num_participants=0,
+                departure_timeout=DEFAULT_DEPARTURE_TIMEOUT,
+                created_at=self._clock.now(),
+                empty_timeout=DEFAULT_EMPTY_TIMEOUT,
+            )
+            state = self._rooms[name] = _RoomState(room)
+        if departure_timeout > 0:
+            state.room = replace(state.room, departure_timeout=departure_timeout)
+        if empty_timeout > 0:
+            state.room = replace(state.room, empty_timeout=empty_timeout)
+        return state
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._ids):06d}"

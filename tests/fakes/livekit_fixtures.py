@@ -1,0 +1,16 @@
+"""Pytest fixture for the fake LiveKit server; load it with ``pytest_plugins``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.livekit_server import FakeLiveKitServer
+
+
+@pytest.fixture
+def fake_livekit() -> Iterator[FakeLiveKitServer]:
+    """A running fake LiveKit on 127.0.0.1 with empty state; ``.state`` is its InMemoryLiveKit."""
+    with FakeLiveKitServer() as server:
+        yield server

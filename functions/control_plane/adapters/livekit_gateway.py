@@ -10,6 +10,7 @@ The port methods run the ``a``-prefixed coroutines on that loop; a sweeper can `
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -60,12 +61,18 @@ class LiveKitApiGateway:
         self._timeout_seconds = timeout_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api: LiveKitAPI | None = None
+        self._loop_lock = threading.Lock()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on this gateway's loop, where its HTTP session lives."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(coroutine)
+        """Run ``coroutine`` on this gateway's loop, where its HTTP session lives.
+
+        A loop runs one caller at a time; the lock makes a shared gateway safe for threads
+        (Lambda runs one invocation per container, so it never waits there).
+        """
+        with self._loop_lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            return self._loop.run_until_complete(coroutine)
 
     def close(self) -> None:
         """Close the HTTP session and the loop; a later call opens new ones."""

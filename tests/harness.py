@@ -10,7 +10,12 @@ import itertools
 from dataclasses import dataclass, field
 
 from control_plane.adapters.memory.livekit import InMemoryLiveKit
-from control_plane.adapters.memory.runtime import InMemoryMetrics, InMemoryRunner, InMemoryTimers, VirtualClock
+from control_plane.adapters.memory.runtime import (
+    InMemoryMetrics,
+    InMemoryRunner,
+    InMemoryTimers,
+    VirtualClock,
+)
 from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.controller import RoomController
 from control_plane.events import EventParticipant, EventRoom, LiveKitEvent
@@ -76,7 +81,14 @@ class TwinStack:
             clock=self.clock,
             metrics=self.metrics,
         )
-        self.controller = RoomController(self.ports, self.policy, departure_timeout=70, event_ttl_seconds=86400)
+        self.controller = RoomController(
+            self.ports, self.policy, departure_timeout=70, event_ttl_seconds=86400
+        )
+
+    def event_for(self, kind: str, sid: str, **kwargs: object) -> LiveKitEvent:
+        """A webhook for a human ``sid``, timestamped now, without delivering it."""
+        kwargs.setdefault("at", self.clock.now())
+        return event(kind, sid=sid, identity=f"human-{sid}", **kwargs)  # type: ignore[arg-type]
 
     def deliver(self, kind: str, **kwargs: object) -> str:
         kwargs.setdefault("at", self.clock.now())

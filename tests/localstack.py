@@ -72,7 +72,8 @@ def provision(livekit: FakeLiveKitServer, grace_seconds: int = 60) -> LocalAws:
         containerDefinitions=[{"name": "agent", "image": "agent:local", "memory": 2048, "essential": True}],
     )
     secret_arn = boto3.client("secretsmanager", region_name=region).create_secret(
-        Name="livekit", SecretString=json.dumps({"api_key": livekit.api_key, "api_secret": livekit.api_secret})
+        Name="livekit",
+        SecretString=json.dumps({"api_key": livekit.api_key, "api_secret": livekit.api_secret}),
     )["ARN"]
     env = {
         "TABLE_NAME": TABLE,
@@ -91,14 +92,20 @@ def provision(livekit: FakeLiveKitServer, grace_seconds: int = 60) -> LocalAws:
     return LocalAws(env=env, queue_url=queue_url, livekit=livekit)
 
 
-def signed_headers(body: bytes, api_key: str, api_secret: str, ttl: timedelta = timedelta(minutes=5)) -> dict[str, str]:
+def signed_headers(
+    body: bytes, api_key: str, api_secret: str, ttl: timedelta = timedelta(minutes=5)
+) -> dict[str, str]:
     digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
     token = AccessToken(api_key, api_secret).with_sha256(digest).with_ttl(ttl).to_jwt()
     return {"authorization": token, "content-type": "application/webhook+json"}
 
 
 def http_api_event(
-    body: bytes, headers: dict[str, str], path: str = "/livekit/webhook", method: str = "POST", base64_encoded: bool = True
+    body: bytes,
+    headers: dict[str, str],
+    path: str = "/livekit/webhook",
+    method: str = "POST",
+    base64_encoded: bool = True,
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload 2.0) event; LiveKit's content type arrives base64-encoded."""
     return {
@@ -112,7 +119,13 @@ def http_api_event(
             "apiId": "local",
             "domainName": "local.execute-api.us-east-1.amazonaws.com",
             "domainPrefix": "local",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "test",
+            },
             "requestId": str(uuid.uuid4()),
             "routeKey": f"{method} {path}",
             "stage": "$default",
@@ -143,7 +156,12 @@ def webhook_body(
         "room": {"sid": room_sid, "name": room, "departureTimeout": departure_timeout, "numParticipants": 1},
     }
     if sid is not None:
-        payload["participant"] = {"sid": sid, "identity": identity, "kind": participant_kind, "state": "ACTIVE"}
+        payload["participant"] = {
+            "sid": sid,
+            "identity": identity,
+            "kind": participant_kind,
+            "state": "ACTIVE",
+        }
     return json.dumps(payload).encode()
 
 

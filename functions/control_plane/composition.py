@@ -7,18 +7,21 @@ Secrets Manager through Powertools ``parameters`` (cached for five minutes, neve
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import boto3
 from aws_lambda_powertools import Metrics
 
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.adapters.ecs_runner import EcsRunner, TaskPlacement
-from control_plane.adapters.livekit_gateway import LiveKitApiGateway
 from control_plane.adapters.powertools_metrics import PowertoolsMetrics
 from control_plane.adapters.sqs_timers import SqsTimers
 from control_plane.controller import RoomController
 from control_plane.ports import Ports
 from control_plane.settings import TASK_STARTED_BY, Settings
+
+if TYPE_CHECKING:
+    from control_plane.adapters.livekit_gateway import LiveKitApiGateway
 
 SECRET_MAX_AGE_SECONDS = 300
 
@@ -53,6 +56,15 @@ def store() -> DynamoDBStore:
 
 
 @lru_cache(maxsize=1)
+def livekit_gateway() -> LiveKitApiGateway:
+    # livekit-api pulls in aiohttp (~150 ms): import it when the first invocation needs it,
+    # not while the module loads, so the cold import stays small.
+    from control_plane.adapters.livekit_gateway import LiveKitApiGateway
+
+    return LiveKitApiGateway(settings().livekit_url, livekit_credentials)
+
+
+@lru_cache(maxsize=1)
 def ports(metrics: Metrics) -> Ports:
     config = settings()
     table = store()
@@ -70,7 +82,7 @@ def ports(metrics: Metrics) -> Ports:
         rooms=table,
         workers=table,
         runner=EcsRunner(boto3.client("ecs"), placement),
-        livekit=LiveKitApiGateway(config.livekit_url, livekit_credentials),
+        livekit=livekit_gateway(),
         timers=SqsTimers(boto3.client("sqs"), config.timer_queue_url),
         clock=SystemClock(),
         metrics=PowertoolsMetrics(metrics),
@@ -89,6 +101,9 @@ def controller(metrics: Metrics) -> RoomController:
 
 def reset() -> None:
     """Forget cached settings and clients (tests change the environment between cases)."""
+    if livekit_gateway.cache_info().currsize:
+        livekit_gateway().close()
+    livekit_gateway.cache_clear()
     settings.cache_clear()
     store.cache_clear()
     ports.cache_clear()

@@ -61,7 +61,9 @@ def receive_webhook() -> Response[Any]:
     except MalformedWebhook as malformed:
         logger.warning("malformed webhook", extra={"reason": str(malformed)})
         return _error(400, str(malformed))
-    logger.append_keys(event_id=event.id, event_type=event.event, room=event.room.name if event.room else None)
+    logger.append_keys(
+        event_id=event.id, event_type=event.event, room=event.room.name if event.room else None
+    )
     try:
         outcome = composition.controller(metrics).handle_event(event)
     except LiveKitUnavailable:

@@ -37,7 +37,9 @@ def _invoke(job: tuple[Callable[[dict[str, Any], Any], dict[str, Any]], dict[str
     return handler(event, LambdaContext())
 
 
-def invoke_all_at_once(handler: Callable[[dict[str, Any], Any], dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def invoke_all_at_once(
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]], events: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     composition.reset()  # each "container" builds its own clients after the fork
     barrier = _fork.Barrier(len(events))
     with _fork.Pool(len(events), initializer=_start_together, initargs=(barrier,)) as pool:
@@ -71,17 +73,23 @@ def test_twenty_simultaneous_joins_start_one_task_and_one_dispatch(server_aws: L
     key, secret = aws.livekit.api_key, aws.livekit.api_secret
     bodies = [webhook_body("participant_joined", sid=f"PA_{i}", identity=f"human-{i}") for i in range(HUMANS)]
 
-    responses = invoke_all_at_once(webhook.handler, [http_api_event(b, signed_headers(b, key, secret)) for b in bodies])
+    responses = invoke_all_at_once(
+        webhook.handler, [http_api_event(b, signed_headers(b, key, secret)) for b in bodies]
+    )
 
     assert [r["statusCode"] for r in responses] == [200] * HUMANS
-    [task_arn] = aws.client("ecs").list_tasks(cluster="livekit-agents", startedBy="livekit-agent-lifecycle")["taskArns"]
+    [task_arn] = aws.client("ecs").list_tasks(cluster="livekit-agents", startedBy="livekit-agent-lifecycle")[
+        "taskArns"
+    ]
     store = DynamoDBStore(boto3.client("dynamodb", region_name="us-east-1"), TABLE)
     room = store.get("room-1")
     assert len(room.humans) == HUMANS
     assert room.agent.task_arn == task_arn
 
     aws.livekit.state.register_worker("voice-agent")
-    store.put_worker(WorkerRecord(task_arn=task_arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=time.time()))
+    store.put_worker(
+        WorkerRecord(task_arn=task_arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=time.time())
+    )
     ready = WorkerReady(task_arn=task_arn, room="room-1").model_dump_json()
 
     results = invoke_all_at_once(timer.handler, sqs_records(ready, 5))

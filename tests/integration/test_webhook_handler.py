@@ -23,7 +23,9 @@ def table_items(aws: LocalAws) -> list[dict[str, Any]]:
 
 
 def our_tasks(aws: LocalAws) -> list[str]:
-    return aws.client("ecs").list_tasks(cluster="livekit-agents", startedBy="livekit-agent-lifecycle")["taskArns"]
+    return aws.client("ecs").list_tasks(cluster="livekit-agents", startedBy="livekit-agent-lifecycle")[
+        "taskArns"
+    ]
 
 
 def test_signed_join_records_the_room_and_launches_one_task(aws: LocalAws) -> None:
@@ -124,7 +126,9 @@ def test_short_departure_timeout_is_warned_and_counted(
     assert emitted_metrics(capsys.readouterr().out)["ShortDepartureTimeoutRooms"] == [1.0]
 
 
-def test_room_started_with_enough_departure_timeout_is_quiet(aws: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:
+def test_room_started_with_enough_departure_timeout_is_quiet(
+    aws: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
     post(aws, webhook_body("room_started", departure_timeout=70))
     assert "ShortDepartureTimeoutRooms" not in capsys.readouterr().out
 
@@ -148,3 +152,18 @@ def test_a_failed_attempt_is_processed_when_livekit_retries(aws: LocalAws) -> No
     assert all(t["desiredStatus"] == "STOPPED" for t in stopped["tasks"])
     room = aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#room-1"}})["Item"]
     assert room["state"]["S"] == "closed"
+
+
+def test_retried_leave_sends_one_grace_timer(aws: LocalAws) -> None:
+    post(aws, webhook_body("participant_joined", sid="PA_1"))
+    leave = webhook_body("participant_left", sid="PA_1", event_id="EV_leave")
+
+    post(aws, leave)
+    post(aws, leave)
+    post(aws, webhook_body("participant_left", sid="PA_1"))  # same leave, new id: observation is idempotent
+
+    attributes = aws.client("sqs").get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert int(attributes["ApproximateNumberOfMessagesDelayed"]) == 1
+    assert len(our_tasks(aws)) == 1

@@ -165,7 +165,9 @@ class DynamoDBStore:
         }
         condition = "#room_sid = :room_sid AND attribute_not_exists(departed.#p)"
         if change.kind is ChangeKind.JOINED:
-            values[":human"] = _serializer.serialize(_to_dynamo({"identity": change.identity, "joined_at": change.at}))
+            values[":human"] = _serializer.serialize(
+                _to_dynamo({"identity": change.identity, "joined_at": change.at})
+            )
             expression = "SET humans.#p = :human, updated_at = :now ADD version :one"
             condition += " AND attribute_not_exists(humans.#p)"
         else:

@@ -91,7 +91,9 @@ class RoomController:
             if decision is None:
                 return current
             for timer in decision.before_save:
-                self._ports.timers.send(GraceExpired(room=name, generation=timer.generation), timer.delay_seconds)
+                self._ports.timers.send(
+                    GraceExpired(room=name, generation=timer.generation), timer.delay_seconds
+                )
             try:
                 saved = rooms.save(decision.room, expected_version=current.version)
             except VersionConflict:
@@ -136,7 +138,11 @@ class RoomController:
         runner = self._ports.runner
         try:
             found = runner.find_launched(effect.launch_token) if effect.takeover else None
-            launched = LaunchedTask(found, effect.launch_token) if found else runner.launch(room.name, effect.launch_token)
+            launched = (
+                LaunchedTask(found, effect.launch_token)
+                if found
+                else runner.launch(room.name, effect.launch_token)
+            )
         except LaunchFailed as error:
             log.error("task launch failed", extra={"room": room.name, "error": str(error)})
             self._ports.metrics.count("TaskLaunchFailures")
@@ -149,19 +155,26 @@ class RoomController:
             return after
         self._ports.metrics.count("AgentTasksLaunched")
         log.info("task launched", extra={"room": room.name, "task_arn": launched.task_arn})
-        after = self._record(room.name, lambda r: reconcile.record_launch(r, effect.launch_token, launched.task_arn))
+        after = self._record(
+            room.name, lambda r: reconcile.record_launch(r, effect.launch_token, launched.task_arn)
+        )
         if after is None:
-            log.warning("launched task no longer wanted", extra={"room": room.name, "task_arn": launched.task_arn})
+            log.warning(
+                "launched task no longer wanted", extra={"room": room.name, "task_arn": launched.task_arn}
+            )
             self._ports.runner.stop(launched.task_arn, "launch superseded")
         return after
 
     def _dispatch(self, room: Room, effect: EnsureDispatch) -> Room | None:
         kept = self._ensure_one_dispatch(room.name, effect.launch_token)
         after = self._record(
-            room.name, lambda r: reconcile.record_dispatch(r, effect.launch_token, kept.dispatch_id, self._now())
+            room.name,
+            lambda r: reconcile.record_dispatch(r, effect.launch_token, kept.dispatch_id, self._now()),
         )
         if after is None:
-            log.warning("dispatch no longer wanted", extra={"room": room.name, "dispatch_id": kept.dispatch_id})
+            log.warning(
+                "dispatch no longer wanted", extra={"room": room.name, "dispatch_id": kept.dispatch_id}
+            )
             self._ports.livekit.delete_dispatch(room.name, kept.dispatch_id)
         return after
 
@@ -181,12 +194,18 @@ class RoomController:
         for extra in extras:
             livekit.delete_dispatch(room_name, extra.dispatch_id)
             self._ports.metrics.count("DuplicateDispatchesDeleted")
-            log.warning("duplicate dispatch deleted", extra={"room": room_name, "dispatch_id": extra.dispatch_id})
+            log.warning(
+                "duplicate dispatch deleted", extra={"room": room_name, "dispatch_id": extra.dispatch_id}
+            )
         return keep
 
     def _remove(self, room: Room, effect: RemoveAgent) -> Room | None:
         livekit = self._ports.livekit
-        ours = {d.dispatch_id for d in livekit.list_dispatches(room.name) if d.agent_name == self._policy.agent_name}
+        ours = {
+            d.dispatch_id
+            for d in livekit.list_dispatches(room.name)
+            if d.agent_name == self._policy.agent_name
+        }
         if effect.dispatch_id:
             ours.add(effect.dispatch_id)
         for dispatch_id in sorted(ours):
@@ -232,7 +251,12 @@ class RoomController:
             room = self._ports.rooms.observe_participant(change)
             log.info(
                 f"participant {change.kind.value}",
-                extra={"room": name, "participant_sid": change.sid, "identity": change.identity, "humans": len(room.humans)},
+                extra={
+                    "room": name,
+                    "participant_sid": change.sid,
+                    "identity": change.identity,
+                    "humans": len(room.humans),
+                },
             )
             self.reconcile(name, room)
             return
@@ -240,7 +264,11 @@ class RoomController:
             if event.room.departure_timeout < self._policy.grace_seconds:
                 log.warning(
                     "room departure_timeout shorter than grace period: LiveKit will close the room first",
-                    extra={"room": name, "departure_timeout": event.room.departure_timeout, "grace": self._policy.grace_seconds},
+                    extra={
+                        "room": name,
+                        "departure_timeout": event.room.departure_timeout,
+                        "grace": self._policy.grace_seconds,
+                    },
                 )
                 self._ports.metrics.count("ShortDepartureTimeoutRooms")
             self._update(

@@ -132,7 +132,9 @@ def _from_proto(proto: object) -> LiveKitEvent:
         )
         if has_room and room is not None
         else None,
-        participant=EventParticipant(sid=participant.sid, identity=participant.identity, kind=int(participant.kind))
+        participant=EventParticipant(
+            sid=participant.sid, identity=participant.identity, kind=int(participant.kind)
+        )
         if has_participant and participant is not None
         else None,
     )

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from control_plane.room import Agent, Grace, Room
 
-
 LAUNCH_BACKOFF_BASE_SECONDS = 10
 LAUNCH_BACKOFF_MAX_SECONDS = 300
 
@@ -184,7 +183,9 @@ def _stop_or_close(room: Room, now: float, policy: Policy) -> Decision | None:
         effect = RemoveAgent(room.agent.task_arn, room.agent.dispatch_id)
         return Decision(room=stopping, effects=(effect,), before_save=(), reasons=(why,))
     if room.closed_at is None and (room.grace is not None or room.finished or room.launches):
-        return Decision(room=closed(room, now, policy), effects=(), before_save=(), reasons=("nothing to run",))
+        return Decision(
+            room=closed(room, now, policy), effects=(), before_save=(), reasons=("nothing to run",)
+        )
     return None
 
 
@@ -193,7 +194,9 @@ def _retry_stop(room: Room, now: float, policy: Policy) -> Decision | None:
     if now - room.stop_requested_at < policy.claim_lease_seconds:
         return None
     if room.agent is None:
-        return Decision(room=closed(room, now, policy), effects=(), before_save=(), reasons=("stop finished",))
+        return Decision(
+            room=closed(room, now, policy), effects=(), before_save=(), reasons=("stop finished",)
+        )
     retried = room.model_copy(update={"stop_requested_at": now, "updated_at": now})
     effect = RemoveAgent(room.agent.task_arn, room.agent.dispatch_id)
     return Decision(room=retried, effects=(effect,), before_save=(), reasons=("stop claim expired",))

@@ -21,9 +21,13 @@ METRICS_NAMESPACE = "LiveKitAgentLifecycle"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
-    grace_period_seconds: int = Field(60, ge=0, le=900, description="Agent stays this long after the last human")
+    grace_period_seconds: int = Field(
+        60, ge=0, le=900, description="Agent stays this long after the last human"
+    )
     agent_name: str = Field("voice-agent", min_length=1, description="livekit-agents worker agent_name")
-    table_name: str = Field("livekit-agent-lifecycle", description="DynamoDB table for rooms, workers, dedupe")
+    table_name: str = Field(
+        "livekit-agent-lifecycle", description="DynamoDB table for rooms, workers, dedupe"
+    )
     timer_queue_url: str = Field("", description="SQS queue for grace timers and worker-ready signals")
     ecs_cluster: str = Field("", description="ECS cluster that runs agent worker tasks")
     task_definition: str = Field("", description="Task definition family:revision or ARN of the agent worker")
@@ -34,11 +38,17 @@ class Settings(BaseSettings):
     assign_public_ip: bool = Field(False, description="Give tasks a public IP (public subnets without NAT)")
     livekit_url: str = Field("", description="LiveKit server URL, e.g. wss://example.livekit.cloud")
     livekit_secret_arn: str = Field("", description="Secrets Manager ARN holding {api_key, api_secret}")
-    claim_lease_seconds: float = Field(30.0, gt=0, description="Age after which an unfinished launch/dispatch is retried")
-    worker_stale_seconds: float = Field(45.0, gt=0, description="A worker heartbeat older than this is not ready")
+    claim_lease_seconds: float = Field(
+        30.0, gt=0, description="Age after which an unfinished launch/dispatch is retried"
+    )
+    worker_stale_seconds: float = Field(
+        45.0, gt=0, description="A worker heartbeat older than this is not ready"
+    )
     history_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long closed rooms stay readable")
     event_dedupe_ttl_seconds: int = Field(24 * 3600, gt=0, description="How long webhook ids are remembered")
-    room_departure_margin_seconds: int = Field(10, ge=0, description="Extra seconds on departure_timeout over grace")
+    room_departure_margin_seconds: int = Field(
+        10, ge=0, description="Extra seconds on departure_timeout over grace"
+    )
 
     @field_validator("capacity_provider")
     @classmethod

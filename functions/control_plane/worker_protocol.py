@@ -55,9 +55,7 @@ class WorkerRecord(BaseModel):
     def is_ready(self, now: float, stale_after: float) -> bool:
         """Ready to take a job: says so, is not draining, and its heartbeat is fresh."""
         return (
-            self.status is WorkerStatus.READY
-            and not self.draining
-            and now - self.heartbeat_at <= stale_after
+            self.status is WorkerStatus.READY and not self.draining and now - self.heartbeat_at <= stale_after
         )
 
 

@@ -119,7 +119,9 @@ def test_sparse_index_lists_only_rooms_needing_attention(store: InMemoryStore | 
 
 def test_worker_records_keep_the_drain_request(store: InMemoryStore | DynamoDBStore) -> None:
     arn = "arn:aws:ecs:us-east-1:123456789012:task/agents/abc"
-    record = WorkerRecord(task_arn=arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=T0, jobs={"room-1": "AJ_1"})
+    record = WorkerRecord(
+        task_arn=arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=T0, jobs={"room-1": "AJ_1"}
+    )
     store.put_worker(record)
     store.mark_draining(arn)
     store.put_worker(record.model_copy(update={"heartbeat_at": T0 + 10}))

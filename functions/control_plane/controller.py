@@ -223,22 +223,24 @@ class RoomController:
     # --- helpers --------------------------------------------------------------------------
 
     def _record(self, name: str, change: Callable[[Room], Room | None]) -> Room | None:
-        """Read-modify-write an effect's result into the room; None if the room moved on."""
+        """Write an effect's result into the room; None if the room moved on without it."""
+        return self._mutate(name, lambda current: change(current) if current is not None else None)
+
+    def _mutate(self, name: str, change: Callable[[Room | None], Room | None]) -> Room | None:
+        """Versioned read-modify-write, retried on conflict; creates the room if it is new."""
         rooms = self._ports.rooms
         for _ in range(MAX_ROUNDS):
             current = rooms.get(name)
-            if current is None:
-                return None
             updated = change(current)
-            if updated is None:
-                return None
-            if updated == current:
-                return current
+            if updated is None or updated == current:
+                return current if updated is not None else None
             try:
+                if current is None:
+                    return rooms.create(updated)
                 return rooms.save(updated.model_copy(update={"updated_at": self._now()}), current.version)
             except VersionConflict:
                 continue
-        raise VersionConflict(f"could not record an effect on room {name}")
+        raise VersionConflict(f"room {name} is too contended to update")
 
     def _now(self) -> float:
         return self._ports.clock.now()
@@ -271,30 +273,13 @@ class RoomController:
                     },
                 )
                 self._ports.metrics.count("ShortDepartureTimeoutRooms")
-            self._update(
+            self._mutate(
                 name,
                 lambda r: observe_room_started(r, name, event.room.sid, event.room.departure_timeout, now),  # type: ignore[union-attr]
             )
         elif event.type is EventType.ROOM_FINISHED:
-            self._update(name, lambda r: observe_room_finished(r, name, event.room.sid, now))  # type: ignore[union-attr]
+            self._mutate(name, lambda r: observe_room_finished(r, name, event.room.sid, now))  # type: ignore[union-attr]
         self.reconcile(name)
-
-    def _update(self, name: str, change: Callable[[Room | None], Room | None]) -> None:
-        rooms = self._ports.rooms
-        for _ in range(MAX_ROUNDS):
-            current = rooms.get(name)
-            updated = change(current)
-            if updated is None or updated == current:
-                return
-            try:
-                if current is None:
-                    rooms.create(updated)
-                else:
-                    rooms.save(updated, current.version)
-                return
-            except VersionConflict:
-                continue
-        raise VersionConflict(f"could not record an event on room {name}")
 
     def _log_transition(self, before: Room, after: Room, decision: Decision) -> None:
         log.info(

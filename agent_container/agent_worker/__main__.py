@@ -1,0 +1,3 @@
+from agent_worker.main import main
+
+main()

@@ -1,0 +1,111 @@
+"""The worker's side of the control-plane contract (:mod:`control_plane.worker_protocol`).
+
+The worker writes only the fields it owns (status, capacity, jobs, heartbeat, the room it
+was launched for) with one ``UpdateItem``; it never writes ``draining`` nor the ECS fields
+the task-events function keeps. The same call returns the whole item, so a heartbeat is
+also how the worker hears that the control plane wants it gone.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
+
+from control_plane.worker_protocol import (
+    WORKER_ATTENTION,
+    WORKER_PK_PREFIX,
+    WorkerReady,
+    WorkerRecord,
+    WorkerStatus,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
+
+WORKER_OWNED_FIELDS = frozenset({"task_arn", "status", "capacity", "jobs", "heartbeat_at", "launched_for"})
+DRAIN_FLAGGED = "the control plane set draining on the worker record"
+RECORDED_STOPPED = "the control plane recorded this task as stopped"
+
+_serializer = TypeSerializer()
+
+
+class DynamoWorkerRecord:
+    """Writes the ``TASK#<arn>`` item; a stopped item is never brought back to life."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        task_arn: str,
+        capacity: int,
+        launched_for: str | None,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._task_arn = task_arn
+        self._capacity = capacity
+        self._launched_for = launched_for
+
+    def write(self, status: WorkerStatus, jobs: dict[str, str], now: float) -> str | None:
+        """Write the record; returns why the control plane wants this worker to drain, if it does."""
+        record = WorkerRecord(
+            task_arn=self._task_arn,
+            status=status,
+            capacity=self._capacity,
+            jobs=jobs,
+            heartbeat_at=now,
+            launched_for=self._launched_for,
+        )
+        fields = record.model_dump(mode="json", include=set(WORKER_OWNED_FIELDS), exclude_none=True)
+        names = {f"#{name}": name for name in fields}
+        values = {f":{name}": _serializer.serialize(_to_dynamo(value)) for name, value in fields.items()}
+        assignments = [f"#{name} = :{name}" for name in fields]
+        if status is WorkerStatus.STOPPED:
+            expression = f"SET {', '.join(assignments)} REMOVE attention"
+        else:
+            values[":attention"] = {"S": WORKER_ATTENTION}
+            expression = f"SET {', '.join([*assignments, 'attention = :attention'])}"
+        values[":stopped"] = {"S": WorkerStatus.STOPPED.value}
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": WORKER_PK_PREFIX + self._task_arn}},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_not_exists(#status) OR #status <> :stopped",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return RECORDED_STOPPED
+            raise
+        if response.get("Attributes", {}).get("draining", {}).get("BOOL"):
+            return DRAIN_FLAGGED
+        return None
+
+
+class SqsReadySignal:
+    """Wakes the control plane for the room this task was launched for (and any waiting room)."""
+
+    def __init__(self, client: SQSClient, queue_url: str, *, task_arn: str, room: str | None) -> None:
+        self._client = client
+        self._queue_url = queue_url
+        self._message = WorkerReady(task_arn=task_arn, room=room).model_dump_json()
+
+    def send(self) -> None:
+        self._client.send_message(QueueUrl=self._queue_url, MessageBody=self._message)
+
+
+def _to_dynamo(value: Any) -> Any:
+    """DynamoDB numbers: floats go in as exact decimals, like the control plane writes them."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {key: _to_dynamo(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,113 @@
+"""What each job runs: an ``AgentSession`` (Deepgram STT and TTS, the configured LLM) plus
+the room-presence watch that ends the job when the humans are gone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from livekit.agents import NOT_GIVEN, Agent, AgentSession, JobContext, inference, llm, room_io
+from livekit.agents.voice.events import CloseEvent
+from livekit.plugins import deepgram, openai
+
+from agent_worker.clock import SystemClock
+from agent_worker.presence import Participant, RoomPresence
+from agent_worker.settings import AgentSettings, LLMProvider, load_settings
+
+
+class RemoteParticipantLike(Protocol):
+    @property
+    def sid(self) -> str: ...
+
+    @property
+    def identity(self) -> str: ...
+
+    @property
+    def kind(self) -> int: ...
+
+
+class RoomEventSource(Protocol):
+    """The part of ``rtc.Room`` the presence watch uses (a fake one drives the tests)."""
+
+    @property
+    def remote_participants(self) -> Mapping[str, RemoteParticipantLike]: ...
+
+    def on(self, event: Any, callback: Callable[..., Any]) -> Any: ...
+
+
+def build_llm(settings: AgentSettings) -> llm.LLM[Any]:
+    if settings.llm_provider is LLMProvider.LIVEKIT:
+        return inference.LLM(
+            settings.llm_model,
+            api_key=settings.livekit_api_key.get_secret_value(),
+            api_secret=settings.livekit_api_secret.get_secret_value(),
+        )
+    assert settings.llm_api_key is not None  # enforced by AgentSettings
+    return openai.LLM(
+        model=settings.llm_model,
+        api_key=settings.llm_api_key.get_secret_value(),
+        base_url=settings.llm_base_url or NOT_GIVEN,
+    )
+
+
+def build_session(settings: AgentSettings) -> AgentSession[None]:
+    """STT, LLM and TTS; VAD and turn detection are livekit-agents' built-in local models."""
+    deepgram_key = settings.deepgram_api_key.get_secret_value()
+    return AgentSession(
+        stt=deepgram.STT(
+            model=settings.deepgram_stt_model, language=settings.agent_language, api_key=deepgram_key
+        ),
+        tts=deepgram.TTS(model=settings.deepgram_tts_model, api_key=deepgram_key),
+        llm=build_llm(settings),
+    )
+
+
+ROOM_OPTIONS = room_io.RoomOptions(close_on_disconnect=False)
+"""Keep the session when the person it listens to leaves: a rejoin within the grace period
+finds the agent still talking, and :class:`RoomPresence` decides when the job ends."""
+
+
+def watch_room(room: RoomEventSource, presence: RoomPresence) -> None:
+    """Feed joins and leaves to ``presence``; subscribe before reading who is there, so no
+    join falls in between."""
+
+    def joined(participant: RemoteParticipantLike) -> None:
+        presence.participant_joined(Participant(participant.sid, participant.identity, participant.kind))
+
+    def left(participant: RemoteParticipantLike) -> None:
+        presence.participant_left(participant.sid)
+
+    room.on("participant_connected", joined)
+    room.on("participant_disconnected", left)
+    presence.start([Participant(p.sid, p.identity, p.kind) for p in room.remote_participants.values()])
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    settings = load_settings()
+    await ctx.connect()
+    presence = RoomPresence(
+        room=ctx.room.name,
+        job_id=ctx.job.id,
+        grace_seconds=settings.grace_period_seconds,
+        max_age_seconds=settings.max_agent_age_seconds,
+        clock=SystemClock(),
+        scheduler=asyncio.get_running_loop(),
+        shutdown=ctx.shutdown,
+    )
+    watch_room(ctx.room, presence)
+
+    async def job_ending(reason: str) -> None:
+        presence.job_ended(reason)
+
+    ctx.add_shutdown_callback(job_ending)
+    session = build_session(settings)
+
+    @session.on("close")
+    def session_closed(event: CloseEvent) -> None:
+        # a closed session leaves a silent agent in the room: end the job so the control plane sees it
+        presence.end(f"agent session closed ({event.reason.value})")
+
+    await session.start(
+        agent=Agent(instructions=settings.agent_instructions), room=ctx.room, room_options=ROOM_OPTIONS
+    )

@@ -1,0 +1,133 @@
+"""Stand-ins for time and for LiveKit, the edges the agent worker's tests replace."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class VirtualTimer:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class VirtualClock:
+    """A clock and a scheduler in one: time moves only when a test calls :meth:`advance`."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._queue: list[tuple[float, int, VirtualTimer, Callable[[], object]]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    def call_later(self, delay: float, callback: Callable[[], object], /) -> VirtualTimer:
+        timer = VirtualTimer()
+        heapq.heappush(self._queue, (self._now + delay, next(self._order), timer, callback))
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward, running each timer that falls due at its own moment."""
+        until = self._now + seconds
+        while self._queue and self._queue[0][0] <= until:
+            due, _, timer, callback = heapq.heappop(self._queue)
+            self._now = due
+            if not timer.cancelled:
+                callback()
+        self._now = until
+
+
+STANDARD, EGRESS, SIP, AGENT = 0, 2, 3, 4
+
+
+@dataclass
+class FakeParticipant:
+    sid: str
+    identity: str
+    kind: int = STANDARD
+
+
+@dataclass
+class FakeRoom:
+    """Emits ``participant_connected`` / ``participant_disconnected`` like ``rtc.Room``."""
+
+    remote_participants: dict[str, FakeParticipant] = field(default_factory=dict)
+    handlers: dict[str, list[Callable[..., Any]]] = field(default_factory=dict)
+
+    def on(self, event: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+        self.handlers.setdefault(event, []).append(callback)
+        return callback
+
+    def join(self, participant: FakeParticipant) -> None:
+        self.remote_participants[participant.identity] = participant
+        for handler in self.handlers.get("participant_connected", []):
+            handler(participant)
+
+    def leave(self, participant: FakeParticipant) -> None:
+        self.remote_participants.pop(participant.identity, None)
+        for handler in self.handlers.get("participant_disconnected", []):
+            handler(participant)
+
+
+class FakeLiveKitWorker:
+    """The LiveKit side of the worker: registration, jobs, drain and close, all by hand."""
+
+    def __init__(self) -> None:
+        self.running_jobs: dict[str, str] = {}
+        self.is_connected = False
+        self.drain_started = False
+        self.closed = False
+        self.crash: BaseException | None = None
+        self._registered: Callable[[], None] | None = None
+        self._jobs_done = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        await self._stop.wait()
+        if self.crash is not None:
+            raise self.crash
+
+    async def drain(self) -> None:
+        self.drain_started = True
+        if self.running_jobs:
+            await self._jobs_done.wait()
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self.running_jobs.clear()
+        self._stop.set()
+
+    def jobs(self) -> dict[str, str]:
+        return dict(self.running_jobs)
+
+    def connected(self) -> bool:
+        return self.is_connected
+
+    def on_registered(self, callback: Callable[[], None]) -> None:
+        self._registered = callback
+
+    # --- what LiveKit does, driven by the test ----------------------------------------------
+
+    def register(self) -> None:
+        self.is_connected = True
+        assert self._registered is not None
+        self._registered()
+
+    def disconnect(self) -> None:
+        self.is_connected = False
+
+    def finish_all_jobs(self) -> None:
+        self.running_jobs.clear()
+        self._jobs_done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.crash = error
+        self._stop.set()

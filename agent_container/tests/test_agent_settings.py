@@ -1,0 +1,91 @@
+"""Settings from the environment, as ECS sets them (secrets included)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pydantic import ValidationError
+
+from agent_worker.settings import AgentSettings, LLMProvider
+
+REQUIRED = {
+    "LIVEKIT_URL": "wss://example.livekit.cloud",
+    "LIVEKIT_API_KEY": "APIkey-not-secret-looking",
+    "LIVEKIT_API_SECRET": "lk-secret-value-123",
+    "DEEPGRAM_API_KEY": "dg-secret-value-456",
+    "LLM_API_KEY": "sk-secret-value-789",
+    "TIMER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/timers",
+}
+SECRETS = ("lk-secret-value-123", "dg-secret-value-456", "sk-secret-value-789")
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_defaults_match_the_control_plane_and_fargate(environment: pytest.MonkeyPatch) -> None:
+    settings = AgentSettings()
+
+    assert settings.agent_name == "voice-agent"
+    assert settings.grace_period_seconds == 60
+    assert settings.slots_per_task == 1
+    assert settings.drain_timeout_seconds < settings.stop_timeout_seconds <= 120
+    assert settings.livekit_unreachable_exit_seconds == 300
+    assert settings.log_rate_limit == 400
+    assert settings.health_port == 8081
+    assert settings.llm_provider is LLMProvider.OPENAI
+    assert settings.launched_for_room is None
+
+
+def test_the_room_a_task_was_launched_for_comes_from_the_runtask_override(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    environment.setenv("LAUNCHED_FOR_ROOM", "standup")
+
+    assert AgentSettings().launched_for_room == "standup"
+
+
+def test_secrets_never_show_in_reprs_dumps_or_logs(
+    environment: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = AgentSettings()
+    logging.getLogger("test").warning("settings: %s", settings)
+
+    shown = repr(settings) + str(settings) + settings.model_dump_json() + caplog.text
+    assert not [secret for secret in SECRETS if secret in shown]
+    assert settings.deepgram_api_key.get_secret_value() == "dg-secret-value-456"
+
+
+def test_an_invalid_setting_is_reported_without_echoing_secrets(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("SLOTS_PER_TASK", "0")
+
+    with pytest.raises(ValidationError) as raised:
+        AgentSettings()
+
+    assert "slots_per_task" in str(raised.value)
+    assert not [secret for secret in SECRETS if secret in str(raised.value)]
+
+
+def test_a_drain_that_cannot_finish_before_ecs_kills_the_task_is_refused(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    environment.setenv("DRAIN_TIMEOUT_SECONDS", "115")
+
+    with pytest.raises(ValidationError, match="STOP_TIMEOUT_SECONDS"):
+        AgentSettings()
+
+
+def test_the_openai_provider_needs_its_key_and_livekit_inference_does_not(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    environment.delenv("LLM_API_KEY")
+    with pytest.raises(ValidationError, match="LLM_API_KEY"):
+        AgentSettings()
+
+    environment.setenv("LLM_PROVIDER", "livekit")
+    environment.setenv("LLM_MODEL", "openai/gpt-4.1-mini")
+    assert AgentSettings().llm_provider is LLMProvider.LIVEKIT

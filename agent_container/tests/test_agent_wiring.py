@@ -1,0 +1,180 @@
+"""The livekit-agents and Deepgram wiring, built offline with dummy keys (nothing connects)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from types import SimpleNamespace
+
+import pytest
+from aiohttp import web
+from livekit.agents import AgentServer, AgentSession, inference
+from livekit.plugins import deepgram, openai
+from livekit.protocol import agent
+
+from agent_worker.healthcheck import healthy
+from agent_worker.server import LiveKitWorker, build_server, slot_load
+from agent_worker.session import ROOM_OPTIONS, build_llm, build_session
+from agent_worker.settings import AgentSettings, LLMProvider
+
+
+def settings(**overrides: object) -> AgentSettings:
+    values: dict[str, object] = {
+        "livekit_url": "ws://127.0.0.1:7880",
+        "livekit_api_key": "devkey",
+        "livekit_api_secret": "devsecret-devsecret-devsecret-00",
+        "deepgram_api_key": "dg-dummy",
+        "llm_api_key": "sk-dummy",
+        "timer_queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/timers",
+        **overrides,
+    }
+    return AgentSettings.model_validate(values)
+
+
+def build_session_offline(agent_settings: AgentSettings) -> AgentSession[None]:
+    async def build() -> AgentSession[None]:
+        return build_session(agent_settings)
+
+    return asyncio.run(build())
+
+
+def test_each_job_gets_deepgram_speech_both_ways_and_the_configured_llm() -> None:
+    session = build_session_offline(
+        settings(
+            deepgram_stt_model="nova-3-medical", deepgram_tts_model="aura-2-thalia-en", agent_language="en-GB"
+        )
+    )
+
+    assert isinstance(session.stt, deepgram.STT)
+    assert session.stt.model == "nova-3-medical"
+    assert isinstance(session.tts, deepgram.TTS)
+    assert session.tts.model == "aura-2-thalia-en"
+    assert isinstance(session.llm, openai.LLM)
+    assert session.llm.model == "gpt-4.1-mini"
+
+
+def test_an_openai_compatible_endpoint_can_stand_in_for_openai() -> None:
+    llm = build_llm(settings(llm_base_url="https://llm.internal.example/v1", llm_model="llama-3.3-70b"))
+
+    assert isinstance(llm, openai.LLM)
+    assert llm.model == "llama-3.3-70b"
+    assert str(llm._client.base_url).startswith("https://llm.internal.example/v1")
+
+
+def test_livekit_inference_is_the_other_llm_choice() -> None:
+    llm = build_llm(
+        settings(llm_provider=LLMProvider.LIVEKIT, llm_model="openai/gpt-4.1-mini", llm_api_key=None)
+    )
+
+    assert isinstance(llm, inference.LLM)
+    assert llm.model == "openai/gpt-4.1-mini"
+
+
+def test_the_session_outlives_the_person_it_listens_to() -> None:
+    assert ROOM_OPTIONS.close_on_disconnect is False
+
+
+def test_the_worker_registers_under_the_agent_name_and_drains_before_fargate_kills_it() -> None:
+    server = build_server(settings(agent_name="support-agent", drain_timeout_seconds=80))
+
+    assert server._agent_name == "support-agent"
+    assert server._drain_timeout == 80
+    assert server._max_retry * 10 >= 300  # livekit-agents keeps retrying while we still wait
+
+
+@pytest.mark.parametrize(("slots", "running", "load"), [(1, 0, 0.0), (1, 1, 1.0), (4, 1, 0.25), (4, 4, 1.0)])
+def test_load_is_the_share_of_slots_in_use_so_livekit_stops_sending_jobs_when_full(
+    slots: int, running: int, load: float
+) -> None:
+    server = SimpleNamespace(active_jobs=[object()] * running)
+
+    assert slot_load(slots)(server) == load  # type: ignore[arg-type]
+
+
+def test_a_worker_that_has_not_registered_is_not_connected_and_has_no_jobs() -> None:
+    worker = LiveKitWorker(build_server(settings()))
+
+    assert not worker.connected()
+    assert worker.jobs() == {}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_health_check_passes_while_the_worker_serves_its_health_port() -> None:
+    port = free_port()
+    server = AgentServer(port=port, num_idle_processes=0, load_fnc=slot_load(1))
+    server.rtc_session(lambda ctx: asyncio.sleep(0), agent_name="voice-agent")
+
+    async def main() -> tuple[bool, bool]:
+        started = asyncio.Event()
+        server.on("worker_started", started.set)
+        serving = asyncio.create_task(server.run(devmode=False, unregistered=True))
+        await asyncio.wait_for(started.wait(), timeout=30)
+        while_serving = await asyncio.to_thread(healthy, port)
+        await server.aclose()
+        await serving
+        return while_serving, await asyncio.to_thread(healthy, port)
+
+    while_serving, after_close = asyncio.run(main())
+    assert while_serving
+    assert not after_close
+
+
+def test_the_worker_reports_registration_and_a_lost_connection_to_livekit() -> None:
+    """Against a loopback stand-in for LiveKit's agent websocket: the watchdog's input is real."""
+    registrations: list[str] = []
+    open_sockets: list[web.WebSocketResponse] = []
+
+    async def agent_socket(request: web.Request) -> web.WebSocketResponse:
+        socket_ = web.WebSocketResponse()
+        await socket_.prepare(request)
+        open_sockets.append(socket_)
+        register = agent.WorkerMessage()
+        register.ParseFromString(await socket_.receive_bytes())
+        registrations.append(register.register.agent_name)
+        reply = agent.ServerMessage(register=agent.RegisterWorkerResponse(worker_id="AW_test"))
+        await socket_.send_bytes(reply.SerializeToString())
+        async for _ in socket_:  # status updates until LiveKit "goes away"
+            pass
+        return socket_
+
+    async def main() -> tuple[bool, bool, bool]:
+        app = web.Application()
+        app.router.add_get("/agent", agent_socket)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+
+        server = build_server(settings(livekit_url=f"ws://127.0.0.1:{port}", health_port=free_port()))
+        server.update_options(num_idle_processes=0)
+        worker = LiveKitWorker(server)
+        registered = asyncio.Event()
+        worker.on_registered(registered.set)
+        serving = asyncio.create_task(worker.run())
+        await asyncio.wait_for(registered.wait(), timeout=30)
+        connected_when_registered = worker.connected()
+
+        await site.stop()  # LiveKit becomes unreachable: no new connections, the open one dropped
+        for open_socket in open_sockets:
+            await open_socket.close()
+        for _ in range(100):
+            if not worker.connected():
+                break
+            await asyncio.sleep(0.05)
+        connected_after_loss = worker.connected()
+        await worker.aclose()
+        await asyncio.gather(serving, return_exceptions=True)
+        await runner.cleanup()
+        return connected_when_registered, connected_after_loss, serving.done()
+
+    connected_when_registered, connected_after_loss, stopped = asyncio.run(main())
+    assert registrations == ["voice-agent"]
+    assert connected_when_registered
+    assert not connected_after_loss
+    assert stopped

@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_session_keeps_one_agent_and_cleans_up() -> None:
     run = subprocess.run(
-        [sys.executable, str(ROOT / "local" / "demo.py")], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, str(ROOT / "local" / "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     lines = run.stdout.splitlines()
 

@@ -1,12 +1,14 @@
 """A whole control plane on in-memory twins and a virtual clock, driven the way AWS would.
 
 ``TwinStack`` delivers webhook events to the controller, plays the worker side (record +
-ready message), and runs timer messages when the virtual clock reaches them.
+ready message), runs timer messages when the virtual clock reaches them, runs the sweeper, and
+delivers ECS task state changes (a crash is the task dying plus its STOPPED event).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from control_plane.adapters.memory.livekit import InMemoryLiveKit
@@ -22,7 +24,11 @@ from control_plane.events import EventParticipant, EventRoom, LiveKitEvent
 from control_plane.ports import Ports
 from control_plane.reconcile import Policy
 from control_plane.room import Room
+from control_plane.settings import TASK_STARTED_BY
+from control_plane.sweeper import AsyncLiveKitFacade, Sweeper, SweepPolicy, SweepReport
+from control_plane.task_events import EcsTaskStateChange, TaskEventHandler, TaskEventOutcome
 from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
+from tests.localstack import CLUSTER, ecs_task_state_change
 
 AGENT_NAME = "voice-agent"
 STANDARD, SIP, EGRESS, AGENT = 0, 3, 2, 4
@@ -33,6 +39,20 @@ POLICY = Policy(
     claim_lease_seconds=30,
     history_ttl_seconds=7 * 24 * 3600,
     worker_stale_seconds=45,
+)
+
+SWEEP_POLICY = SweepPolicy(
+    agent_name=AGENT_NAME,
+    grace_seconds=60,
+    agent_ttl_seconds=300,
+    settle_seconds=30,
+    worker_stale_seconds=45,
+    worker_start_timeout_seconds=300,
+    max_agent_age_seconds=4 * 3600,
+    warm_tasks=0,
+    slots_per_task=1,
+    concurrency=4,
+    safety_margin_seconds=10,
 )
 
 _ids = itertools.count(1)
@@ -65,10 +85,11 @@ def event(
 class TwinStack:
     clock: VirtualClock = field(default_factory=VirtualClock)
     policy: Policy = POLICY
+    sweep_policy: SweepPolicy = SWEEP_POLICY
 
     def __post_init__(self) -> None:
         self.store = InMemoryStore()
-        self.runner = InMemoryRunner()
+        self.runner = InMemoryRunner(self.clock)
         self.livekit = InMemoryLiveKit(self.clock)
         self.timers = InMemoryTimers(self.clock)
         self.metrics = InMemoryMetrics()
@@ -81,9 +102,16 @@ class TwinStack:
             clock=self.clock,
             metrics=self.metrics,
         )
-        self.controller = RoomController(
-            self.ports, self.policy, departure_timeout=70, event_ttl_seconds=86400
+        self.controller = self.controller_for(self.ports)
+        self.sweeper = Sweeper(
+            self.ports, AsyncLiveKitFacade(self.livekit), self.controller_for, self.sweep_policy
         )
+        self.task_events = TaskEventHandler(self.ports, self.controller, TASK_STARTED_BY, CLUSTER)
+        self._ecs_versions: dict[str, int] = {}
+        self.heartbeating: set[str] = set()
+
+    def controller_for(self, ports: Ports) -> RoomController:
+        return RoomController(ports, self.policy, departure_timeout=70, event_ttl_seconds=86400)
 
     def event_for(self, kind: str, sid: str, **kwargs: object) -> LiveKitEvent:
         """A webhook for a human ``sid``, timestamped now, without delivering it."""
@@ -91,7 +119,11 @@ class TwinStack:
         return event(kind, sid=sid, identity=f"human-{sid}", **kwargs)  # type: ignore[arg-type]
 
     def deliver(self, kind: str, **kwargs: object) -> str:
+        """A webhook, for the session LiveKit (the twin) has open under that name by default."""
         kwargs.setdefault("at", self.clock.now())
+        live = self.livekit.get_room(str(kwargs.get("room", "room-1")))
+        if live is not None:
+            kwargs.setdefault("room_sid", live.sid)
         return self.controller.handle_event(event(kind, **kwargs))  # type: ignore[arg-type]
 
     def join(self, sid: str, identity: str = "alice", room: str = "room-1", **kwargs: object) -> str:
@@ -121,6 +153,7 @@ class TwinStack:
             )
         )
         self.timers.send(WorkerReady(task_arn=task.arn, room=room), 0)
+        self.heartbeating.add(task.arn)
         self.run_due_timers()
         return task.arn
 
@@ -143,3 +176,62 @@ class TwinStack:
 
     def dispatches(self, room: str = "room-1") -> list[object]:
         return [d for d in self.livekit.list_dispatches(room) if d.agent_name == AGENT_NAME]
+
+    # --- sweeper and ECS events -------------------------------------------------------------
+
+    def sweep(self, remaining_seconds: Callable[[], float] = lambda: 600.0) -> SweepReport:
+        """One scheduled sweep; ``remaining_seconds`` is the Lambda's time left, as a callable.
+
+        Workers that became ready keep heartbeating (as their periodic writes would have)
+        while their task runs, unless :meth:`silence` hung them.
+        """
+        for arn in sorted(self.heartbeating):
+            record = self.store.get_worker(arn)
+            if (
+                self.runner.tasks[arn].running
+                and record is not None
+                and record.status is not WorkerStatus.STOPPED
+            ):
+                self.heartbeat(arn)
+        return self.sweeper.sweep(remaining_seconds)
+
+    def silence(self, task_arn: str) -> None:
+        """The worker hangs: no more heartbeats."""
+        self.heartbeating.discard(task_arn)
+
+    def task_of(self, room: str = "room-1") -> str:
+        agent = self.room(room).agent
+        assert agent is not None and agent.task_arn is not None
+        return agent.task_arn
+
+    def heartbeat(self, task_arn: str, jobs: dict[str, str] | None = None) -> None:
+        """The worker's periodic record write (it never writes ``draining``)."""
+        record = self.store.get_worker(task_arn)
+        assert record is not None
+        self.store.put_worker(
+            record.model_copy(
+                update={"heartbeat_at": self.clock.now(), "jobs": jobs if jobs is not None else record.jobs}
+            )
+        )
+
+    def ecs_event(
+        self, task_arn: str, last_status: str, version: int | None = None, **kwargs: object
+    ) -> TaskEventOutcome:
+        """Deliver an ECS task state change for one of our tasks (next version unless given)."""
+        task = self.runner.tasks[task_arn]
+        if version is None:
+            version = self._ecs_versions.get(task_arn, 0) + 1
+        self._ecs_versions[task_arn] = max(version, self._ecs_versions.get(task_arn, 0))
+        kwargs.setdefault("room", task.room)
+        kwargs.setdefault("launch_token", task.launch_token)
+        body = ecs_task_state_change(task_arn, last_status, version, **kwargs)  # type: ignore[arg-type]
+        return self.task_events.handle(EcsTaskStateChange.model_validate(body))
+
+    def crash(
+        self, room: str = "room-1", stop_code: str = "EssentialContainerExited", exit_code: int | None = 1
+    ) -> str:
+        """The room's task dies on its own and ECS reports it."""
+        arn = self.task_of(room)
+        self.runner.crash(arn, stop_code, exit_code)
+        self.ecs_event(arn, "STOPPED", stop_code=stop_code, exit_code=exit_code)
+        return arn

@@ -12,7 +12,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -185,3 +185,85 @@ def sqs_event(queue_url: str, max_messages: int = 10) -> dict[str, Any]:
             for m in messages
         ]
     }
+
+
+def ecs_task_state_change(
+    task_arn: str,
+    last_status: str,
+    version: int,
+    *,
+    room: str | None = None,
+    launch_token: str | None = None,
+    desired_status: str | None = None,
+    stop_code: str | None = None,
+    stopped_reason: str | None = None,
+    exit_code: int | None = None,
+    started_by: str = "livekit-agent-lifecycle",
+    cluster: str = CLUSTER,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """An "ECS Task State Change" event as EventBridge delivers it for a Fargate RunTask task."""
+    moment = (at or datetime(2026, 11, 22, tzinfo=UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    region, account = "us-east-1", "123456789012"
+    stopped = last_status == "STOPPED"
+    environment = [
+        {"name": name, "value": value}
+        for name, value in (("LAUNCHED_FOR_ROOM", room), ("LAUNCH_TOKEN", launch_token))
+        if value is not None
+    ]
+    container: dict[str, Any] = {
+        "containerArn": f"arn:aws:ecs:{region}:{account}:container/{cluster}/{uuid.uuid4()}",
+        "lastStatus": last_status if last_status in ("PENDING", "RUNNING", "STOPPED") else "RUNNING",
+        "name": "agent",
+        "image": "agent:local",
+        "taskArn": task_arn,
+        "networkInterfaces": [],
+        "cpu": "0",
+    }
+    detail: dict[str, Any] = {
+        "attachments": [],
+        "availabilityZone": f"{region}a",
+        "capacityProviderName": "FARGATE",
+        "clusterArn": f"arn:aws:ecs:{region}:{account}:cluster/{cluster}",
+        "connectivity": "CONNECTED",
+        "containers": [container],
+        "cpu": "1024",
+        "memory": "2048",
+        "createdAt": moment,
+        "desiredStatus": desired_status or ("STOPPED" if stopped else "RUNNING"),
+        "enableExecuteCommand": False,
+        "group": f"family:{TASK_FAMILY}",
+        "lastStatus": last_status,
+        "overrides": {"containerOverrides": [{"name": "agent", "environment": environment}]},
+        "platformVersion": "1.4.0",
+        "startedBy": started_by,
+        "taskArn": task_arn,
+        "taskDefinitionArn": f"arn:aws:ecs:{region}:{account}:task-definition/{TASK_FAMILY}:1",
+        "updatedAt": moment,
+        "version": version,
+    }
+    if last_status != "PENDING":
+        detail["startedAt"] = moment
+    if stopped:
+        detail |= {"stoppedReason": stopped_reason or "", "stoppingAt": moment, "stoppedAt": moment}
+        if stop_code is not None:
+            detail["stopCode"] = stop_code
+        if exit_code is not None:
+            container["exitCode"] = exit_code
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": account,
+        "time": moment,
+        "region": region,
+        "resources": [task_arn],
+        "detail": detail,
+    }
+
+
+def scheduler_event(scheduled_time: str = "2026-11-22T04:41:00Z") -> dict[str, Any]:
+    """The sweep schedule's input: EventBridge Scheduler sends the target's ``Input`` verbatim,
+    with its context attributes filled in."""
+    return {"scheduled_time": scheduled_time, "execution_id": uuid.uuid4().hex[:16]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 
 from control_plane import reconcile
@@ -76,6 +77,47 @@ class RoomController:
         """Create a LiveKit room that outlives our grace period (LiveKit's default is 20 s)."""
         return self._ports.livekit.create_room(
             name, departure_timeout=self._departure_timeout, empty_timeout=self._departure_timeout
+        )
+
+    def task_stopped(self, name: str, task_arn: str, launch_token: str | None, crashed: bool) -> Room | None:
+        """ECS says the room's task is gone: remove the agent, and relaunch (after a backoff
+        if it crashed) or mark the room failed after too many crashes. None if not ours."""
+        now = self._now()
+        policy = self._policy
+        after = self._record(
+            name, lambda r: reconcile.record_task_stopped(r, task_arn, launch_token, crashed, now, policy)
+        )
+        if after is None:
+            return None
+        counted = bool(after.crashes) and after.crashes[-1] == now
+        log.warning(
+            "agent task stopped unasked",
+            extra={"room": name, "task_arn": task_arn, "crashed": crashed, "crashes": len(after.crashes)},
+        )
+        if counted:
+            self._ports.metrics.count("AgentCrashes")
+        if after.failed_at == now:
+            log.error(
+                "agent crash loop: room marked failed, no more launches until a human joins",
+                extra={"room": name, "crashes": len(after.crashes), "limit": policy.crash_loop_limit},
+            )
+            self._ports.metrics.count("CrashLoops")
+        elif counted and after.next_launch_at is not None:
+            delay = math.ceil(after.next_launch_at - now)
+            self._ports.timers.send(Respawn(room=name, attempt=len(after.crashes)), delay)
+        return self.reconcile(name, after)
+
+    def room_gone(self, name: str, sid: str) -> Room | None:
+        """LiveKit no longer has session ``sid`` of the room: its room_finished was missed."""
+        now = self._now()
+        self._mutate(name, lambda r: observe_room_finished(r, name, sid, now))
+        return self.reconcile(name)
+
+    def dispatch_replaced(self, name: str, old_dispatch_id: str, new_dispatch_id: str | None) -> Room | None:
+        """The recorded dispatch was deleted: adopt the one kept, or none (dispatch again)."""
+        now = self._now()
+        return self._record(
+            name, lambda r: reconcile.record_dispatch_replaced(r, old_dispatch_id, new_dispatch_id, now)
         )
 
     # --- the loop -------------------------------------------------------------------------

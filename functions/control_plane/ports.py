@@ -6,7 +6,7 @@ what it wraps; the contract tests run one suite against both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +24,10 @@ class LaunchFailed(Exception):
 
 class LiveKitUnavailable(Exception):
     """LiveKit could not be reached or answered with a server error; nothing was changed."""
+
+
+class RunnerUnavailable(Exception):
+    """ECS could not be listed or described (throttled, unreachable); nothing was changed."""
 
 
 class Clock(Protocol):
@@ -63,6 +67,30 @@ class RoomStore(Protocol):
         """Rooms that are not idle or closed, from the sparse index; never a table scan."""
         ...
 
+    def get_sweep_cursor(self) -> str | None:
+        """The room name the next sweep starts at (the last one ran out of time there)."""
+        ...
+
+    def put_sweep_cursor(self, room: str | None) -> None:
+        """Remember where the next sweep starts; None starts it at the beginning."""
+        ...
+
+
+@dataclass(frozen=True)
+class ObservedTaskState:
+    """One ECS task state change, as the task-events function records it."""
+
+    task_arn: str
+    version: int
+    last_status: str
+    seen_at: float
+    stop_code: str | None = None
+    launched_for: str | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.last_status == "STOPPED"
+
 
 class WorkerRegistry(Protocol):
     def get_worker(self, task_arn: str) -> WorkerRecord | None: ...
@@ -75,11 +103,37 @@ class WorkerRegistry(Protocol):
 
     def live_workers(self) -> Iterable[WorkerRecord]: ...
 
+    def record_task_state(self, state: ObservedTaskState) -> bool:
+        """Write ECS's view into the worker record, only if ``state.version`` is newer than the
+        recorded one (events arrive unordered and twice). Never touches fields the worker
+        owns on an existing record; creates a ``starting`` record for a task not yet heard
+        from; STOPPED makes it ``stopped`` and drops it from the index. False if stale."""
+        ...
+
 
 @dataclass(frozen=True)
 class LaunchedTask:
     task_arn: str
     launch_token: str
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """One of our ECS tasks as DescribeTasks shows it (times in epoch seconds, None if unknown)."""
+
+    task_arn: str
+    last_status: str
+    desired_status: str
+    created_at: float | None = None
+    started_at: float | None = None
+    launch_token: str | None = None
+    room: str | None = None
+    stop_code: str | None = None
+    exit_codes: tuple[int | None, ...] = ()
+
+    def age(self, now: float) -> float | None:
+        started = self.started_at if self.started_at is not None else self.created_at
+        return None if started is None else now - started
 
 
 class AgentRunner(Protocol):
@@ -93,6 +147,18 @@ class AgentRunner(Protocol):
 
     def stop(self, task_arn: str, reason: str) -> None:
         """Stop a task; a task that is already gone is not an error."""
+        ...
+
+    def list_tasks(self) -> list[TaskSnapshot]:
+        """Every task we started that is meant to run (desired RUNNING), described.
+
+        ``ListTasks(startedBy=…)`` paginated, then ``DescribeTasks`` in chunks of 100;
+        raises RunnerUnavailable if ECS cannot be read.
+        """
+        ...
+
+    def describe_tasks(self, task_arns: Sequence[str]) -> list[TaskSnapshot]:
+        """These tasks in whatever state; ones ECS no longer knows are left out."""
         ...
 
 
@@ -151,7 +217,9 @@ class LiveKitGateway(Protocol):
 
 
 class MetricsSink(Protocol):
-    def count(self, name: str, value: float = 1, unit: str = "Count") -> None:
+    def count(
+        self, name: str, value: float = 1, unit: str = "Count", dimensions: Mapping[str, str] | None = None
+    ) -> None:
         """Add to a low-cardinality metric (never a room name or sid as a dimension)."""
         ...
 

@@ -30,6 +30,8 @@ class Policy:
     claim_lease_seconds: float
     history_ttl_seconds: int
     worker_stale_seconds: float
+    crash_loop_limit: int = 3
+    crash_window_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,10 @@ def decide(room: Room, world: World, now: float, policy: Policy) -> Decision | N
         room.finished
         or grace_expired(room, now)
         or (not room.humans and room.agent is None)
-        or (room.agent is not None and room.agent.room_sid != room.sid)
+        or (
+            room.agent is not None
+            and (room.agent.room_sid != room.sid or room.agent.task_stopped_at is not None)
+        )
     ):
         return _stop_or_close(room, now, policy)
 
@@ -142,7 +147,7 @@ def _advance_agent(
     agent = room.agent
     lease = policy.claim_lease_seconds
     if agent is None:
-        if room.next_launch_at is not None and now < room.next_launch_at:
+        if room.failed_at is not None or (room.next_launch_at is not None and now < room.next_launch_at):
             return room, None, None
         number = room.launches + 1
         token = launch_token(room, number)
@@ -180,8 +185,9 @@ def _stop_or_close(room: Room, now: float, policy: Policy) -> Decision | None:
         why = "room finished" if room.finished else "grace period over"
         if room.agent.room_sid != room.sid:
             why = "agent belongs to an earlier session of this room"
-        effect = RemoveAgent(room.agent.task_arn, room.agent.dispatch_id)
-        return Decision(room=stopping, effects=(effect,), before_save=(), reasons=(why,))
+        elif room.agent.task_stopped_at is not None:
+            why = "agent task stopped"
+        return Decision(room=stopping, effects=(_removal(room.agent),), before_save=(), reasons=(why,))
     if room.closed_at is None and (room.grace is not None or room.finished or room.launches):
         return Decision(
             room=closed(room, now, policy), effects=(), before_save=(), reasons=("nothing to run",)
@@ -198,17 +204,28 @@ def _retry_stop(room: Room, now: float, policy: Policy) -> Decision | None:
             room=closed(room, now, policy), effects=(), before_save=(), reasons=("stop finished",)
         )
     retried = room.model_copy(update={"stop_requested_at": now, "updated_at": now})
-    effect = RemoveAgent(room.agent.task_arn, room.agent.dispatch_id)
-    return Decision(room=retried, effects=(effect,), before_save=(), reasons=("stop claim expired",))
+    return Decision(
+        room=retried, effects=(_removal(room.agent),), before_save=(), reasons=("stop claim expired",)
+    )
+
+
+def _removal(agent: Agent) -> RemoveAgent:
+    """Remove the agent's dispatches and task; a task ECS already stopped needs no StopTask."""
+    task_arn = None if agent.task_stopped_at is not None else agent.task_arn
+    return RemoveAgent(task_arn, agent.dispatch_id)
 
 
 def closed(room: Room, now: float, policy: Policy) -> Room:
-    """The record after the agent is gone: kept as history until DynamoDB TTL removes it."""
+    """The record after the agent is gone: kept as history until DynamoDB TTL removes it.
+
+    A failure ends with the session it belonged to; the crash history stays for the window.
+    """
     return room.model_copy(
         update={
             "agent": None,
             "grace": None,
             "stop_requested_at": None,
+            "failed_at": None,
             "closed_at": now,
             "expires_at": int(now) + policy.history_ttl_seconds,
             "updated_at": now,
@@ -278,7 +295,64 @@ def release_claim(room: Room, effect: LaunchTask | EnsureDispatch | RemoveAgent)
 
 
 def record_removed(room: Room, now: float, policy: Policy) -> Room:
-    if room.humans and not room.finished:
-        reopened = closed(room, now, policy)
-        return reopened.model_copy(update={"closed_at": None, "expires_at": None})
+    """The agent is gone. Humans still there (its task died, or it was from an earlier
+    session) keep the room open, so ``decide`` launches a new agent when allowed."""
+    if room.wants_agent:
+        return room.model_copy(
+            update={
+                "agent": None,
+                "grace": None,
+                "stop_requested_at": None,
+                "closed_at": None,
+                "expires_at": None,
+                "updated_at": now,
+            }
+        )
     return closed(room, now, policy)
+
+
+def record_task_stopped(
+    room: Room, task_arn: str, launch_token: str | None, crashed: bool, now: float, policy: Policy
+) -> Room | None:
+    """ECS stopped the agent's task without our asking; None if the room does not own it.
+
+    The agent is marked so ``decide`` removes it (dispatches deleted) and launches anew. A
+    crash while humans wait counts toward the crash loop: the next launch waits out a backoff,
+    and ``crash_loop_limit`` crashes within the window mark the room failed. A stop the room
+    requested itself, or a task already recorded as stopped, is not news.
+    """
+    agent = room.agent
+    if agent is None or agent.task_stopped_at is not None or room.stop_requested_at is not None:
+        return None
+    owns = agent.task_arn == task_arn or (agent.task_arn is None and agent.launch_token == launch_token)
+    if not owns:
+        return None
+    update: dict[str, object] = {
+        "agent": agent.model_copy(update={"task_arn": task_arn, "task_stopped_at": now})
+    }
+    if crashed and room.wants_agent:
+        recent = tuple(at for at in room.crashes if now - at < policy.crash_window_seconds)
+        crashes = (*recent, now)
+        update["crashes"] = crashes
+        update["next_launch_at"] = now + launch_backoff_seconds(len(crashes))
+        if len(crashes) >= policy.crash_loop_limit:
+            update["failed_at"] = now
+    return room.model_copy(update=update)
+
+
+def record_dispatch_replaced(
+    room: Room, old_dispatch_id: str, new_dispatch_id: str | None, now: float
+) -> Room | None:
+    """The recorded dispatch was deleted (dead or a duplicate): adopt the survivor, or forget
+    it so ``decide`` dispatches again once the worker is ready. None if the record moved on."""
+    agent = room.agent
+    if agent is None or agent.dispatch_id != old_dispatch_id or room.stop_requested_at is not None:
+        return None
+    if new_dispatch_id is None:
+        forgotten = agent.model_copy(
+            update={"dispatch_id": None, "dispatch_claimed_at": None, "dispatched_at": None}
+        )
+        return room.model_copy(update={"agent": forgotten})
+    return room.model_copy(
+        update={"agent": agent.model_copy(update={"dispatch_id": new_dispatch_id, "dispatched_at": now})}
+    )

@@ -45,6 +45,8 @@ class Agent(BaseModel):
 
     ``*_claimed_at`` mark a side effect a reconciler has won the right to perform; a claim
     older than the lease with no recorded result is taken over (its owner crashed).
+    ``task_stopped_at`` records that ECS reported the task gone without our asking: the
+    agent is then removed like any unwanted one, and a new launch follows if still wanted.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -56,6 +58,7 @@ class Agent(BaseModel):
     dispatch_id: str | None = None
     dispatch_claimed_at: float | None = None
     dispatched_at: float | None = None
+    task_stopped_at: float | None = None
 
 
 class Grace(BaseModel):
@@ -66,6 +69,11 @@ class Grace(BaseModel):
 
 
 class Room(BaseModel):
+    """``crashes`` holds when the agent's task died unasked, within the crash window;
+    ``failed_at`` is set once they reach the crash-loop limit and stops all launches until a
+    new human joins (or an operator resets the room).
+    """
+
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -79,6 +87,8 @@ class Room(BaseModel):
     launches: int = 0
     launch_failures: int = 0
     next_launch_at: float | None = None
+    crashes: tuple[float, ...] = ()
+    failed_at: float | None = None
     stop_requested_at: float | None = None
     finished: bool = False
     closed_at: float | None = None
@@ -91,6 +101,8 @@ class Room(BaseModel):
     def state(self) -> RoomState:
         if self.stop_requested_at is not None:
             return RoomState.STOPPING
+        if self.failed_at is not None:
+            return RoomState.FAILED
         if self.humans and not self.finished:
             if self.agent is None:
                 return RoomState.IDLE
@@ -102,8 +114,15 @@ class Room(BaseModel):
         return RoomState.IDLE
 
     @property
+    def wants_agent(self) -> bool:
+        """Humans are in the current session, so an agent should be there too."""
+        return bool(self.humans) and not self.finished
+
+    @property
     def needs_attention(self) -> bool:
-        return self.state in NEEDS_ATTENTION or self.agent is not None
+        """In the sweeper's index: anything not settled, including humans still waiting for
+        an agent (a launch backing off), so a lost timer message cannot strand them."""
+        return self.state in NEEDS_ATTENTION or self.agent is not None or self.wants_agent
 
 
 class ChangeKind(StrEnum):
@@ -150,7 +169,12 @@ def start_session(room: Room, sid: str, now: float) -> Room:
 
 
 def observe_participant(room: Room | None, change: ParticipantChange) -> Room:
-    """Apply a join or leave. Idempotent, and order-tolerant per sid (leave wins)."""
+    """Apply a join or leave. Idempotent, and order-tolerant per sid (leave wins).
+
+    A new human joining a failed room is the signal to try again: the failure and its crash
+    history are cleared here, where the join is recorded once, not in the level-triggered
+    ``decide`` that cannot tell a new join from an old one.
+    """
     if room is None:
         room = new_room(change.room, change.room_sid, change.at)
     elif room.sid != change.room_sid:
@@ -161,6 +185,8 @@ def observe_participant(room: Room | None, change: ParticipantChange) -> Room:
         if change.sid in departed or change.sid in humans:
             return room
         humans[change.sid] = Human(identity=change.identity, joined_at=change.at)
+        if room.failed_at is not None:
+            room = room.model_copy(update={"failed_at": None, "crashes": (), "next_launch_at": None})
     else:
         humans.pop(change.sid, None)
         departed[change.sid] = change.at

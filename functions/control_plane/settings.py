@@ -49,6 +49,31 @@ class Settings(BaseSettings):
     room_departure_margin_seconds: int = Field(
         10, ge=0, description="Extra seconds on departure_timeout over grace"
     )
+    agent_ttl_seconds: int = Field(
+        300,
+        gt=0,
+        description="Our dispatch in an untracked room with no humans is deleted after this idle time",
+    )
+    max_agent_age_seconds: int = Field(
+        4 * 3600, gt=0, description="Agent tasks running longer are stopped by the sweeper (logged, counted)"
+    )
+    worker_start_timeout_seconds: int = Field(
+        300, gt=0, description="A task with no ready worker this long after it started is stopped"
+    )
+    warm_tasks: int = Field(
+        0, ge=0, description="Idle ready workers kept for instant joins; more are drained"
+    )
+    slots_per_task: int = Field(
+        1, ge=1, description="Rooms one worker task serves (the agent container's SLOTS_PER_TASK)"
+    )
+    crash_loop_limit: int = Field(
+        3, ge=1, description="Agent crashes within the crash window that mark a room failed"
+    )
+    crash_window_seconds: int = Field(600, gt=0, description="Window in which agent crashes are counted")
+    sweep_concurrency: int = Field(50, ge=1, le=500, description="Rooms the sweeper works on at once")
+    sweep_safety_margin_seconds: float = Field(
+        10.0, ge=0, description="The sweeper starts no new room with less Lambda time left than this"
+    )
 
     @field_validator("capacity_provider")
     @classmethod
@@ -78,4 +103,6 @@ class Settings(BaseSettings):
             claim_lease_seconds=self.claim_lease_seconds,
             history_ttl_seconds=self.history_ttl_seconds,
             worker_stale_seconds=self.worker_stale_seconds,
+            crash_loop_limit=self.crash_loop_limit,
+            crash_window_seconds=self.crash_window_seconds,
         )

@@ -10,7 +10,7 @@ from moto import mock_aws
 
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.adapters.memory.store import InMemoryStore
-from control_plane.ports import VersionConflict
+from control_plane.ports import ObservedTaskState, VersionConflict
 from control_plane.room import Agent, ChangeKind, ParticipantChange, Room, RoomState
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 from tests.aws import CallCounter, create_table
@@ -151,3 +151,76 @@ def test_dynamodb_join_to_a_live_room_is_one_write_and_no_read() -> None:
         store.observe_participant(change(ChangeKind.LEFT, "PA_2", at=T0 + 3))
 
         assert counter.calls == {"UpdateItem": 2}
+
+
+TASK = "arn:aws:ecs:us-east-1:123456789012:task/agents/def"
+
+
+def observed(version: int, last_status: str = "RUNNING", **kwargs: object) -> ObservedTaskState:
+    return ObservedTaskState(task_arn=TASK, version=version, last_status=last_status, seen_at=T0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_task_state_creates_a_starting_record_for_a_task_not_yet_heard_from(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    assert store.record_task_state(observed(2, launched_for="room-1")) is True
+
+    record = store.get_worker(TASK)
+    assert (record.status, record.last_status, record.ecs_version) == (WorkerStatus.STARTING, "RUNNING", 2)
+    assert (record.launched_for, record.capacity, record.jobs, record.heartbeat_at) == ("room-1", 0, {}, T0)
+    assert [w.task_arn for w in store.live_workers()] == [TASK]
+
+
+def test_task_state_keeps_only_the_newest_version_and_the_workers_own_fields(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    worker = WorkerRecord(
+        task_arn=TASK, status=WorkerStatus.READY, capacity=1, heartbeat_at=T0 + 5, jobs={"r": "AJ"}
+    )
+    store.put_worker(worker)
+
+    assert store.record_task_state(observed(3)) is True
+    assert store.record_task_state(observed(3)) is False, "a repeated event"
+    assert store.record_task_state(observed(2, "PENDING")) is False, "an older event"
+
+    record = store.get_worker(TASK)
+    assert (record.ecs_version, record.last_status) == (3, "RUNNING")
+    assert (record.status, record.heartbeat_at, record.jobs, record.capacity) == (
+        WorkerStatus.READY,
+        T0 + 5,
+        {"r": "AJ"},
+        1,
+    )
+
+
+def test_stopped_task_leaves_the_index_and_never_comes_back(store: InMemoryStore | DynamoDBStore) -> None:
+    store.record_task_state(observed(2))
+
+    assert store.record_task_state(observed(5, "STOPPED", stop_code="EssentialContainerExited")) is True
+    assert store.record_task_state(observed(6, "RUNNING")) is False, "nothing revives a stopped task"
+
+    record = store.get_worker(TASK)
+    assert (record.status, record.stop_code) == (WorkerStatus.STOPPED, "EssentialContainerExited")
+    assert list(store.live_workers()) == []
+
+
+def test_sweep_cursor_is_remembered_until_cleared(store: InMemoryStore | DynamoDBStore) -> None:
+    assert store.get_sweep_cursor() is None
+    store.put_sweep_cursor("room-42")
+    assert store.get_sweep_cursor() == "room-42"
+    store.put_sweep_cursor(None)
+    assert store.get_sweep_cursor() is None
+
+
+def test_new_human_in_a_failed_room_clears_the_failure(store: InMemoryStore | DynamoDBStore) -> None:
+    store.observe_participant(change(ChangeKind.JOINED, "PA_1"))
+    room = store.get("room-1")
+    store.save(room.model_copy(update={"failed_at": T0, "crashes": (T0 - 20, T0 - 10, T0)}), room.version)
+
+    again = store.observe_participant(change(ChangeKind.JOINED, "PA_1", at=T0 + 1))
+    assert again.failed_at == T0, "a replayed join is not a new human"
+
+    rejoined = store.observe_participant(change(ChangeKind.JOINED, "PA_2", at=T0 + 2))
+    assert (rejoined.failed_at, rejoined.crashes) == (None, ())
+    assert set(rejoined.humans) == {"PA_1", "PA_2"}
+    assert store.get("room-1") == rejoined

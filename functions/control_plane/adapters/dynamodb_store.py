@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from control_plane.ports import VersionConflict
+from control_plane.ports import ObservedTaskState, VersionConflict
 from control_plane.room import ChangeKind, ParticipantChange, Room, observe_participant
 from control_plane.worker_protocol import (
     ROOM_PK_PREFIX,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 ATTENTION_INDEX = "attention-index"
 ROOM_ATTENTION = "room"
 EVENT_PK_PREFIX = "EVENT#"
+SWEEP_CURSOR_PK = "SWEEP#cursor"
 DEPARTED_PRUNE_THRESHOLD = 200
 
 _serializer = TypeSerializer()
@@ -165,6 +166,8 @@ class DynamoDBStore:
         }
         condition = "#room_sid = :room_sid AND attribute_not_exists(departed.#p)"
         if change.kind is ChangeKind.JOINED:
+            # A join into a failed room also clears the failure: the pure path does that.
+            condition += " AND attribute_not_exists(failed_at)"
             values[":human"] = _serializer.serialize(
                 _to_dynamo({"identity": change.identity, "joined_at": change.at})
             )
@@ -211,6 +214,21 @@ class DynamoDBStore:
     def rooms_needing_attention(self) -> Iterable[Room]:
         for item in self._query_attention(ROOM_ATTENTION):
             yield room_from_item(item)
+
+    def get_sweep_cursor(self) -> str | None:
+        response = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": SWEEP_CURSOR_PK}}, ConsistentRead=True
+        )
+        cursor = response.get("Item", {}).get("cursor", {}).get("S")
+        return str(cursor) if cursor is not None else None
+
+    def put_sweep_cursor(self, room: str | None) -> None:
+        if room is None:
+            self._client.delete_item(TableName=self._table, Key={"pk": {"S": SWEEP_CURSOR_PK}})
+            return
+        self._client.put_item(
+            TableName=self._table, Item={"pk": {"S": SWEEP_CURSOR_PK}, "cursor": {"S": room}}
+        )
 
     def _query_attention(self, value: str) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("query")
@@ -268,3 +286,65 @@ class DynamoDBStore:
     def live_workers(self) -> Iterable[WorkerRecord]:
         for item in self._query_attention(WORKER_ATTENTION):
             yield WorkerRecord.model_validate(_deserialize(item))
+
+    def record_task_state(self, state: ObservedTaskState) -> bool:
+        """One conditional ``UpdateItem``: newer ECS version only, and never out of ``stopped``."""
+        names = {
+            "#task_arn": "task_arn",
+            "#ecs_version": "ecs_version",
+            "#last_status": "last_status",
+            "#heartbeat_at": "heartbeat_at",
+            "#capacity": "capacity",
+            "#jobs": "jobs",
+            "#status": "status",
+        }
+        values: dict[str, Any] = {
+            ":task_arn": {"S": state.task_arn},
+            ":version": {"N": str(state.version)},
+            ":last_status": {"S": state.last_status},
+            ":seen_at": {"N": repr(state.seen_at)},
+            ":zero": {"N": "0"},
+            ":no_jobs": {"M": {}},
+            ":stopped": {"S": WorkerStatus.STOPPED.value},
+        }
+        sets = [
+            "#task_arn = :task_arn",
+            "#ecs_version = :version",
+            "#last_status = :last_status",
+            "#heartbeat_at = if_not_exists(#heartbeat_at, :seen_at)",
+            "#capacity = if_not_exists(#capacity, :zero)",
+            "#jobs = if_not_exists(#jobs, :no_jobs)",
+        ]
+        condition = "(attribute_not_exists(#ecs_version) OR #ecs_version < :version)"
+        if state.stop_code is not None:
+            names["#stop_code"] = "stop_code"
+            values[":stop_code"] = {"S": state.stop_code}
+            sets.append("#stop_code = :stop_code")
+        if state.launched_for is not None:
+            names["#launched_for"] = "launched_for"
+            values[":launched_for"] = {"S": state.launched_for}
+            sets.append("#launched_for = if_not_exists(#launched_for, :launched_for)")
+        if state.stopped:
+            sets.append("#status = :stopped")
+            expression = "SET " + ", ".join(sets) + " REMOVE attention"
+        else:
+            names["#attention"] = "attention"
+            values[":starting"] = {"S": WorkerStatus.STARTING.value}
+            values[":attention"] = {"S": WORKER_ATTENTION}
+            sets += ["#status = if_not_exists(#status, :starting)", "#attention = :attention"]
+            expression = "SET " + ", ".join(sets)
+            condition += " AND (attribute_not_exists(#status) OR #status <> :stopped)"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": WORKER_PK_PREFIX + state.task_arn}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True

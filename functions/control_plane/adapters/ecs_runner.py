@@ -8,21 +8,24 @@ answer 200 with no task.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from control_plane.ports import LaunchedTask, LaunchFailed
+from control_plane.ports import LaunchedTask, LaunchFailed, RunnerUnavailable, TaskSnapshot
 from control_plane.worker_protocol import LAUNCH_TOKEN_ENV, LAUNCHED_FOR_ROOM_ENV
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs.client import ECSClient
+    from mypy_boto3_ecs.type_defs import TaskTypeDef
 
 ROOM_TAG = "livekit-room"
 TOKEN_TAG = "launch-token"
 _RETRYABLE = ("ThrottlingException", "ServerException", "LimitExceededException")
+DESCRIBE_CHUNK = 100
 
 
 @dataclass(frozen=True)
@@ -85,23 +88,38 @@ class EcsRunner:
 
     def find_launched(self, launch_token: str) -> str | None:
         """The running task for a launch token, when a crashed launcher never recorded it."""
-        for task in self._describe(list(self.list_task_arns())):
-            tags = {tag.get("key"): tag.get("value") for tag in task.get("tags", [])}
-            if tags.get(TOKEN_TAG) == launch_token and task.get("lastStatus") != "STOPPED":
-                return str(task["taskArn"])
+        for task in self.list_tasks():
+            if task.launch_token == launch_token:
+                return task.task_arn
         return None
 
-    def list_task_arns(self) -> Iterator[str]:
-        paginator = self._client.get_paginator("list_tasks")
-        for page in paginator.paginate(cluster=self._placement.cluster, startedBy=self._placement.started_by):
-            yield from page.get("taskArns", [])
+    def list_tasks(self) -> list[TaskSnapshot]:
+        """Our tasks meant to run: ``startedBy`` is the only filter ListTasks allows with it."""
+        try:
+            arns = [
+                arn
+                for page in self._client.get_paginator("list_tasks").paginate(
+                    cluster=self._placement.cluster, startedBy=self._placement.started_by
+                )
+                for arn in page.get("taskArns", [])
+            ]
+        except (ClientError, BotoCoreError) as error:
+            raise RunnerUnavailable(f"ListTasks failed: {error}") from error
+        return [task for task in self.describe_tasks(arns) if task.desired_status == "RUNNING"]
 
-    def _describe(self, arns: list[str]) -> Iterator[dict[str, Any]]:
-        for start in range(0, len(arns), 100):
-            response = self._client.describe_tasks(
-                cluster=self._placement.cluster, tasks=arns[start : start + 100], include=["TAGS"]
-            )
-            yield from response.get("tasks", [])  # type: ignore[misc]
+    def describe_tasks(self, task_arns: Sequence[str]) -> list[TaskSnapshot]:
+        snapshots: list[TaskSnapshot] = []
+        for start in range(0, len(task_arns), DESCRIBE_CHUNK):
+            try:
+                response = self._client.describe_tasks(
+                    cluster=self._placement.cluster,
+                    tasks=list(task_arns[start : start + DESCRIBE_CHUNK]),
+                    include=["TAGS"],
+                )
+            except (ClientError, BotoCoreError) as error:
+                raise RunnerUnavailable(f"DescribeTasks failed: {error}") from error
+            snapshots += [_snapshot(task) for task in response.get("tasks", [])]
+        return snapshots
 
     def stop(self, task_arn: str, reason: str) -> None:
         try:
@@ -111,3 +129,22 @@ class EcsRunner:
             if code in _RETRYABLE:
                 raise
             # InvalidParameterException: the task is unknown or already stopped. Both mean done.
+
+
+def _snapshot(task: TaskTypeDef) -> TaskSnapshot:
+    tags = {tag.get("key"): tag.get("value") for tag in task.get("tags", [])}
+    return TaskSnapshot(
+        task_arn=task["taskArn"],
+        last_status=task.get("lastStatus", ""),
+        desired_status=task.get("desiredStatus", ""),
+        created_at=_epoch(task.get("createdAt")),
+        started_at=_epoch(task.get("startedAt")),
+        launch_token=tags.get(TOKEN_TAG),
+        room=tags.get(ROOM_TAG),
+        stop_code=task.get("stopCode"),
+        exit_codes=tuple(container.get("exitCode") for container in task.get("containers", [])),
+    )
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None

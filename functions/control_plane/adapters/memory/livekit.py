@@ -167,6 +167,13 @@ class InMemoryLiveKit:
             state = self._rooms.get(room)
             return state.dispatches.get(dispatch_id) if state else None
 
+    def end_jobs(self, room: str, dispatch_id: str, status: str = "JS_FAILED") -> None:
+        """The dispatch's jobs end (the agent's job crashed or shut down); the dispatch stays."""
+        with self._lock:
+            dispatch = self._rooms[room].dispatches[dispatch_id]
+            ended = tuple(replace(job, status=status) for job in dispatch.jobs)
+            self._rooms[room].dispatches[dispatch_id] = replace(dispatch, jobs=ended)
+
     # --- internals -----------------------------------------------------------------------
 
     @contextmanager

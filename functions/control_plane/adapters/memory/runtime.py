@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from control_plane.ports import LaunchedTask, LaunchFailed
+from control_plane.ports import Clock, LaunchedTask, LaunchFailed, RunnerUnavailable, TaskSnapshot
 from control_plane.worker_protocol import TimerMessage
+
+ECS_PAGE_SIZE = 100
 
 
 class VirtualClock:
@@ -27,23 +31,50 @@ class FakeTask:
     arn: str
     room: str
     launch_token: str
+    created_at: float
     running: bool = True
     stop_reason: str | None = None
+    stop_code: str | None = None
+    exit_code: int | None = None
+
+    def snapshot(self) -> TaskSnapshot:
+        status = "RUNNING" if self.running else "STOPPED"
+        return TaskSnapshot(
+            task_arn=self.arn,
+            last_status=status,
+            desired_status=status,
+            created_at=self.created_at,
+            started_at=self.created_at,
+            launch_token=self.launch_token,
+            room=self.room,
+            stop_code=self.stop_code,
+            exit_codes=() if self.running else (self.exit_code,),
+        )
 
 
 class InMemoryRunner:
-    """Honours the launch token like ECS ``clientToken`` does: the same token, the same task."""
+    """Honours the launch token like ECS ``clientToken`` does: the same token, the same task.
 
-    def __init__(self) -> None:
+    ``calls`` counts ECS API calls as the real adapter would make them (ListTasks pages and
+    DescribeTasks chunks of 100); ``listing_fails`` makes listing raise like a throttled ECS.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.tasks: dict[str, FakeTask] = {}
-        self.run_task_calls = 0
+        self.calls: Counter[str] = Counter()
         self.fail_next_launches = 0
+        self.listing_fails = False
+
+    @property
+    def run_task_calls(self) -> int:
+        return self.calls["RunTask"]
 
     def launch(self, room: str, launch_token: str) -> LaunchedTask:
         with self._lock:
-            self.run_task_calls += 1
+            self.calls["RunTask"] += 1
             if self.fail_next_launches:
                 self.fail_next_launches -= 1
                 raise LaunchFailed("RESOURCE:FARGATE capacity unavailable")
@@ -51,7 +82,7 @@ class InMemoryRunner:
                 if task.launch_token == launch_token:
                     return LaunchedTask(task.arn, launch_token)
             arn = f"arn:aws:ecs:us-east-1:123456789012:task/agents/{next(self._ids):032x}"
-            self.tasks[arn] = FakeTask(arn=arn, room=room, launch_token=launch_token)
+            self.tasks[arn] = FakeTask(arn=arn, room=room, launch_token=launch_token, created_at=self._now())
             return LaunchedTask(arn, launch_token)
 
     def find_launched(self, launch_token: str) -> str | None:
@@ -63,13 +94,62 @@ class InMemoryRunner:
 
     def stop(self, task_arn: str, reason: str) -> None:
         with self._lock:
+            self.calls["StopTask"] += 1
             task = self.tasks.get(task_arn)
             if task is not None and task.running:
                 task.running = False
                 task.stop_reason = reason
+                task.stop_code = "UserInitiated"
+                task.exit_code = 143  # SIGTERM
+
+    def list_tasks(self) -> list[TaskSnapshot]:
+        with self._lock:
+            running = [task.snapshot() for task in self.tasks.values() if task.running]
+            self._count_listing(len(running), pages=True)
+            return running
+
+    def describe_tasks(self, task_arns: Sequence[str]) -> list[TaskSnapshot]:
+        with self._lock:
+            self._count_listing(len(task_arns), pages=False)
+            return [self.tasks[arn].snapshot() for arn in task_arns if arn in self.tasks]
+
+    # --- test helpers ---------------------------------------------------------------------
+
+    def crash(
+        self, task_arn: str, stop_code: str = "EssentialContainerExited", exit_code: int | None = 1
+    ) -> None:
+        """The task dies on its own, as ECS would report it."""
+        with self._lock:
+            task = self.tasks[task_arn]
+            task.running = False
+            task.stop_reason = "crashed"
+            task.stop_code = stop_code
+            task.exit_code = exit_code
+
+    def start_foreign(self, room: str, launch_token: str, created_at: float) -> str:
+        """A task with our ``startedBy`` that no launch of ours recorded (an orphan)."""
+        with self._lock:
+            arn = f"arn:aws:ecs:us-east-1:123456789012:task/agents/{next(self._ids):032x}"
+            self.tasks[arn] = FakeTask(arn=arn, room=room, launch_token=launch_token, created_at=created_at)
+            return arn
 
     def running(self) -> list[FakeTask]:
         return [task for task in self.tasks.values() if task.running]
+
+    def _count_listing(self, tasks: int, pages: bool) -> None:
+        if self.listing_fails:
+            self.calls["ListTasks" if pages else "DescribeTasks"] += 1
+            raise RunnerUnavailable("ThrottlingException: Rate exceeded (twin)")
+        chunks = max(1, -(-tasks // ECS_PAGE_SIZE))
+        if pages:
+            self.calls["ListTasks"] += chunks
+            if tasks:
+                self.calls["DescribeTasks"] += chunks
+        elif tasks:
+            self.calls["DescribeTasks"] += chunks
+
+    def _now(self) -> float:
+        return self._clock.now() if self._clock is not None else time.time()
 
 
 @dataclass
@@ -101,9 +181,23 @@ class InMemoryTimers:
 
 @dataclass
 class InMemoryMetrics:
+    """``counts`` sums each metric over all its dimensions; ``labelled`` keeps them apart."""
+
     counts: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     values: dict[str, list[float]] = field(default_factory=dict)
+    labelled: defaultdict[tuple[str, tuple[tuple[str, str], ...]], float] = field(
+        default_factory=lambda: defaultdict(float)
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def count(self, name: str, value: float = 1, unit: str = "Count") -> None:
-        self.counts[name] += value
-        self.values.setdefault(name, []).append(value)
+    def count(
+        self, name: str, value: float = 1, unit: str = "Count", dimensions: Mapping[str, str] | None = None
+    ) -> None:
+        with self._lock:
+            self.counts[name] += value
+            self.values.setdefault(name, []).append(value)
+            self.labelled[name, tuple(sorted((dimensions or {}).items()))] += value
+
+    def count_for(self, name: str, **dimensions: str) -> float:
+        """The total of ``name`` with exactly these dimensions."""
+        return self.labelled.get((name, tuple(sorted(dimensions.items()))), 0.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from control_plane.ports import VersionConflict
+from control_plane.ports import ObservedTaskState, VersionConflict
 from control_plane.room import ParticipantChange, Room, observe_participant
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 
@@ -21,6 +21,7 @@ class InMemoryStore:
         self._rooms: dict[str, Room] = {}
         self._events: dict[str, int] = {}
         self._workers: dict[str, WorkerRecord] = {}
+        self._sweep_cursor: str | None = None
         self.reads = 0
         self.writes = 0
 
@@ -78,6 +79,16 @@ class InMemoryStore:
         with self._lock:
             return [room for room in self._rooms.values() if room.needs_attention]
 
+    def get_sweep_cursor(self) -> str | None:
+        with self._lock:
+            self.reads += 1
+            return self._sweep_cursor
+
+    def put_sweep_cursor(self, room: str | None) -> None:
+        with self._lock:
+            self.writes += 1
+            self._sweep_cursor = room
+
     # WorkerRegistry
     def get_worker(self, task_arn: str) -> WorkerRecord | None:
         with self._lock:
@@ -101,3 +112,28 @@ class InMemoryStore:
     def live_workers(self) -> Iterable[WorkerRecord]:
         with self._lock:
             return [w for w in self._workers.values() if w.status is not WorkerStatus.STOPPED]
+
+    def record_task_state(self, state: ObservedTaskState) -> bool:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(state.task_arn)
+            if current is not None and current.ecs_version >= state.version:
+                return False
+            if current is not None and current.status is WorkerStatus.STOPPED and not state.stopped:
+                return False
+            base = current or WorkerRecord(
+                task_arn=state.task_arn,
+                status=WorkerStatus.STARTING,
+                capacity=0,
+                heartbeat_at=state.seen_at,
+                launched_for=state.launched_for,
+            )
+            update: dict[str, object] = {"ecs_version": state.version, "last_status": state.last_status}
+            if state.stop_code is not None:
+                update["stop_code"] = state.stop_code
+            if base.launched_for is None and state.launched_for is not None:
+                update["launched_for"] = state.launched_for
+            if state.stopped:
+                update["status"] = WorkerStatus.STOPPED
+            self._workers[state.task_arn] = base.model_copy(update=update)
+            return True

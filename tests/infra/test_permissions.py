@@ -1,0 +1,585 @@
+"""IAM: the actions the code calls == control_plane.permissions == what template.yaml grants.
+
+Three links, each checked both ways so that none can pass by being empty:
+
+- code -> permissions: the boto3 calls each adapter makes, read from its source (calls on the
+  client it is given, typed with a ``mypy_boto3_<service>`` client) and recorded on moto while
+  it runs, are exactly the actions declared for it; the handlers, run in-process, call
+  nothing the function is not declared to need;
+- permissions -> template: each function's role grants exactly its declared actions plus the
+  ones Lambda needs to run it (``PLATFORM_ACTIONS``), and the agent task role exactly the
+  worker's;
+- scoping: no ``*`` actions, every action on the resources this stack owns.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.client
+import botocore.session
+import pytest
+from botocore import xform_name
+from moto import mock_aws
+
+from control_plane import composition, permissions
+from control_plane.adapters.dynamodb_store import DynamoDBStore
+from control_plane.adapters.ecs_runner import EcsRunner, TaskPlacement
+from control_plane.adapters.sqs_timers import SqsTimers
+from control_plane.room import ChangeKind, ParticipantChange, Room
+from control_plane.settings import TASK_STARTED_BY
+from control_plane.worker_protocol import WORKER_PK_PREFIX, GraceExpired, WorkerRecord, WorkerStatus
+from handlers import sweeper, task_events, timer, webhook
+from tests.aws import create_table
+from tests.fakes.livekit_fixtures import fake_livekit  # noqa: F401  (fixture)
+from tests.fakes.livekit_server import FakeLiveKitServer
+from tests.infra import cfn
+from tests.infra.cfn import ROOT, get_att, ref
+from tests.localstack import (
+    CLUSTER,
+    LambdaContext,
+    LocalAws,
+    ecs_task_state_change,
+    http_api_event,
+    provision,
+    scheduler_event,
+    signed_headers,
+    webhook_body,
+)
+
+CONTROL_PLANE_SOURCES = sorted((ROOT / "functions").rglob("*.py"))
+WORKER_SOURCES = sorted((ROOT / "agent_container" / "agent_worker").rglob("*.py"))
+
+# Powertools parameter helpers and providers -> the action each calls.
+POWERTOOLS_PARAMETERS = {
+    "SecretsProvider": "secretsmanager:GetSecretValue",
+    "get_secret": "secretsmanager:GetSecretValue",
+    "get_secrets_by_name": "secretsmanager:BatchGetSecretValue",
+    "get_parameter": "ssm:GetParameter",
+    "get_parameters": "ssm:GetParametersByPath",
+    "get_parameters_by_name": "ssm:GetParameters",
+}
+CLIENT_HELPERS = {"get_paginator", "get_waiter"}
+
+# What Lambda itself needs to run each function, with the reason; no code calls these.
+RUN_ACTIONS = {
+    "logs:CreateLogStream": "Lambda writes the function's logs to its log group",
+    "logs:PutLogEvents": "Lambda writes the function's logs to its log group",
+    "xray:PutTraceSegments": "Tracing: Active",
+    "xray:PutTelemetryRecords": "Tracing: Active",
+}
+PLATFORM_ACTIONS = {
+    "webhook": set(RUN_ACTIONS),
+    # The SQS event source mapping polls with the function's role.
+    "timer": set(RUN_ACTIONS) | {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+    # Lambda sends failed asynchronous invocations to the function's dead-letter queue.
+    "sweeper": set(RUN_ACTIONS) | {"sqs:SendMessage"},
+    "task_events": set(RUN_ACTIONS) | {"sqs:SendMessage"},
+}
+
+TABLE = get_att("Table", "Arn")
+ARN_PREFIX = "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}"
+TASK_DEFINITIONS = {"Fn::Sub": ARN_PREFIX + ":task-definition/${AWS::StackName}-agent:*"}
+TASKS_IN_CLUSTER = {"Fn::Sub": ARN_PREFIX + ":task/${AgentCluster}/*"}
+IN_CLUSTER = {"ArnEquals": {"ecs:cluster": get_att("AgentCluster", "Arn")}}
+# action -> (resources it may be granted on, condition it must carry)
+SCOPES: dict[str, tuple[list[Any], dict[str, Any] | None]] = {
+    "dynamodb:GetItem": ([TABLE], None),
+    "dynamodb:PutItem": ([TABLE], None),
+    "dynamodb:UpdateItem": ([TABLE], None),
+    "dynamodb:DeleteItem": ([TABLE], None),
+    "dynamodb:Query": ([{"Fn::Sub": "${Table.Arn}/index/attention-index"}], None),
+    "ecs:RunTask": ([TASK_DEFINITIONS], IN_CLUSTER),
+    "ecs:TagResource": ([TASKS_IN_CLUSTER], {"StringEquals": {"ecs:CreateAction": "RunTask"}}),
+    "ecs:StopTask": ([TASKS_IN_CLUSTER], IN_CLUSTER),
+    "ecs:DescribeTasks": ([TASKS_IN_CLUSTER], IN_CLUSTER),
+    "ecs:ListTasks": (["*"], IN_CLUSTER),
+    "iam:PassRole": (
+        [get_att("AgentTaskRole", "Arn"), get_att("AgentExecutionRole", "Arn")],
+        {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+    ),
+    "sqs:SendMessage": ([get_att("TimerQueue", "Arn"), get_att("EventsDeadLetterQueue", "Arn")], None),
+    "secretsmanager:GetSecretValue": ([ref("LiveKitSecretArn")], None),
+    "sqs:ReceiveMessage": ([get_att("TimerQueue", "Arn")], None),
+    "sqs:DeleteMessage": ([get_att("TimerQueue", "Arn")], None),
+    "sqs:GetQueueAttributes": ([get_att("TimerQueue", "Arn")], None),
+    "xray:PutTraceSegments": (["*"], None),
+    "xray:PutTelemetryRecords": (["*"], None),
+}
+
+
+# --- code -> permissions (static) -----------------------------------------------------------
+
+
+@cache
+def _operations(service: str) -> tuple[str, dict[str, str]]:
+    """IAM prefix of a service and its boto3 method names -> API operation names."""
+    model = botocore.session.get_session().get_service_model(service)
+    return model.signing_name, {xform_name(op): op for op in model.operation_names}
+
+
+def _action(service: str, method: str) -> str:
+    prefix, operations = _operations(service)
+    assert method in operations, f"{service} client has no operation {method!r}"
+    return f"{prefix}:{operations[method]}"
+
+
+def _client_types(tree: ast.Module) -> dict[str, str]:
+    """``DynamoDBClient`` -> ``dynamodb`` from ``from mypy_boto3_dynamodb.client import ...``."""
+    types = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mypy_boto3_"):
+            service = node.module.removeprefix("mypy_boto3_").split(".")[0]
+            for alias in node.names:
+                if alias.name.endswith("Client"):
+                    types[alias.asname or alias.name] = service
+    return types
+
+
+def _annotation_name(annotation: ast.expr | None) -> str | None:
+    if isinstance(annotation, ast.Name):
+        return annotation.id
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        return annotation.value
+    return None
+
+
+def _class_calls(cls: ast.ClassDef, client_types: dict[str, str]) -> set[str]:
+    """Actions of every call on a client the class was given in ``__init__``."""
+    clients: dict[str, str] = {}
+    for init in (f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"):
+        params = {
+            arg.arg: client_types[name]
+            for arg in [*init.args.args, *init.args.kwonlyargs]
+            if (name := _annotation_name(arg.annotation)) in client_types
+        }
+        for node in ast.walk(init):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id in params:
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+                        clients[target.attr] = params[node.value.id]
+    found = set()
+    for node in ast.walk(cls):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value
+        if isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and owner.attr in clients:
+            method = node.func.attr
+            if method in CLIENT_HELPERS:
+                assert isinstance(node.args[0], ast.Constant), f"{cls.name}: {method} of a computed name"
+                method = str(node.args[0].value)
+            found.add(_action(clients[owner.attr], method))
+    return found
+
+
+def _function_calls(func: ast.FunctionDef) -> set[str]:
+    """Actions of Powertools parameter helpers a module-level function calls."""
+    found = set()
+    for node in ast.walk(func):
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            if name in POWERTOOLS_PARAMETERS:
+                found.add(POWERTOOLS_PARAMETERS[name])
+    return found
+
+
+def scan(paths: list[Path]) -> dict[str, set[str]]:
+    """Unit (class or module-level function) -> the actions its source calls."""
+    units: dict[str, set[str]] = {}
+    for path in paths:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        client_types = _client_types(tree)
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                calls = _class_calls(node, client_types)
+            elif isinstance(node, ast.FunctionDef):
+                calls = _function_calls(node)
+            else:
+                continue
+            if calls:
+                assert node.name not in units, f"two units named {node.name}"
+                units[node.name] = calls
+    return units
+
+
+def _boto3_entry_points(paths: list[Path]) -> list[tuple[str, str, str]]:
+    """(file, boto3 function, service) for every boto3.client/resource/Session call."""
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "boto3"
+            ):
+                service = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else "?"
+                found.append((path.name, node.func.attr, str(service)))
+    return found
+
+
+def test_the_scan_sees_the_calls_it_must_see() -> None:
+    """Guards the guard: an AST scan that found nothing would make the next test pass."""
+    units = scan(CONTROL_PLANE_SOURCES)
+    assert "dynamodb:UpdateItem" in units["DynamoDBStore"]
+    assert "dynamodb:Query" in units["DynamoDBStore"], "get_paginator('query') counts as Query"
+    assert "ecs:RunTask" in units["EcsRunner"]
+    assert units["secrets_provider"] == {"secretsmanager:GetSecretValue"}
+
+
+def test_control_plane_calls_are_exactly_the_declared_ones() -> None:
+    assert scan(CONTROL_PLANE_SOURCES) == dict(permissions.ADAPTER_ACTIONS), (
+        "a boto3 call was added or removed: declare it in control_plane/permissions.py"
+        " and grant it in template.yaml"
+    )
+
+
+def test_agent_worker_calls_are_exactly_the_declared_ones() -> None:
+    assert scan(WORKER_SOURCES) == dict(permissions.WORKER_ADAPTER_ACTIONS)
+
+
+def test_clients_are_made_only_for_declared_services() -> None:
+    declared = {
+        action.split(":")[0] for actions in permissions.ADAPTER_ACTIONS.values() for action in actions
+    }
+    worker_declared = {
+        a.split(":")[0] for actions in permissions.WORKER_ADAPTER_ACTIONS.values() for a in actions
+    }
+    for sources, services in ((CONTROL_PLANE_SOURCES, declared), (WORKER_SOURCES, worker_declared)):
+        entry_points = _boto3_entry_points(sources)
+        assert entry_points, "the scan finds boto3.client calls"
+        for file, function, service in entry_points:
+            assert function == "client", (
+                f"{file}: boto3.{function} calls cannot be checked; use a typed client"
+            )
+            assert service in services, f"{file}: a {service} client, but no {service} action is declared"
+
+
+def test_composition_builds_the_declared_adapters() -> None:
+    source = (ROOT / "functions" / "control_plane" / "composition.py").read_text()
+    tree = ast.parse(source)
+    built = {
+        node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in permissions.ADAPTER_ACTIONS
+    }
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert built | (defined & set(permissions.ADAPTER_ACTIONS)) == set(permissions.COMPOSITION_ADAPTERS)
+
+
+# --- code -> permissions (recorded on moto) -------------------------------------------------
+
+
+class Recorder:
+    """Every API call made through any boto3 client, as IAM actions."""
+
+    def __init__(self) -> None:
+        self.actions: set[str] = set()
+
+    def on(self, client: Any) -> Any:
+        client.meta.events.register("before-call.*.*", self._record)
+        return client
+
+    def _record(self, model: Any, **_: Any) -> None:
+        self.actions.add(f"{model.service_model.signing_name}:{model.name}")
+
+
+def _exercise(adapter: object, calls: list[tuple[str, Callable[[Callable[..., Any]], Any]]]) -> None:
+    for name, call in calls:
+        method = getattr(adapter, name, None)
+        if method is not None:
+            call(method)
+
+
+@pytest.fixture
+def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    with mock_aws():
+        yield
+
+
+@pytest.mark.usefixtures("moto_env")
+def test_recorded_dynamodb_store_calls_are_the_declared_ones() -> None:
+    recorder = Recorder()
+    client = recorder.on(boto3.client("dynamodb"))
+    create_table(client, "rooms")
+    recorder.actions.clear()
+    store = DynamoDBStore(client, "rooms")
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/agents/abc"
+    joined = ParticipantChange(
+        kind=ChangeKind.JOINED, room="r", room_sid="RM_1", sid="PA_1", identity="a", at=1.0
+    )
+    _exercise(
+        store,
+        [
+            ("create", lambda m: m(Room(name="solo", sid="RM_9"))),
+            ("get", lambda m: m("solo")),
+            ("save", lambda m: m(Room(name="solo", sid="RM_9"), 1)),
+            ("observe_participant", lambda m: m(joined)),
+            ("claim_event", lambda m: m("EV_1", 1, 100)),
+            ("release_event", lambda m: m("EV_1")),
+            ("rooms_needing_attention", lambda m: list(m())),
+            (
+                "put_worker",
+                lambda m: m(
+                    WorkerRecord(task_arn=arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=1.0)
+                ),
+            ),
+            ("get_worker", lambda m: m(arn)),
+            ("mark_draining", lambda m: m(arn)),
+            ("live_workers", lambda m: list(m())),
+        ],
+    )
+    assert recorder.actions == permissions.ADAPTER_ACTIONS["DynamoDBStore"]
+
+
+@pytest.mark.usefixtures("moto_env")
+def test_recorded_ecs_runner_calls_are_the_declared_ones() -> None:
+    recorder = Recorder()
+    client = recorder.on(boto3.client("ecs"))
+    ec2 = boto3.client("ec2")
+    client.create_cluster(clusterName="agents", capacityProviders=["FARGATE", "FARGATE_SPOT"])
+    client.register_task_definition(
+        family="agent",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="2048",
+        containerDefinitions=[{"name": "agent", "image": "agent:local", "memory": 2048}],
+    )
+    recorder.actions.clear()
+    runner = EcsRunner(
+        client,
+        TaskPlacement(
+            cluster="agents",
+            task_definition="agent",
+            container_name="agent",
+            subnets=[ec2.describe_subnets()["Subnets"][0]["SubnetId"]],
+            security_groups=[ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]],
+            capacity_provider="FARGATE",
+            assign_public_ip=False,
+            started_by=TASK_STARTED_BY,
+        ),
+    )
+    launched = runner.launch("room-1", "token-1")
+    _exercise(
+        runner, [("find_launched", lambda m: m("token-1")), ("stop", lambda m: m(launched.task_arn, "done"))]
+    )
+    assert recorder.actions == {
+        action for action in permissions.ADAPTER_ACTIONS["EcsRunner"] if action.startswith("ecs:")
+    }
+
+
+@pytest.mark.usefixtures("moto_env")
+def test_recorded_sqs_timers_and_secret_calls_are_the_declared_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder()
+    sqs = recorder.on(boto3.client("sqs"))
+    url = sqs.create_queue(QueueName="timers")["QueueUrl"]
+    recorder.actions.clear()
+    SqsTimers(sqs, url).send(GraceExpired(room="r", generation=1), 0)
+    assert recorder.actions == permissions.ADAPTER_ACTIONS["SqsTimers"]
+
+    secrets = boto3.client("secretsmanager")
+    arn = secrets.create_secret(Name="lk", SecretString=json.dumps({"api_key": "k", "api_secret": "s"}))[
+        "ARN"
+    ]
+    monkeypatch.setenv("LIVEKIT_SECRET_ARN", arn)
+    seen: set[str] = set()
+    original = botocore.client.BaseClient._make_api_call
+
+    def record(self: Any, operation: str, params: Any) -> Any:
+        seen.add(f"{self.meta.service_model.signing_name}:{operation}")
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    composition.reset()
+    try:
+        assert composition.livekit_credentials() == ("k", "s")
+    finally:
+        composition.reset()
+    assert seen == permissions.ADAPTER_ACTIONS["secrets_provider"]
+
+
+@pytest.fixture
+def local(monkeypatch: pytest.MonkeyPatch, fake_livekit: FakeLiveKitServer) -> Iterator[LocalAws]:  # noqa: F811
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    with mock_aws():
+        aws = provision(fake_livekit)
+        for key, value in aws.env.items():
+            monkeypatch.setenv(key, value)
+        composition.reset()
+        yield aws
+        composition.reset()
+
+
+def test_handlers_call_only_what_their_function_may(local: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every handler in-process, through a join, the task's state changes, a sweep, a leave and
+    the grace timer: each calls only actions its function is declared (and granted) to have."""
+    calls: list[str] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def record(self: Any, operation: str, params: Any) -> Any:
+        calls.append(f"{self.meta.service_model.signing_name}:{operation}")
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    seen: dict[str, set[str]] = {module: set() for module in permissions.FUNCTION_ADAPTERS}
+
+    def run(module: str, invoke: Callable[[], Any]) -> Any:
+        calls.clear()
+        result = invoke()
+        seen[module] |= set(calls)
+        return result
+
+    key, secret = local.livekit.api_key, local.livekit.api_secret
+
+    def post(body: bytes) -> None:
+        response = webhook.handler(http_api_event(body, signed_headers(body, key, secret)), LambdaContext())
+        assert response["statusCode"] == 200, response
+
+    run("webhook", lambda: post(webhook_body("participant_joined", sid="PA_1")))
+    [task_arn] = boto3.client("ecs").list_tasks(cluster=CLUSTER, startedBy=TASK_STARTED_BY)["taskArns"]
+    run(
+        "task_events",
+        lambda: task_events.handler(ecs_task_state_change(task_arn, "RUNNING", 2), LambdaContext()),
+    )
+    run("sweeper", lambda: sweeper.handler(scheduler_event(), LambdaContext()))
+    run("webhook", lambda: post(webhook_body("participant_left", sid="PA_1")))
+    message = GraceExpired(room="room-1", generation=1).model_dump_json()
+    record_event = {
+        "messageId": "m1",
+        "receiptHandle": "r1",
+        "body": message,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0"},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:timers",
+        "awsRegion": "us-east-1",
+    }
+    run("timer", lambda: timer.handler({"Records": [record_event]}, LambdaContext()))
+    stopped = ecs_task_state_change(task_arn, "STOPPED", 5, stop_code="EssentialContainerExited", exit_code=1)
+    run("task_events", lambda: task_events.handler(stopped, LambdaContext()))
+
+    assert {"ecs:RunTask", "secretsmanager:GetSecretValue"} <= seen["webhook"], (
+        "the flow reached ECS and the secret"
+    )
+    assert "dynamodb:Query" in seen["sweeper"], "the sweep read the attention index"
+    for module, actions in seen.items():
+        assert actions, f"handlers/{module}.py made no AWS call: the flow did not reach it"
+        assert actions <= permissions.function_actions(module), (
+            f"handlers/{module}.py called {sorted(actions - permissions.function_actions(module))}"
+        )
+
+
+# --- permissions -> template ----------------------------------------------------------------
+
+
+def test_each_function_role_grants_exactly_what_its_code_and_lambda_need() -> None:
+    functions = cfn.functions()
+    assert set(functions) == set(permissions.FUNCTION_ADAPTERS) == set(PLATFORM_ACTIONS)
+    for module, function in functions.items():
+        statements = cfn.role_statements(cfn.function_role(function))
+        granted = cfn.actions(statements)
+        expected = permissions.function_actions(module) | PLATFORM_ACTIONS[module]
+        assert granted == expected, (
+            f"{function.logical_id}: grants {sorted(granted - expected)} it does not use, "
+            f"lacks {sorted(expected - granted)}"
+        )
+
+
+def _check_scoped(role: str, scopes: dict[str, tuple[list[Any], dict[str, Any] | None]]) -> None:
+    for statement in cfn.role_statements(role):
+        assert statement["Effect"] == "Allow", role
+        assert "NotAction" not in statement and "NotResource" not in statement, role
+        for action in cfn.listify(statement["Action"]):
+            assert "*" not in action, f"{role}: wildcard action {action}"
+            allowed, condition = scopes[action]
+            for resource in cfn.listify(statement["Resource"]):
+                assert resource in allowed, f"{role}: {action} on {resource}"
+            if condition is not None:
+                assert statement.get("Condition") == condition, f"{role}: {action} needs {condition}"
+            if "*" in cfn.listify(statement["Resource"]):
+                assert action.startswith("xray:") or statement.get("Condition"), f"{role}: {action} on *"
+
+
+def test_function_permissions_are_scoped_to_this_stack() -> None:
+    family = cfn.resource("AgentTaskDefinition")["Properties"]["Family"]["Fn::Sub"]
+    assert TASK_DEFINITIONS["Fn::Sub"].endswith(f"task-definition/{family}:*"), "RunTask on our family"
+    for function in cfn.functions().values():
+        own_logs = [get_att(function.properties["LoggingConfig"]["LogGroup"]["Ref"], "Arn")]
+        logs = {"logs:CreateLogStream": (own_logs, None), "logs:PutLogEvents": (own_logs, None)}
+        _check_scoped(cfn.function_role(function), {**SCOPES, **logs})
+
+
+def test_dead_letters_go_only_where_the_function_sends_them() -> None:
+    dead_letters = get_att("EventsDeadLetterQueue", "Arn")
+    for module, function in cfn.functions().items():
+        for statement in cfn.role_statements(cfn.function_role(function)):
+            if "sqs:SendMessage" in cfn.listify(statement["Action"]) and dead_letters in cfn.listify(
+                statement["Resource"]
+            ):
+                assert function.properties["DeadLetterQueue"]["TargetArn"] == dead_letters, module
+
+
+def test_agent_task_role_may_only_heartbeat_worker_items_and_signal_ready() -> None:
+    statements = cfn.role_statements("AgentTaskRole")
+    assert cfn.actions(statements) == permissions.WORKER_ACTIONS
+    _check_scoped(
+        "AgentTaskRole",
+        {
+            "dynamodb:UpdateItem": (
+                [TABLE],
+                {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [WORKER_PK_PREFIX + "*"]}},
+            ),
+            "sqs:SendMessage": ([get_att("TimerQueue", "Arn")], None),
+        },
+    )
+
+
+def test_execution_role_reads_only_the_secrets_the_container_gets() -> None:
+    statements = cfn.role_statements("AgentExecutionRole")
+    [secrets] = [s for s in statements if "secretsmanager:GetSecretValue" in cfn.listify(s["Action"])]
+    granted = cfn.conditional_items(cfn.listify(secrets["Resource"]))
+    needed = []
+    for secret in cfn.conditional_items(cfn.agent_container()["Secrets"]):
+        value = secret["ValueFrom"]
+        needed.append(value if "Ref" in value else ref(value["Fn::Sub"].split("}")[0].removeprefix("${")))
+    assert sorted(map(str, granted)) == sorted({str(n) for n in needed})
+    assert all("*" not in action for action in cfn.actions(statements))
+    assert cfn.actions(statements) == {
+        "ecr:GetAuthorizationToken",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchGetImage",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "secretsmanager:GetSecretValue",
+    }
+
+
+def test_only_lambda_and_ecs_tasks_assume_the_roles() -> None:
+    principals = {}
+    for name, role in cfn.resources("AWS::IAM::Role").items():
+        [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        principals[name] = statement["Principal"]["Service"]
+    function_roles = {cfn.function_role(f) for f in cfn.functions().values()}
+    assert {
+        name for name, service in principals.items() if service == "lambda.amazonaws.com"
+    } == function_roles
+    assert {name for name, service in principals.items() if service == "ecs-tasks.amazonaws.com"} == {
+        "AgentTaskRole",
+        "AgentExecutionRole",
+    }

@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 AGENT_VENV := .venv-agent
+INFRA_VENV := .venv-infra
 # The container runs Python 3.12; use it for the agent tests when this machine has it.
 AGENT_PYTHON ?= $(shell python3.12 --version >/dev/null 2>&1 && echo python3.12 || echo $(PYTHON))
 
-.PHONY: demo test check unit test-agent bench lint format clean
+.PHONY: demo test check infra-lint unit test-agent bench format clean
 
 $(BIN)/.installed: pyproject.toml functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,16 +22,27 @@ $(AGENT_VENV)/.installed: agent_container/requirements.txt agent_container/requi
 	$(AGENT_VENV)/bin/pip install --quiet -r agent_container/requirements.txt -r agent_container/requirements-test.txt
 	touch $@
 
+# checkov and aws-sam-translator pin shared packages (pydantic, boto3) differently: own venv.
+$(INFRA_VENV)/.installed: infra/requirements-infra.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install --quiet --upgrade "pip>=25.1"
+	$(INFRA_VENV)/bin/pip install --quiet -r infra/requirements-infra.txt
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/python local/demo.py
 
-test: check unit test-agent
+test: check infra-lint unit test-agent
 
 check: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
+
+infra-lint: $(INFRA_VENV)/.installed
+	$(INFRA_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
+	$(INFRA_VENV)/bin/python -m pytest -p no:cacheprovider -p no:warnings -q tests/infra/test_sam_transform.py
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest
@@ -46,4 +58,4 @@ format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(AGENT_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AGENT_VENV) $(INFRA_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 from aws_lambda_powertools import Metrics
+from botocore.config import Config
 
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.adapters.ecs_runner import EcsRunner, TaskPlacement
@@ -21,7 +22,11 @@ from control_plane.ports import Ports
 from control_plane.settings import TASK_STARTED_BY, Settings
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
     from control_plane.adapters.livekit_gateway import LiveKitApiGateway
+    from control_plane.sweeper import Sweeper
+    from control_plane.task_events import TaskEventHandler
 
 SECRET_MAX_AGE_SECONDS = 300
 
@@ -38,11 +43,17 @@ def settings() -> Settings:
     return Settings()
 
 
+@lru_cache(maxsize=1)
+def secrets_provider() -> SecretsProvider:
+    """Our own provider (not Powertools' process-wide default), so :func:`reset` can drop it."""
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider()
+
+
 def livekit_credentials() -> tuple[str, str]:
     """API key and secret from the Secrets Manager secret ``{"api_key": …, "api_secret": …}``."""
-    from aws_lambda_powertools.utilities import parameters
-
-    secret = parameters.get_secret(
+    secret = secrets_provider().get(
         settings().livekit_secret_arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS
     )
     if not isinstance(secret, dict) or not secret.get("api_key") or not secret.get("api_secret"):
@@ -50,9 +61,14 @@ def livekit_credentials() -> tuple[str, str]:
     return str(secret["api_key"]), str(secret["api_secret"])
 
 
+def client_config() -> Config:
+    """Enough pooled connections for the sweeper's worker threads (boto3 keeps 10)."""
+    return Config(max_pool_connections=max(10, settings().sweep_concurrency))
+
+
 @lru_cache(maxsize=1)
 def store() -> DynamoDBStore:
-    return DynamoDBStore(boto3.client("dynamodb"), settings().table_name)
+    return DynamoDBStore(boto3.client("dynamodb", config=client_config()), settings().table_name)
 
 
 @lru_cache(maxsize=1)
@@ -81,7 +97,7 @@ def ports(metrics: Metrics) -> Ports:
     return Ports(
         rooms=table,
         workers=table,
-        runner=EcsRunner(boto3.client("ecs"), placement),
+        runner=EcsRunner(boto3.client("ecs", config=client_config()), placement),
         livekit=livekit_gateway(),
         timers=SqsTimers(boto3.client("sqs"), config.timer_queue_url),
         clock=SystemClock(),
@@ -90,13 +106,44 @@ def ports(metrics: Metrics) -> Ports:
 
 
 def controller(metrics: Metrics) -> RoomController:
+    return controller_for(ports(metrics))
+
+
+def controller_for(room_ports: Ports) -> RoomController:
     config = settings()
     return RoomController(
-        ports(metrics),
+        room_ports,
         config.policy,
         departure_timeout=config.departure_timeout,
         event_ttl_seconds=config.event_dedupe_ttl_seconds,
     )
+
+
+def sweeper(metrics: Metrics) -> Sweeper:
+    """The sweep on the LiveKit gateway's loop; imported here, so other handlers skip it."""
+    from control_plane.sweeper import Sweeper, SweepPolicy
+
+    config = settings()
+    policy = SweepPolicy(
+        agent_name=config.agent_name,
+        grace_seconds=config.grace_period_seconds,
+        agent_ttl_seconds=config.agent_ttl_seconds,
+        settle_seconds=config.claim_lease_seconds,
+        worker_stale_seconds=config.worker_stale_seconds,
+        worker_start_timeout_seconds=config.worker_start_timeout_seconds,
+        max_agent_age_seconds=config.max_agent_age_seconds,
+        warm_tasks=config.warm_tasks,
+        slots_per_task=config.slots_per_task,
+        concurrency=config.sweep_concurrency,
+        safety_margin_seconds=config.sweep_safety_margin_seconds,
+    )
+    return Sweeper(ports(metrics), livekit_gateway(), controller_for, policy)
+
+
+def task_event_handler(metrics: Metrics) -> TaskEventHandler:
+    from control_plane.task_events import TaskEventHandler
+
+    return TaskEventHandler(ports(metrics), controller(metrics), TASK_STARTED_BY, settings().ecs_cluster)
 
 
 def reset() -> None:
@@ -104,6 +151,7 @@ def reset() -> None:
     if livekit_gateway.cache_info().currsize:
         livekit_gateway().close()
     livekit_gateway.cache_clear()
+    secrets_provider.cache_clear()
     settings.cache_clear()
     store.cache_clear()
     ports.cache_clear()

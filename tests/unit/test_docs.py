@@ -8,6 +8,7 @@ from pathlib import Path
 from control_plane.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+NO_DEFAULT = "\N{EN DASH}"  # what the table shows for a setting the deployment must provide
 
 
 def readme_settings() -> dict[str, str]:
@@ -23,7 +24,7 @@ def test_every_setting_is_documented_with_its_default() -> None:
         default = field.default
         shown = documented[env].strip("`")
         if default in ("", None):
-            assert shown == "–", f"{env}: README shows {shown!r}, code has no default"
+            assert shown == NO_DEFAULT, f"{env}: README shows {shown!r}, code has no default"
         elif isinstance(default, bool):
             assert shown == str(default).lower()
         else:

@@ -47,17 +47,9 @@ class LocalAws:
         return boto3.client(service, region_name="us-east-1")
 
 
-def provision(livekit: FakeLiveKitServer, grace_seconds: int = 60) -> LocalAws:
-    """Create the resources (inside moto) and return the functions' environment for them."""
-    region = "us-east-1"
-    create_table(boto3.client("dynamodb", region_name=region), TABLE)
-    sqs = boto3.client("sqs", region_name=region)
-    dlq = sqs.create_queue(QueueName="timers-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = sqs.create_queue(
-        QueueName="timers",
-        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})},
-    )["QueueUrl"]
+def provision_ecs(region: str = "us-east-1") -> tuple[str, str]:
+    """Cluster and task definition as the template makes them; moto's RunTask wants them real,
+    plus a default-VPC subnet and security group, which it returns."""
     ec2 = boto3.client("ec2", region_name=region)
     subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
     group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
@@ -71,6 +63,21 @@ def provision(livekit: FakeLiveKitServer, grace_seconds: int = 60) -> LocalAws:
         memory="2048",
         containerDefinitions=[{"name": "agent", "image": "agent:local", "memory": 2048, "essential": True}],
     )
+    return subnet, group
+
+
+def provision(livekit: FakeLiveKitServer, grace_seconds: int = 60) -> LocalAws:
+    """Create the resources (inside moto) and return the functions' environment for them."""
+    region = "us-east-1"
+    create_table(boto3.client("dynamodb", region_name=region), TABLE)
+    sqs = boto3.client("sqs", region_name=region)
+    dlq = sqs.create_queue(QueueName="timers-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName="timers",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})},
+    )["QueueUrl"]
+    subnet, group = provision_ecs()
     secret_arn = boto3.client("secretsmanager", region_name=region).create_secret(
         Name="livekit",
         SecretString=json.dumps({"api_key": livekit.api_key, "api_secret": livekit.api_secret}),

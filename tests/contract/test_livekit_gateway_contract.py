@@ -27,8 +27,6 @@ from control_plane.adapters.memory.livekit import InMemoryLiveKit
 from control_plane.ports import LiveKitGateway, LiveKitUnavailable
 from tests.fakes.livekit_server import FakeLiveKitServer, RejectedAuth
 
-pytest_plugins = ["tests.fakes.livekit_fixtures"]
-
 AGENT = "voice-agent"
 STANDARD, SIP, AGENT_KIND = 0, 3, 4
 

@@ -17,7 +17,7 @@ from control_plane.adapters.memory.runtime import InMemoryRunner, VirtualClock
 from control_plane.ports import RunnerUnavailable
 from control_plane.settings import TASK_STARTED_BY
 from tests.aws import CallCounter
-from tests.localstack import CLUSTER, TASK_FAMILY
+from tests.localstack import CLUSTER, TASK_FAMILY, provision_ecs
 
 REGION = "us-east-1"
 
@@ -31,28 +31,18 @@ class Runner:
 
 def ecs_placement() -> tuple[Any, TaskPlacement]:
     """The cluster, task definition and network RunTask needs (moto wants them real)."""
-    ec2 = boto3.client("ec2", region_name=REGION)
-    ecs = boto3.client("ecs", region_name=REGION)
-    ecs.create_cluster(clusterName=CLUSTER, capacityProviders=["FARGATE", "FARGATE_SPOT"])
-    ecs.register_task_definition(
-        family=TASK_FAMILY,
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
-        cpu="1024",
-        memory="2048",
-        containerDefinitions=[{"name": "agent", "image": "agent:local", "memory": 2048, "essential": True}],
-    )
+    subnet, group = provision_ecs(REGION)
     placement = TaskPlacement(
         cluster=CLUSTER,
         task_definition=TASK_FAMILY,
         container_name="agent",
-        subnets=[ec2.describe_subnets()["Subnets"][0]["SubnetId"]],
-        security_groups=[ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]],
+        subnets=[subnet],
+        security_groups=[group],
         capacity_provider="FARGATE",
         assign_public_ip=False,
         started_by=TASK_STARTED_BY,
     )
-    return ecs, placement
+    return boto3.client("ecs", region_name=REGION), placement
 
 
 def _throttled(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:

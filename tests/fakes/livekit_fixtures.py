@@ -1,4 +1,4 @@
-"""Pytest fixture for the fake LiveKit server; load it with ``pytest_plugins``."""
+"""Pytest fixture for the fake LiveKit server (tests/conftest.py makes it available everywhere)."""
 
 from __future__ import annotations
 

@@ -37,8 +37,6 @@ from control_plane.settings import TASK_STARTED_BY
 from control_plane.worker_protocol import WORKER_PK_PREFIX, GraceExpired, WorkerRecord, WorkerStatus
 from handlers import sweeper, task_events, timer, webhook
 from tests.aws import create_table
-from tests.fakes.livekit_fixtures import fake_livekit  # noqa: F401  (fixture)
-from tests.fakes.livekit_server import FakeLiveKitServer
 from tests.infra import cfn
 from tests.infra.cfn import ROOT, get_att, ref
 from tests.localstack import (
@@ -47,7 +45,6 @@ from tests.localstack import (
     LocalAws,
     ecs_task_state_change,
     http_api_event,
-    provision,
     scheduler_event,
     signed_headers,
     webhook_body,
@@ -410,21 +407,7 @@ def test_recorded_sqs_timers_and_secret_calls_are_the_declared_ones(monkeypatch:
     assert seen == permissions.ADAPTER_ACTIONS["secrets_provider"]
 
 
-@pytest.fixture
-def local(monkeypatch: pytest.MonkeyPatch, fake_livekit: FakeLiveKitServer) -> Iterator[LocalAws]:  # noqa: F811
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
-    with mock_aws():
-        aws = provision(fake_livekit)
-        for key, value in aws.env.items():
-            monkeypatch.setenv(key, value)
-        composition.reset()
-        yield aws
-        composition.reset()
-
-
-def test_handlers_call_only_what_their_function_may(local: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handlers_call_only_what_their_function_may(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every handler in-process, through a join, the task's state changes, a sweep, a leave and
     the grace timer: each calls only actions its function is declared (and granted) to have."""
     calls: list[str] = []
@@ -443,7 +426,7 @@ def test_handlers_call_only_what_their_function_may(local: LocalAws, monkeypatch
         seen[module] |= set(calls)
         return result
 
-    key, secret = local.livekit.api_key, local.livekit.api_secret
+    key, secret = aws.livekit.api_key, aws.livekit.api_secret
 
     def post(body: bytes) -> None:
         response = webhook.handler(http_api_event(body, signed_headers(body, key, secret)), LambdaContext())

@@ -6,22 +6,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from control_plane import composition
 from control_plane.events import EventType, WebhookRejected, verify_webhook
 from handlers import webhook
-from tests.fakes.livekit_fixtures import fake_livekit  # noqa: F401  (fixture)
-from tests.fakes.livekit_server import FakeLiveKitServer
 from tests.infra.cfn import ROOT
-from tests.localstack import TABLE, LambdaContext, LocalAws, http_api_event, provision
+from tests.localstack import TABLE, LambdaContext, LocalAws, http_api_event
 
 URL = "https://api.example/livekit/webhook"
 
@@ -79,26 +75,12 @@ class Deployed:
         return int(response["statusCode"]), str(response.get("body", "")).encode()
 
 
-@pytest.fixture
-def local(monkeypatch: pytest.MonkeyPatch, fake_livekit: FakeLiveKitServer) -> Iterator[LocalAws]:  # noqa: F811
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
-    with mock_aws():
-        aws = provision(fake_livekit)
-        for key, value in aws.env.items():
-            monkeypatch.setenv(key, value)
-        composition.reset()
-        yield aws
-        composition.reset()
-
-
-def _smoke(local: LocalAws, transport: Any, lines: list[str], **kwargs: Any) -> Any:
+def _smoke(aws: LocalAws, transport: Any, lines: list[str], **kwargs: Any) -> Any:
     target = smoke.Target(URL, TABLE, None)
     return smoke.Smoke(
         target,
-        local.livekit.api_key,
-        local.livekit.api_secret,
+        aws.livekit.api_key,
+        aws.livekit.api_secret,
         boto3.client("dynamodb"),
         post=transport,
         sleep=lambda _: None,
@@ -108,10 +90,10 @@ def _smoke(local: LocalAws, transport: Any, lines: list[str], **kwargs: Any) -> 
 
 
 @pytest.mark.parametrize("launch", [False, True], ids=["records", "launches"])
-def test_a_smoke_run_against_the_real_handler_passes(local: LocalAws, launch: bool) -> None:
+def test_a_smoke_run_against_the_real_handler_passes(aws: LocalAws, launch: bool) -> None:
     deployed, lines = Deployed(), []
 
-    _smoke(local, deployed.post, lines).run("smoke-1", launch=launch)
+    _smoke(aws, deployed.post, lines).run("smoke-1", launch=launch)
 
     assert all(url == URL for url, _ in deployed.requests)
     assert "Authorization" not in deployed.requests[0][1], "the first request is the unsigned one"
@@ -122,19 +104,19 @@ def test_a_smoke_run_against_the_real_handler_passes(local: LocalAws, launch: bo
     assert len(tasks) == (1 if launch else 0), "a launched task is stopped again"
 
 
-def test_a_deployment_with_the_wrong_secret_fails_the_smoke_run(local: LocalAws) -> None:
-    smoke_run = _smoke(local, Deployed().post, [])
+def test_a_deployment_with_the_wrong_secret_fails_the_smoke_run(aws: LocalAws) -> None:
+    smoke_run = _smoke(aws, Deployed().post, [])
     smoke_run.api_secret = "not-the-secret-the-stack-has-0123456789"
     with pytest.raises(smoke.SmokeFailure, match="expected HTTP 200, got 401"):
         smoke_run.run("smoke-2")
 
 
-def test_a_webhook_that_writes_nothing_fails_the_smoke_run(local: LocalAws) -> None:
+def test_a_webhook_that_writes_nothing_fails_the_smoke_run(aws: LocalAws) -> None:
     def accepts_but_drops(url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         return (200, b"{}") if "Authorization" in headers else (401, b"{}")
 
     now = iter(range(0, 10_000, 10))
-    smoke_run = _smoke(local, accepts_but_drops, [], wait_seconds=30, clock=lambda: float(next(now)))
+    smoke_run = _smoke(aws, accepts_but_drops, [], wait_seconds=30, clock=lambda: float(next(now)))
     with pytest.raises(smoke.SmokeFailure, match="ROOM#smoke-3 recorded: not seen"):
         smoke_run.run("smoke-3")
 

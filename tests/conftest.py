@@ -1,4 +1,4 @@
-"""Handlers in-process against moto (AWS) and the fake LiveKit Twirp server."""
+"""Fixtures shared by every test folder: moto (in-process or as a server) plus the fake LiveKit."""
 
 from __future__ import annotations
 
@@ -18,17 +18,29 @@ from tests.fakes.livekit_server import FakeLiveKitServer
 from tests.localstack import LocalAws, provision
 
 
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch, fake_livekit: FakeLiveKitServer) -> Iterator[LocalAws]:  # noqa: F811
+def _use(monkeypatch: pytest.MonkeyPatch, endpoint_url: str | None = None) -> None:
+    """Point boto3 at moto (its in-process mock, or a server) with throwaway credentials."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "testing")
+    if endpoint_url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint_url)
+
+
+def _deploy(monkeypatch: pytest.MonkeyPatch, livekit: FakeLiveKitServer) -> LocalAws:
+    """Create the stack's resources and give the functions their environment, as SAM would."""
+    local = provision(livekit)
+    for key, value in local.env.items():
+        monkeypatch.setenv(key, value)
+    composition.reset()
+    return local
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, fake_livekit: FakeLiveKitServer) -> Iterator[LocalAws]:  # noqa: F811
+    _use(monkeypatch)
     with mock_aws():
-        local = provision(fake_livekit)
-        for key, value in local.env.items():
-            monkeypatch.setenv(key, value)
-        composition.reset()
-        yield local
+        yield _deploy(monkeypatch, fake_livekit)
         composition.reset()
 
 
@@ -66,13 +78,6 @@ def server_aws(
     fake_livekit: FakeLiveKitServer,  # noqa: F811
 ) -> Iterator[LocalAws]:
     urllib.request.urlopen(urllib.request.Request(f"{moto_server_url}/moto-api/reset", method="POST")).close()
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server_url)
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
-    local = provision(fake_livekit)
-    for key, value in local.env.items():
-        monkeypatch.setenv(key, value)
-    composition.reset()
-    yield local
+    _use(monkeypatch, moto_server_url)
+    yield _deploy(monkeypatch, fake_livekit)
     composition.reset()

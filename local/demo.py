@@ -37,7 +37,6 @@ from moto import mock_aws  # noqa: E402
 
 from control_plane import composition  # noqa: E402
 from control_plane.adapters.dynamodb_store import DynamoDBStore  # noqa: E402
-from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus  # noqa: E402
 from handlers import timer, webhook  # noqa: E402
 from tests.fakes.livekit_server import FakeLiveKitServer  # noqa: E402
 from tests.localstack import (  # noqa: E402
@@ -49,6 +48,7 @@ from tests.localstack import (  # noqa: E402
     signed_headers,
     sqs_event,
     webhook_body,
+    worker_registers,
 )
 
 ROOM = "demo-room"
@@ -98,16 +98,7 @@ class Demo:
             self.show()
 
     def worker_ready(self) -> None:
-        room = self.store.get(ROOM)
-        assert room is not None and room.agent is not None and room.agent.task_arn is not None
-        arn = room.agent.task_arn
-        self.aws.livekit.state.register_worker("voice-agent")
-        self.store.put_worker(
-            WorkerRecord(task_arn=arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=time.time())
-        )
-        boto3.client("sqs").send_message(
-            QueueUrl=self.aws.queue_url, MessageBody=WorkerReady(task_arn=arn, room=ROOM).model_dump_json()
-        )
+        arn = worker_registers(self.aws, ROOM)
         say(f"Fargate task {arn.rsplit('/', 1)[-1][:8]}… registered with LiveKit and sent worker_ready")
         self.timers()
 

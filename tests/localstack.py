@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,8 @@ from typing import Any
 import boto3
 from livekit.api import AccessToken
 
+from control_plane.adapters.dynamodb_store import DynamoDBStore
+from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
 from tests.aws import create_table
 from tests.fakes.livekit_server import FakeLiveKitServer
 
@@ -97,6 +100,23 @@ def provision(livekit: FakeLiveKitServer, grace_seconds: int = 60) -> LocalAws:
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
     return LocalAws(env=env, queue_url=queue_url, livekit=livekit)
+
+
+def worker_registers(aws: LocalAws, room: str = "room-1") -> str:
+    """What the agent container does for the room's task once LiveKit registered its worker:
+    write the worker record as ready, then send the ready message. Returns the task ARN."""
+    store = DynamoDBStore(boto3.client("dynamodb", region_name="us-east-1"), TABLE)
+    tracked = store.get(room)
+    assert tracked is not None and tracked.agent is not None and tracked.agent.task_arn is not None
+    task_arn = tracked.agent.task_arn
+    aws.livekit.state.register_worker("voice-agent")
+    store.put_worker(
+        WorkerRecord(task_arn=task_arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=time.time())
+    )
+    aws.client("sqs").send_message(
+        QueueUrl=aws.queue_url, MessageBody=WorkerReady(task_arn=task_arn, room=room).model_dump_json()
+    )
+    return task_arn
 
 
 def signed_headers(

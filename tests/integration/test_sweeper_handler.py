@@ -7,12 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 
 from control_plane import composition
-from control_plane.adapters.dynamodb_store import DynamoDBStore
-from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
 from handlers import sweeper, timer, webhook
 from tests.aws import CallCounter
 from tests.localstack import (
@@ -24,6 +21,7 @@ from tests.localstack import (
     signed_headers,
     sqs_event,
     webhook_body,
+    worker_registers,
 )
 
 
@@ -49,14 +47,7 @@ def active_room(aws: LocalAws) -> str:
     """A human in room-1 and its agent dispatched, through the real handlers; returns the task."""
     aws.livekit.state.add_participant("room-1", "PA_1", "alice")
     deliver(aws, "participant_joined", "PA_1")
-    task_arn = room_item(aws)["agent"]["M"]["task_arn"]["S"]
-    aws.livekit.state.register_worker("voice-agent")
-    DynamoDBStore(boto3.client("dynamodb", region_name="us-east-1"), TABLE).put_worker(
-        WorkerRecord(task_arn=task_arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=time.time())
-    )
-    aws.client("sqs").send_message(
-        QueueUrl=aws.queue_url, MessageBody=WorkerReady(task_arn=task_arn, room="room-1").model_dump_json()
-    )
+    task_arn = worker_registers(aws)
     timer.handler(sqs_event(aws.queue_url), LambdaContext())
     assert room_item(aws)["state"]["S"] == "active"
     return task_arn

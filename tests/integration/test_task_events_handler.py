@@ -6,11 +6,8 @@ import json
 import time
 from typing import Any
 
-import boto3
 import pytest
 
-from control_plane.adapters.dynamodb_store import DynamoDBStore
-from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
 from handlers import task_events, timer, webhook
 from tests.localstack import (
     TABLE,
@@ -21,6 +18,7 @@ from tests.localstack import (
     signed_headers,
     sqs_event,
     webhook_body,
+    worker_registers,
 )
 
 
@@ -39,13 +37,7 @@ def active_room(aws: LocalAws) -> tuple[str, str]:
     )
     agent = item(aws, "ROOM#room-1")["agent"]["M"]
     task_arn, token = agent["task_arn"]["S"], agent["launch_token"]["S"]
-    aws.livekit.state.register_worker("voice-agent")
-    DynamoDBStore(boto3.client("dynamodb", region_name="us-east-1"), TABLE).put_worker(
-        WorkerRecord(task_arn=task_arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=time.time())
-    )
-    aws.client("sqs").send_message(
-        QueueUrl=aws.queue_url, MessageBody=WorkerReady(task_arn=task_arn, room="room-1").model_dump_json()
-    )
+    worker_registers(aws)
     timer.handler(sqs_event(aws.queue_url), LambdaContext())
     assert item(aws, "ROOM#room-1")["state"]["S"] == "active"
     return task_arn, token

@@ -6,11 +6,8 @@ import json
 import time
 from typing import Any
 
-import boto3
 import pytest
 
-from control_plane.adapters.dynamodb_store import DynamoDBStore
-from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
 from handlers import timer, webhook
 from tests.localstack import (
     TABLE,
@@ -20,6 +17,7 @@ from tests.localstack import (
     signed_headers,
     sqs_event,
     webhook_body,
+    worker_registers,
 )
 
 
@@ -30,20 +28,6 @@ def deliver(aws: LocalAws, body: bytes) -> dict[str, Any]:
 
 def room_item(aws: LocalAws) -> dict[str, Any]:
     return aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#room-1"}})["Item"]
-
-
-def worker_registers(aws: LocalAws) -> str:
-    """What the agent container does: register with LiveKit, write its record, send ready."""
-    task_arn = room_item(aws)["agent"]["M"]["task_arn"]["S"]
-    aws.livekit.state.register_worker("voice-agent")
-    store = DynamoDBStore(boto3.client("dynamodb", region_name="us-east-1"), TABLE)
-    store.put_worker(
-        WorkerRecord(task_arn=task_arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=time.time())
-    )
-    aws.client("sqs").send_message(
-        QueueUrl=aws.queue_url, MessageBody=WorkerReady(task_arn=task_arn, room="room-1").model_dump_json()
-    )
-    return task_arn
 
 
 def test_worker_ready_creates_exactly_one_dispatch_even_when_redelivered(aws: LocalAws) -> None:

@@ -197,7 +197,7 @@ def test_when_livekit_is_down_every_call_fails_and_nothing_changes(livekit: Subj
 # --- adapter only ------------------------------------------------------------------------------
 
 
-def test_adapter_reads_credentials_once_and_only_when_first_needed(fake_livekit: FakeLiveKitServer) -> None:
+def test_adapter_reads_credentials_only_when_a_call_needs_them(fake_livekit: FakeLiveKitServer) -> None:
     reads: list[int] = []
 
     def credentials() -> tuple[str, str]:
@@ -205,11 +205,24 @@ def test_adapter_reads_credentials_once_and_only_when_first_needed(fake_livekit:
         return fake_livekit.api_key, fake_livekit.api_secret
 
     adapter = LiveKitApiGateway(fake_livekit.url, credentials)
-    assert reads == []
+    assert reads == [], "building the adapter (a cold start) reads no secret"
     adapter.list_rooms()
     adapter.create_room("room-a", departure_timeout=90, empty_timeout=90)
     adapter.close()
-    assert reads == [1]
+    assert reads == [1, 1]
+
+
+def test_a_rotated_secret_is_used_without_restarting(fake_livekit: FakeLiveKitServer) -> None:
+    current = {"secret": "the-old-secret-before-rotation"}
+    adapter = LiveKitApiGateway(fake_livekit.url, lambda: (fake_livekit.api_key, current["secret"]))
+    with pytest.raises(LiveKitRejectedError):
+        adapter.list_rooms()
+
+    current["secret"] = fake_livekit.api_secret  # Secrets Manager now returns the new value
+    adapter.create_room("room-a", departure_timeout=90, empty_timeout=90)
+
+    assert [room.name for room in adapter.list_rooms()] == ["room-a"]
+    adapter.close()
 
 
 def test_sweeper_can_fan_out_on_the_adapter_loop(

@@ -61,6 +61,7 @@ class LiveKitApiGateway:
         self._timeout_seconds = timeout_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api: LiveKitAPI | None = None
+        self._api_credentials: tuple[str, str] | None = None
         self._loop_lock = threading.Lock()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -153,15 +154,23 @@ class LiveKitApiGateway:
     # --- internals -----------------------------------------------------------------------
 
     def _client(self) -> LiveKitAPI:
-        """Build the client on first use, inside the running loop as aiohttp requires."""
-        if self._api is None:
-            api_key, api_secret = self._credentials()
+        """Build the client on first use, inside the running loop as aiohttp requires.
+
+        Credentials are asked for on every call (the caller caches them: Powertools keeps
+        the secret five minutes), so a rotated LiveKit secret is picked up without a cold start.
+        """
+        credentials = self._credentials()
+        if self._api is None or credentials != self._api_credentials:
+            if self._api is not None:
+                asyncio.get_running_loop().create_task(self._api.aclose())
+            api_key, api_secret = credentials
             self._api = LiveKitAPI(
                 self._url,
                 api_key,
                 api_secret,
                 timeout=aiohttp.ClientTimeout(total=self._timeout_seconds),
             )
+            self._api_credentials = credentials
         return self._api
 
     async def _room_is_open(self, room: str) -> bool:

@@ -1,9 +1,10 @@
 """Many Lambdas at once against a moto server in another process: still one agent per room.
 
-Each concurrent invocation runs in its own forked process, as each Lambda container is its
-own process: Powertools keeps the current event in module state, exactly like Lambda does,
-so threads of one process would not model separate containers. A barrier releases all of
-them at the same instant.
+Each concurrent invocation runs in its own freshly started process, as each Lambda container
+is its own process (and a cold one imports the handler anew): Powertools keeps the current
+event in module state, exactly like Lambda does, so threads of one process would not model
+separate containers. ("spawn", not "fork": forking a process that runs the fake LiveKit's
+thread can copy a held lock into the child.) A barrier releases all of them at once.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from typing import Any
 
 import boto3
 
-from control_plane import composition
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
 from handlers import timer, webhook
 from tests.localstack import TABLE, LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
 
 HUMANS = 20
-_fork = multiprocessing.get_context("fork")
+_spawn = multiprocessing.get_context("spawn")
+BARRIER_TIMEOUT_SECONDS = 120
 _barrier: Any = None
 
 
@@ -33,16 +34,15 @@ def _start_together(barrier: Any) -> None:
 
 def _invoke(job: tuple[Callable[[dict[str, Any], Any], dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
     handler, event = job
-    _barrier.wait()
+    _barrier.wait(timeout=BARRIER_TIMEOUT_SECONDS)
     return handler(event, LambdaContext())
 
 
 def invoke_all_at_once(
     handler: Callable[[dict[str, Any], Any], dict[str, Any]], events: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    composition.reset()  # each "container" builds its own clients after the fork
-    barrier = _fork.Barrier(len(events))
-    with _fork.Pool(len(events), initializer=_start_together, initargs=(barrier,)) as pool:
+    barrier = _spawn.Barrier(len(events))
+    with _spawn.Pool(len(events), initializer=_start_together, initargs=(barrier,)) as pool:
         return pool.map(_invoke, [(handler, event) for event in events], chunksize=1)
 
 

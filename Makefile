@@ -42,7 +42,7 @@ check: $(BIN)/.installed
 
 infra-lint: $(INFRA_VENV)/.installed
 	$(INFRA_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
-	$(INFRA_VENV)/bin/python -m pytest -p no:cacheprovider -p no:warnings -q tests/infra/test_sam_transform.py
+	$(INFRA_VENV)/bin/python -m pytest --noconftest -p no:cacheprovider -p no:warnings -q tests/infra/test_sam_transform.py
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest

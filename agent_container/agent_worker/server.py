@@ -3,13 +3,16 @@ runtime (:class:`LiveKitWorker`)."""
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from livekit.agents import AgentServer
+from livekit.agents import AgentServer, JobRequest
 
 from agent_worker.session import entrypoint
 from agent_worker.settings import JOB_SHUTDOWN_SECONDS, AgentSettings
+
+log = logging.getLogger(__name__)
 
 FULL_LOAD = 1.0
 LIVEKIT_MAX_RETRY_DELAY = 10
@@ -23,6 +26,30 @@ def slot_load(slots: int) -> Callable[[AgentServer], float]:
         return min(len(server.active_jobs) / slots, FULL_LOAD)
 
     return load
+
+
+def serve_launched_room(launched_for: str | None) -> Callable[[JobRequest], Awaitable[None]]:
+    """A task launched for a room takes only that room's job.
+
+    The control plane launches one task per room and stops that task when the room's agent
+    goes. Tasks register with LiveKit in any order, so LiveKit could place room B's job on the
+    task launched for room A; stopping A's task would then cut B's agent off mid-call.
+    Declining without terminating makes LiveKit offer the job to the next worker: the room's
+    own task, which is ready by the time the room's dispatch exists. A task started without a
+    room (by hand) takes any job.
+    """
+
+    async def on_request(request: JobRequest) -> None:
+        if launched_for is not None and request.room.name != launched_for:
+            log.info(
+                "declined a job for another room",
+                extra={"room": request.room.name, "launched_for": launched_for, "job_id": request.id},
+            )
+            await request.reject(terminate=False)
+            return
+        await request.accept()
+
+    return on_request
 
 
 def build_server(settings: AgentSettings) -> AgentServer:
@@ -40,7 +67,9 @@ def build_server(settings: AgentSettings) -> AgentServer:
         max_retry=math.ceil(settings.livekit_unreachable_exit_seconds / LIVEKIT_MAX_RETRY_DELAY) + 5,
         log_level=settings.log_level,
     )
-    server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    server.rtc_session(
+        entrypoint, agent_name=settings.agent_name, on_request=serve_launched_room(settings.launched_for_room)
+    )
     return server
 
 

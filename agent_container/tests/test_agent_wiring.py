@@ -13,7 +13,7 @@ from livekit.plugins import deepgram, openai
 from livekit.protocol import agent
 
 from agent_worker.healthcheck import healthy
-from agent_worker.server import LiveKitWorker, build_server, slot_load
+from agent_worker.server import LiveKitWorker, build_server, serve_launched_room, slot_load
 from agent_worker.session import ROOM_OPTIONS, build_llm, build_session
 from agent_worker.settings import AgentSettings, LLMProvider
 
@@ -89,6 +89,48 @@ def test_load_is_the_share_of_slots_in_use_so_livekit_stops_sending_jobs_when_fu
     server = SimpleNamespace(active_jobs=[object()] * running)
 
     assert slot_load(slots)(server) == load  # type: ignore[arg-type]
+
+
+class JobOffer:
+    """What LiveKit's job request looks like to the request handler: a room, accept, reject."""
+
+    def __init__(self, room: str) -> None:
+        self.id = f"AJ_{room}"
+        self.room = SimpleNamespace(name=room)
+        self.answer: str | None = None
+
+    async def accept(self) -> None:
+        self.answer = "accepted"
+
+    async def reject(self, *, terminate: bool = True) -> None:
+        self.answer = "rejected, job ends" if terminate else "declined, offered to another worker"
+
+
+@pytest.mark.parametrize(
+    ("launched_for", "offered", "answer"),
+    [
+        ("room-a", "room-a", "accepted"),
+        ("room-a", "room-b", "declined, offered to another worker"),
+        (None, "room-b", "accepted"),
+    ],
+)
+def test_a_task_takes_only_the_job_of_the_room_it_was_launched_for(
+    launched_for: str | None, offered: str, answer: str
+) -> None:
+    offer = JobOffer(offered)
+
+    asyncio.run(serve_launched_room(launched_for)(offer))  # type: ignore[arg-type]
+
+    assert offer.answer == answer
+
+
+def test_the_server_routes_job_offers_through_the_room_filter() -> None:
+    server = build_server(settings(launched_for_room="room-a"))
+    offer = JobOffer("room-b")
+
+    asyncio.run(server._request_fnc(offer))  # type: ignore[misc]
+
+    assert offer.answer == "declined, offered to another worker"
 
 
 def test_a_worker_that_has_not_registered_is_not_connected_and_has_no_jobs() -> None:

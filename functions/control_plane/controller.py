@@ -223,7 +223,7 @@ class RoomController:
     def _ensure_one_dispatch(self, room_name: str, token: str) -> Dispatch:
         """Reuse a dispatch for our agent if one exists, delete extras, create one only if none."""
         livekit = self._ports.livekit
-        ours = [d for d in livekit.list_dispatches(room_name) if d.agent_name == self._policy.agent_name]
+        ours = self._our_dispatches(room_name)
         if not ours:
             created = livekit.create_dispatch(
                 room_name, self._policy.agent_name, json.dumps({"launch_token": token, "room": room_name})
@@ -241,13 +241,17 @@ class RoomController:
             )
         return keep
 
+    def _our_dispatches(self, room_name: str) -> list[Dispatch]:
+        """The room's dispatches for our agent; other agents' dispatches are never touched."""
+        return [
+            d
+            for d in self._ports.livekit.list_dispatches(room_name)
+            if d.agent_name == self._policy.agent_name
+        ]
+
     def _remove(self, room: Room, effect: RemoveAgent) -> Room | None:
         livekit = self._ports.livekit
-        ours = {
-            d.dispatch_id
-            for d in livekit.list_dispatches(room.name)
-            if d.agent_name == self._policy.agent_name
-        }
+        ours = {d.dispatch_id for d in self._our_dispatches(room.name)}
         if effect.dispatch_id:
             ours.add(effect.dispatch_id)
         for dispatch_id in sorted(ours):

@@ -68,6 +68,7 @@ def event(
     at: float = 0,
     event_id: str | None = None,
     departure_timeout: int = 120,
+    room_created_at: float = 0.0,
 ) -> LiveKitEvent:
     participant = None
     if sid is not None:
@@ -76,7 +77,12 @@ def event(
         id=event_id or f"EV_{next(_ids)}",
         event=kind,
         created_at=int(at),
-        room=EventRoom(sid=room_sid, name=room, departure_timeout=departure_timeout),
+        room=EventRoom(
+            sid=room_sid,
+            name=room,
+            departure_timeout=departure_timeout,
+            created_at=room_created_at,
+        ),
         participant=participant,
     )
 
@@ -122,8 +128,8 @@ class TwinStack:
         """A webhook, for the session LiveKit (the twin) has open under that name by default."""
         kwargs.setdefault("at", self.clock.now())
         live = self.livekit.get_room(str(kwargs.get("room", "room-1")))
-        if live is not None:
-            kwargs.setdefault("room_sid", live.sid)
+        if live is not None and kwargs.setdefault("room_sid", live.sid) == live.sid:
+            kwargs.setdefault("room_created_at", live.created_at)
         return self.controller.handle_event(event(kind, **kwargs))  # type: ignore[arg-type]
 
     def join(self, sid: str, identity: str = "alice", room: str = "room-1", **kwargs: object) -> str:

@@ -11,10 +11,20 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from enum import StrEnum
+from functools import partial
 
 from control_plane import reconcile
 from control_plane.events import EventType, LiveKitEvent
-from control_plane.ports import Dispatch, LaunchedTask, LaunchFailed, LiveRoom, Ports, VersionConflict
+from control_plane.ports import (
+    Dispatch,
+    LaunchedTask,
+    LaunchFailed,
+    LaunchOutcomeUnknown,
+    LiveRoom,
+    Ports,
+    VersionConflict,
+)
 from control_plane.reconcile import Decision, EnsureDispatch, LaunchTask, Policy, RemoveAgent, World
 from control_plane.room import Room, observe_room_finished, observe_room_started
 from control_plane.worker_protocol import GraceExpired, Respawn, TimerMessage, WorkerReady
@@ -22,12 +32,17 @@ from control_plane.worker_protocol import GraceExpired, Respawn, TimerMessage, W
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 6
+# A grace timer this close to its deadline acts now instead of re-arming for the remainder.
+TIMER_SLACK_SECONDS = 1.0
+# Retry delay after a RunTask whose outcome is unknown; the retry first looks the token up.
+UNKNOWN_LAUNCH_RETRY_SECONDS = 10
 
 
-class EventOutcome:
+class EventOutcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
+    STALE_SESSION = "stale_session"
 
 
 class RoomController:
@@ -39,7 +54,7 @@ class RoomController:
 
     # --- triggers -------------------------------------------------------------------------
 
-    def handle_event(self, event: LiveKitEvent) -> str:
+    def handle_event(self, event: LiveKitEvent) -> EventOutcome:
         """Record what a webhook observed, then reconcile. Safe to call twice with one event."""
         if event.type is None or event.room is None:
             log.info("webhook ignored", extra={"event": event.event, "event_id": event.id})
@@ -54,18 +69,22 @@ class RoomController:
             self._ports.metrics.count("WebhookDuplicates")
             return EventOutcome.DUPLICATE
         try:
-            self._apply(event, now)
+            return self._apply(event, now)
         except Exception:
             # Let LiveKit's retry through: the dedupe record must not swallow an event we failed.
             self._ports.rooms.release_event(event.id)
             raise
-        return EventOutcome.APPLIED
 
     def handle_timer(self, message: TimerMessage) -> Room | None:
         if isinstance(message, GraceExpired):
             room = self._ports.rooms.get(message.room)
             if room is None or room.grace is None or room.grace.generation != message.generation:
                 log.info("stale grace timer", extra={"room": message.room, "generation": message.generation})
+            elif (early := room.grace.deadline - self._now()) > TIMER_SLACK_SECONDS:
+                # SQS delays are whole seconds and may fire early: re-arm rather than waste it.
+                self._ports.timers.send(message, math.ceil(early))
+                log.info("grace timer early: re-armed", extra={"room": message.room, "seconds": early})
+                return room
             return self.reconcile(message.room, room)
         if isinstance(message, WorkerReady):
             log.info("worker ready", extra={"task_arn": message.task_arn, "room": message.room})
@@ -108,10 +127,28 @@ class RoomController:
         return self.reconcile(name, after)
 
     def room_gone(self, name: str, sid: str) -> Room | None:
-        """LiveKit no longer has session ``sid`` of the room: its room_finished was missed."""
+        """LiveKit no longer has session ``sid`` of the room: its room_finished was missed.
+        Only that session ends; a room that moved on to another session is left alone."""
         now = self._now()
-        self._mutate(name, lambda r: observe_room_finished(r, name, sid, now))
+
+        def finish(room: Room | None) -> Room | None:
+            if room is None or room.sid != sid:
+                return room
+            return observe_room_finished(room, name, sid, room.session_created_at, now)
+
+        self._mutate(name, finish)
         return self.reconcile(name)
+
+    def observe_live_room(self, live: LiveRoom) -> Room | None:
+        """What LiveKit's room list shows, recorded the way a ``room_started`` webhook is
+        (ordered by creation time, so a listing never rolls a room back); None if stale."""
+        now = self._now()
+        return self._mutate(
+            live.name,
+            lambda r: observe_room_started(
+                r, live.name, live.sid, live.created_at, live.departure_timeout, now
+            ),
+        )
 
     def dispatch_replaced(self, name: str, old_dispatch_id: str, new_dispatch_id: str | None) -> Room | None:
         """The recorded dispatch was deleted: adopt the one kept, or none (dispatch again)."""
@@ -185,6 +222,16 @@ class RoomController:
                 if found
                 else runner.launch(room.name, effect.launch_token)
             )
+        except LaunchOutcomeUnknown as error:
+            # ECS may have started it: keep the token (release the claim) so the retry finds
+            # the task with ``find_launched`` before it launches anything.
+            log.warning("task launch outcome unknown", extra={"room": room.name, "error": str(error)})
+            self._ports.metrics.count("TaskLaunchOutcomeUnknown")
+            self._release(room.name, effect)
+            self._ports.timers.send(
+                Respawn(room=room.name, attempt=room.launches), UNKNOWN_LAUNCH_RETRY_SECONDS
+            )
+            return self._ports.rooms.get(room.name)
         except LaunchFailed as error:
             log.error("task launch failed", extra={"room": room.name, "error": str(error)})
             self._ports.metrics.count("TaskLaunchFailures")
@@ -291,12 +338,15 @@ class RoomController:
     def _now(self) -> float:
         return self._ports.clock.now()
 
-    def _apply(self, event: LiveKitEvent, now: float) -> None:
+    def _apply(self, event: LiveKitEvent, now: float) -> EventOutcome:
         assert event.room is not None
-        name = event.room.name
+        info = event.room
+        name = info.name
         change = event.participant_change()
         if change is not None:
             room = self._ports.rooms.observe_participant(change)
+            if room.sid != change.room_sid:
+                return self._stale(event, room)
             log.info(
                 f"participant {change.kind.value}",
                 extra={
@@ -307,25 +357,56 @@ class RoomController:
                 },
             )
             self.reconcile(name, room)
-            return
+            return EventOutcome.APPLIED
         if event.type is EventType.ROOM_STARTED:
-            if event.room.departure_timeout < self._policy.grace_seconds:
+            if info.departure_timeout < self._policy.grace_seconds:
                 log.warning(
                     "room departure_timeout shorter than grace period: LiveKit will close the room first",
                     extra={
                         "room": name,
-                        "departure_timeout": event.room.departure_timeout,
+                        "departure_timeout": info.departure_timeout,
                         "grace": self._policy.grace_seconds,
                     },
                 )
                 self._ports.metrics.count("ShortDepartureTimeoutRooms")
-            self._mutate(
-                name,
-                lambda r: observe_room_started(r, name, event.room.sid, event.room.departure_timeout, now),  # type: ignore[union-attr]
+            observe = partial(
+                observe_room_started,
+                name=name,
+                sid=info.sid,
+                created_at=info.created_at,
+                departure_timeout=info.departure_timeout,
+                now=now,
             )
-        elif event.type is EventType.ROOM_FINISHED:
-            self._mutate(name, lambda r: observe_room_finished(r, name, event.room.sid, now))  # type: ignore[union-attr]
+        else:
+            observe = partial(
+                observe_room_finished, name=name, sid=info.sid, created_at=info.created_at, now=now
+            )
+        stale = False
+
+        def record(room: Room | None) -> Room | None:
+            nonlocal stale
+            observed = observe(room)
+            stale = room is not None and observed is None
+            return observed
+
+        after = self._mutate(name, record)
+        if stale:
+            return self._stale(event, after or self._ports.rooms.get(name))
         self.reconcile(name)
+        return EventOutcome.APPLIED
+
+    def _stale(self, event: LiveKitEvent, room: Room | None) -> EventOutcome:
+        """An event of a session the room has left behind: recorded as seen, changes nothing."""
+        log.info(
+            "webhook of an earlier room session ignored",
+            extra={
+                "room": event.room.name if event.room else None,
+                "event_sid": event.room.sid if event.room else None,
+                "room_sid": room.sid if room else None,
+            },
+        )
+        self._ports.metrics.count("StaleSessionEvents")
+        return EventOutcome.STALE_SESSION
 
     def _log_transition(self, before: Room, after: Room, decision: Decision) -> None:
         log.info(

@@ -46,6 +46,7 @@ class EventRoom(BaseModel):
     name: str
     departure_timeout: int = 0
     num_participants: int = 0
+    created_at: float = 0.0
 
 
 class EventParticipant(BaseModel):
@@ -88,6 +89,7 @@ class LiveKitEvent(BaseModel):
             sid=self.participant.sid,
             identity=self.participant.identity,
             at=float(self.created_at),
+            room_created_at=self.room.created_at,
         )
 
 
@@ -129,6 +131,7 @@ def _from_proto(proto: object) -> LiveKitEvent:
             name=room.name,
             departure_timeout=room.departure_timeout,
             num_participants=room.num_participants,
+            created_at=room.creation_time_ms / 1000 if room.creation_time_ms else float(room.creation_time),
         )
         if has_room and room is not None
         else None,

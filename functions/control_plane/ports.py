@@ -22,6 +22,11 @@ class LaunchFailed(Exception):
     """ECS refused to start a task (``failures[]`` non-empty, or a throttle)."""
 
 
+class LaunchOutcomeUnknown(Exception):
+    """RunTask failed in a way that may still have started the task (timeout, 5xx, throttle
+    after retries): the launch token must be kept and looked up before launching again."""
+
+
 class LiveKitUnavailable(Exception):
     """LiveKit could not be reached or answered with a server error; nothing was changed."""
 

@@ -89,6 +89,7 @@ def needs_worker_check(room: Room) -> bool:
         and agent.task_arn is not None
         and agent.dispatch_id is None
         and room.stop_requested_at is None
+        and bool(room.humans)
     )
 
 
@@ -131,7 +132,7 @@ def decide(room: Room, world: World, now: float, policy: Policy) -> Decision | N
     if why:
         reasons.append(why)
     if updated == room:
-        return None
+        return _refresh_index(room, now)
     return Decision(
         room=updated.model_copy(update={"updated_at": now}),
         effects=(effect,) if effect else (),
@@ -171,12 +172,27 @@ def _advance_agent(
             LaunchTask(agent.launch_token, takeover=True),
             "launch claim expired",
         )
-    if agent.dispatch_id is None and world.worker_ready:
+    # Never dispatch into a room nobody is in (grace after a dispatch was lost): the agent
+    # would join an empty room and be billed for it.
+    if agent.dispatch_id is None and world.worker_ready and room.humans:
         if agent.dispatch_claimed_at is not None and now - agent.dispatch_claimed_at < lease:
             return room, None, None
         claimed = agent.model_copy(update={"dispatch_claimed_at": now})
         return room.model_copy(update={"agent": claimed}), EnsureDispatch(agent.launch_token), "worker ready"
     return room, None, None
+
+
+def _refresh_index(room: Room, now: float) -> Decision | None:
+    """A settled room whose stored index attribute disagrees with it (a fast-path write put it
+    there, or left it there) is rewritten, so the sweep reads only rooms that need it."""
+    if room.in_attention_index == room.needs_attention:
+        return None
+    return Decision(
+        room=room.model_copy(update={"updated_at": now}),
+        effects=(),
+        before_save=(),
+        reasons=("attention index refreshed",),
+    )
 
 
 def _stop_or_close(room: Room, now: float, policy: Policy) -> Decision | None:
@@ -192,7 +208,7 @@ def _stop_or_close(room: Room, now: float, policy: Policy) -> Decision | None:
         return Decision(
             room=closed(room, now, policy), effects=(), before_save=(), reasons=("nothing to run",)
         )
-    return None
+    return _refresh_index(room, now)
 
 
 def _retry_stop(room: Room, now: float, policy: Policy) -> Decision | None:

@@ -1,10 +1,13 @@
 """The room record and how observations (joins, leaves, room start/finish) change it.
 
 A room is keyed by name; ``sid`` names the current LiveKit session of that room, because
-LiveKit reuses names. Participants are keyed by sid, never identity: a page refresh is
-joined(new sid) + left(old sid), in either order, and must not look like an empty room.
-``departed`` remembers sids seen leaving so a late or duplicated ``joined`` cannot bring a
-participant back.
+LiveKit reuses names. Sessions are ordered by LiveKit's ``creation_time`` (every webhook and
+room listing carries it), and the sids of recently replaced sessions are kept: an event of an
+older session changes nothing, however late LiveKit retries it. Participants are keyed by sid,
+never identity: a page refresh is joined(new sid) + left(old sid), in either order, and must
+not look like an empty room. ``departed`` remembers sids seen leaving so a late or duplicated
+``joined`` cannot bring a participant back; it is bounded by age and count, so a high-churn
+room never nears DynamoDB's 400 KB item limit.
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 DEPARTED_MEMORY_SECONDS = 3600.0
+# LiveKit drops an undelivered webhook after 30 s, so a joined arriving after its own left is
+# seconds late at most; the newest 100 departed sids cover any realistic reordering.
+MAX_DEPARTED = 100
+# Stores record leaves without pruning on their fast path and prune past this many.
+DEPARTED_PRUNE_THRESHOLD = 2 * MAX_DEPARTED
+MAX_ENDED_SESSIONS = 5
+# How long a record outside the attention index stays readable (``HISTORY_TTL_SECONDS``).
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 
 
 class RoomState(StrEnum):
@@ -78,6 +89,8 @@ class Room(BaseModel):
 
     name: str
     sid: str | None = None
+    session_created_at: float = 0.0
+    ended_sessions: tuple[str, ...] = ()
     version: int = 0
     humans: dict[str, Human] = Field(default_factory=dict)
     departed: dict[str, float] = Field(default_factory=dict)
@@ -96,6 +109,9 @@ class Room(BaseModel):
     departure_timeout: int | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    # Whether the stored item carries the sparse index attribute: read back, never written as
+    # a field (stores derive it from ``needs_attention`` on every full write).
+    in_attention_index: bool = Field(default=False, exclude=True)
 
     @property
     def state(self) -> RoomState:
@@ -125,6 +141,37 @@ class Room(BaseModel):
         return self.state in NEEDS_ATTENTION or self.agent is not None or self.wants_agent
 
 
+class SessionOrder(StrEnum):
+    CURRENT = "current"
+    NEWER = "newer"
+    STALE = "stale"
+
+
+def session_order(room: Room | None, sid: str, created_at: float) -> SessionOrder:
+    """Where session ``sid`` (created at ``created_at``, 0 if unknown) stands against the
+    room's current one. A sid replaced earlier is stale for good; otherwise LiveKit's creation
+    times decide, and a different sid with no usable time is taken as the newer session."""
+    if room is None or room.sid is None:
+        return SessionOrder.NEWER
+    if sid == room.sid:
+        return SessionOrder.CURRENT
+    if sid in room.ended_sessions:
+        return SessionOrder.STALE
+    if created_at > 0 and room.session_created_at > 0 and created_at < room.session_created_at:
+        return SessionOrder.STALE
+    return SessionOrder.NEWER
+
+
+def with_retention(room: Room, ttl_seconds: int) -> Room:
+    """A record in the attention index never expires; one outside it always does, so rooms
+    that never close (a room_started nobody joined, a lost room_finished) cannot pile up."""
+    if room.needs_attention:
+        return room if room.expires_at is None else room.model_copy(update={"expires_at": None})
+    if room.expires_at is not None:
+        return room
+    return room.model_copy(update={"expires_at": int(room.updated_at) + ttl_seconds})
+
+
 class ChangeKind(StrEnum):
     JOINED = "joined"
     LEFT = "left"
@@ -141,21 +188,26 @@ class ParticipantChange(BaseModel):
     sid: str
     identity: str
     at: float
+    room_created_at: float = 0.0
 
 
-def new_room(name: str, sid: str | None, now: float) -> Room:
-    return Room(name=name, sid=sid, created_at=now, updated_at=now)
+def new_room(name: str, sid: str | None, created_at: float, now: float) -> Room:
+    return Room(name=name, sid=sid, session_created_at=created_at, created_at=now, updated_at=now)
 
 
-def start_session(room: Room, sid: str, now: float) -> Room:
-    """A new LiveKit session under a reused name: forget people, keep version and history.
+def start_session(room: Room, sid: str, created_at: float, now: float) -> Room:
+    """A newer LiveKit session under a reused name: forget people, keep version and history.
 
     The previous session's agent is kept (its ``room_sid`` tells it apart) so reconcile can
-    stop it; LiveKit already removed its dispatch together with the old room.
+    stop it; LiveKit already removed its dispatch together with the old room. The old sid is
+    remembered so its late events are recognised as stale.
     """
+    ended = room.ended_sessions if room.sid is None else (*room.ended_sessions, room.sid)
     return room.model_copy(
         update={
             "sid": sid,
+            "session_created_at": created_at,
+            "ended_sessions": ended[-MAX_ENDED_SESSIONS:],
             "humans": {},
             "departed": {},
             "grace": None,
@@ -168,19 +220,41 @@ def start_session(room: Room, sid: str, now: float) -> Room:
     )
 
 
-def observe_participant(room: Room | None, change: ParticipantChange) -> Room:
-    """Apply a join or leave. Idempotent, and order-tolerant per sid (leave wins).
-
-    A new human joining a failed room is the signal to try again: the failure and its crash
-    history are cleared here, where the join is recorded once, not in the level-triggered
-    ``decide`` that cannot tell a new join from an old one.
-    """
+def _in_session(room: Room | None, name: str, sid: str, created_at: float, now: float) -> Room | None:
+    """The room moved to session ``sid`` if that session is current or newer; None if stale."""
+    order = session_order(room, sid, created_at)
     if room is None:
-        room = new_room(change.room, change.room_sid, change.at)
-    elif room.sid != change.room_sid:
-        room = start_session(room, change.room_sid, change.at)
+        return new_room(name, sid, created_at, now)
+    if order is SessionOrder.STALE:
+        return None
+    if order is SessionOrder.NEWER:
+        return start_session(room, sid, created_at, now)
+    if room.session_created_at == 0 and created_at > 0:
+        return room.model_copy(update={"session_created_at": created_at})
+    return room
+
+
+def prune_departed(departed: dict[str, float], now: float) -> dict[str, float]:
+    recent = sorted(
+        ((at, sid) for sid, at in departed.items() if now - at < DEPARTED_MEMORY_SECONDS), reverse=True
+    )
+    return {sid: at for at, sid in recent[:MAX_DEPARTED]}
+
+
+def observe_participant(room: Room | None, change: ParticipantChange) -> Room | None:
+    """Apply a join or leave; None if it belongs to an earlier session (nothing to record).
+
+    Idempotent, and order-tolerant per sid (leave wins). A new human joining a failed room is
+    the signal to try again: the failure and its crash history are cleared here, where the
+    join is recorded once, not in the level-triggered ``decide`` that cannot tell a new join
+    from an old one.
+    """
+    in_session = _in_session(room, change.room, change.room_sid, change.room_created_at, change.at)
+    if in_session is None:
+        return None
+    room = in_session
     humans = dict(room.humans)
-    departed = {sid: at for sid, at in room.departed.items() if change.at - at < DEPARTED_MEMORY_SECONDS}
+    departed = prune_departed(room.departed, change.at)
     if change.kind is ChangeKind.JOINED:
         if change.sid in departed or change.sid in humans:
             return room
@@ -193,16 +267,31 @@ def observe_participant(room: Room | None, change: ParticipantChange) -> Room:
     return room.model_copy(update={"humans": humans, "departed": departed, "updated_at": change.at})
 
 
-def observe_room_started(room: Room | None, name: str, sid: str, departure_timeout: int, now: float) -> Room:
-    if room is None:
-        room = new_room(name, sid, now)
-    elif room.sid != sid:
-        room = start_session(room, sid, now)
-    return room.model_copy(update={"departure_timeout": departure_timeout, "updated_at": now})
-
-
-def observe_room_finished(room: Room | None, name: str, sid: str, now: float) -> Room | None:
-    """LiveKit closed the room: nobody is left and the agent must go now, without grace."""
-    if room is None or (room.sid is not None and room.sid != sid):
+def observe_room_started(
+    room: Room | None, name: str, sid: str, created_at: float, departure_timeout: int, now: float
+) -> Room | None:
+    """LiveKit (a webhook or its room list) shows session ``sid``; None if it is stale."""
+    in_session = _in_session(room, name, sid, created_at, now)
+    if in_session is None:
+        return None
+    if in_session.departure_timeout == departure_timeout and in_session is room:
         return room
-    return room.model_copy(update={"humans": {}, "finished": True, "grace": None, "updated_at": now})
+    return in_session.model_copy(update={"departure_timeout": departure_timeout, "updated_at": now})
+
+
+def observe_room_finished(
+    room: Room | None, name: str, sid: str, created_at: float, now: float
+) -> Room | None:
+    """LiveKit closed session ``sid``: nobody is left and the agent must go now, without grace.
+
+    A newer session that already finished ends the current one too (its webhooks were lost);
+    a finished earlier session, or a room never recorded, changes nothing (None).
+    """
+    if room is None:
+        return None
+    in_session = _in_session(room, name, sid, created_at, now)
+    if in_session is None:
+        return None
+    if in_session.finished and not in_session.humans and in_session.grace is None:
+        return in_session
+    return in_session.model_copy(update={"humans": {}, "finished": True, "grace": None, "updated_at": now})

@@ -48,7 +48,7 @@ from control_plane.ports import (
     TaskSnapshot,
 )
 from control_plane.reconcile import grace_expired
-from control_plane.room import NEEDS_ATTENTION, ChangeKind, ParticipantChange, Room, RoomState, start_session
+from control_plane.room import NEEDS_ATTENTION, ChangeKind, ParticipantChange, Room, RoomState
 from control_plane.task_events import is_crash
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 
@@ -238,13 +238,20 @@ def plan_participant_changes(
             sid=sid,
             identity=person.identity,
             at=person.joined_at or now,
+            room_created_at=room.session_created_at,
         )
         for sid, person in sorted(live.items())
         if sid not in room.humans and sid not in room.departed
     ]
     changes += [
         ParticipantChange(
-            kind=ChangeKind.LEFT, room=room.name, room_sid=room.sid, sid=sid, identity=human.identity, at=now
+            kind=ChangeKind.LEFT,
+            room=room.name,
+            room_sid=room.sid,
+            sid=sid,
+            identity=human.identity,
+            at=now,
+            room_created_at=room.session_created_at,
         )
         for sid, human in sorted(room.humans.items())
         if sid not in live and human.joined_at < listed_at - LISTING_MARGIN_SECONDS
@@ -641,7 +648,7 @@ class _SweepRun:
                     await self._reconcile(room)
             elif room is None:
                 if live_room is not None:
-                    await self._clean_untracked(live_room)
+                    await self._visit_untracked(live_room)
             elif live_room is None:
                 await self._room_gone(room)
             else:
@@ -682,16 +689,19 @@ class _SweepRun:
             self.livekit.alist_participants(live_room.name), self._our_dispatches(room.name)
         )
         if room.sid != live_room.sid:
-            if room.updated_at >= listed_at - LISTING_MARGIN_SECONDS:
-                await self._reconcile(room)  # the new session's webhooks may be in flight
+            # Recorded exactly as a room_started webhook would be: a newer session replaces the
+            # old one (whose agent reconcile then stops), a listing older than the record is
+            # ignored. The sweep never makes up a session of its own.
+            observed = await self.blocking(self.controller.observe_live_room, live_room)
+            if observed is None or observed.sid != live_room.sid:
+                await self._reconcile(room)
                 return
             log.warning(
                 "room has a new LiveKit session: ending the old one",
                 extra={"room": room.name, "old_sid": room.sid, "room_sid": live_room.sid},
             )
             self.metrics.count("RoomsGone")
-            ended = await self.blocking(self.controller.room_gone, room.name, room.sid or "")
-            room = start_session(ended or room, live_room.sid, listed_at)
+            room = observed
         room = await self.blocking(self._apply_changes, room, participants, listed_at)
         plan = plan_dispatch_cleanup(
             ours, room.agent.dispatch_id if room.agent else None, self.now(), self.policy.settle_seconds
@@ -742,12 +752,25 @@ class _SweepRun:
             )
             self.metrics.count("DispatchesDeleted", dimensions={"Reason": reason.value})
 
-    async def _clean_untracked(self, live_room: LiveRoom) -> None:
-        """A room we do not track: only our agent's leftovers there are our business."""
+    async def _visit_untracked(self, live_room: LiveRoom) -> None:
+        """A room we do not track: humans there lost their first join (adopt the room through
+        the same observe path as webhooks); otherwise only our agent's leftovers matter."""
+        participants = (
+            await self.livekit.alist_participants(live_room.name) if live_room.num_participants else []
+        )
+        if any(is_human(p.kind) for p in participants):
+            adopted = await self.blocking(self.controller.observe_live_room, live_room)
+            if adopted is not None and adopted.sid == live_room.sid:
+                log.warning(
+                    "untracked room with humans: adopting it (its first join was lost)",
+                    extra={"room": live_room.name, "room_sid": live_room.sid},
+                )
+                self.metrics.count("RoomsAdopted")
+                await self._sweep_tracked(adopted, live_room)
+                return
         ours = await self._our_dispatches(live_room.name)
         if not ours:
             return
-        participants = await self.livekit.alist_participants(live_room.name)
         record = await self.blocking(self.ports.rooms.get, live_room.name)
         now = self.now()
         plan = plan_dispatch_cleanup(ours, None, now, self.policy.settle_seconds)

@@ -11,7 +11,15 @@ from moto import mock_aws
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.ports import ObservedTaskState, VersionConflict
-from control_plane.room import Agent, ChangeKind, ParticipantChange, Room, RoomState
+from control_plane.room import (
+    DEFAULT_RETENTION_SECONDS,
+    DEPARTED_PRUNE_THRESHOLD,
+    Agent,
+    ChangeKind,
+    ParticipantChange,
+    Room,
+    RoomState,
+)
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 from tests.aws import CallCounter, create_table
 
@@ -224,3 +232,71 @@ def test_new_human_in_a_failed_room_clears_the_failure(store: InMemoryStore | Dy
     assert (rejoined.failed_at, rejoined.crashes) == (None, ())
     assert set(rejoined.humans) == {"PA_1", "PA_2"}
     assert store.get("room-1") == rejoined
+
+
+def indexed(store: InMemoryStore | DynamoDBStore) -> set[str]:
+    return {room.name for room in store.rooms_needing_attention()}
+
+
+def test_every_write_path_stores_the_index_attribute_and_expiry_alike(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    """What each write stores decides what the sweeper reads: twin and DynamoDB must agree."""
+    started = store.create(Room(name="room-1", sid="RM_1", created_at=T0, updated_at=T0))
+    assert (indexed(store), started.in_attention_index) == (set(), False)
+    assert started.expires_at == int(T0) + DEFAULT_RETENTION_SECONDS, "a room nobody joins must expire"
+
+    joined = store.observe_participant(change(ChangeKind.JOINED, "PA_1", at=T0 + 1))
+    assert (indexed(store), joined.in_attention_index, joined.expires_at) == ({"room-1"}, True, None), (
+        "the join fast path alone must put a waiting human where the sweeper looks"
+    )
+    assert store.get("room-1") == joined
+
+    agent = Agent(launch_token="tok-1", launch_claimed_at=T0 + 1, room_sid="RM_1")
+    active = store.save(joined.model_copy(update={"agent": agent}), joined.version)
+    left = store.observe_participant(change(ChangeKind.LEFT, "PA_1", at=T0 + 2))
+    assert (indexed(store), left.in_attention_index) == ({"room-1"}, True)
+
+    closed = store.save(
+        left.model_copy(update={"agent": None, "closed_at": T0 + 3, "expires_at": int(T0) + 99}), left.version
+    )
+    assert (indexed(store), closed.in_attention_index, closed.expires_at) == (set(), False, int(T0) + 99)
+
+    back = store.observe_participant(change(ChangeKind.JOINED, "PA_2", at=T0 + 4))
+    assert (indexed(store), back.in_attention_index, back.expires_at) == ({"room-1"}, True, None)
+    gone = store.observe_participant(change(ChangeKind.LEFT, "PA_2", at=T0 + 5))
+    assert (indexed(store), gone.in_attention_index) == ({"room-1"}, True), (
+        "a leave's fast path does not recompute the index: the next full write does"
+    )
+    assert not gone.needs_attention and active.version < gone.version
+    assert store.get("room-1") == gone
+
+
+def test_an_earlier_sessions_event_changes_nothing(store: InMemoryStore | DynamoDBStore) -> None:
+    store.observe_participant(
+        change(ChangeKind.JOINED, "PA_1", room_sid="RM_1").model_copy(update={"room_created_at": T0})
+    )
+    newer = change(ChangeKind.JOINED, "PA_2", at=T0 + 60, room_sid="RM_2").model_copy(
+        update={"room_created_at": T0 + 50}
+    )
+    current = store.observe_participant(newer)
+    assert (current.sid, set(current.humans), current.ended_sessions) == ("RM_2", {"PA_2"}, ("RM_1",))
+
+    for late in (
+        change(ChangeKind.LEFT, "PA_1", at=T0 + 70, room_sid="RM_1"),
+        change(ChangeKind.JOINED, "PA_9", at=T0 + 71, room_sid="RM_1"),
+    ):
+        after = store.observe_participant(late.model_copy(update={"room_created_at": T0}))
+        assert after == current, "a retried event of the ended session must not roll the room back"
+    assert store.get("room-1") == current
+
+
+def test_departed_sids_stay_bounded_in_a_high_churn_room(store: InMemoryStore | DynamoDBStore) -> None:
+    for n in range(3 * DEPARTED_PRUNE_THRESHOLD):
+        store.observe_participant(change(ChangeKind.JOINED, f"PA_{n}", at=T0 + n))
+        store.observe_participant(change(ChangeKind.LEFT, f"PA_{n}", at=T0 + n + 0.5))
+    room = store.get("room-1")
+    assert room is not None
+    assert len(room.departed) <= DEPARTED_PRUNE_THRESHOLD
+    assert f"PA_{3 * DEPARTED_PRUNE_THRESHOLD - 1}" in room.departed, "the newest departures are kept"
+    assert len(room.model_dump_json()) < 100_000, "far below DynamoDB's 400 KB item limit"

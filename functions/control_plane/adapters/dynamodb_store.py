@@ -17,7 +17,16 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from control_plane.ports import ObservedTaskState, VersionConflict
-from control_plane.room import ChangeKind, ParticipantChange, Room, observe_participant
+from control_plane.room import (
+    DEFAULT_RETENTION_SECONDS,
+    DEPARTED_PRUNE_THRESHOLD,
+    ChangeKind,
+    ParticipantChange,
+    Room,
+    observe_participant,
+    prune_departed,
+    with_retention,
+)
 from control_plane.worker_protocol import (
     ROOM_PK_PREFIX,
     WORKER_ATTENTION,
@@ -33,7 +42,6 @@ ATTENTION_INDEX = "attention-index"
 ROOM_ATTENTION = "room"
 EVENT_PK_PREFIX = "EVENT#"
 SWEEP_CURSOR_PK = "SWEEP#cursor"
-DEPARTED_PRUNE_THRESHOLD = 200
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -68,6 +76,7 @@ def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def room_item(room: Room) -> dict[str, Any]:
+    """The full item for a room; ``attention`` (the sparse index key) exactly while it needs it."""
     item = room.model_dump(mode="python", exclude_none=True)
     item["pk"] = ROOM_PK_PREFIX + room.name
     item["state"] = room.state.value
@@ -77,7 +86,8 @@ def room_item(room: Room) -> dict[str, Any]:
 
 
 def room_from_item(item: dict[str, Any]) -> Room:
-    return Room.model_validate(_deserialize(item))
+    fields = _deserialize(item)
+    return Room.model_validate({**fields, "in_attention_index": "attention" in fields})
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -86,9 +96,17 @@ def _is_condition_failure(error: ClientError) -> bool:
 
 
 class DynamoDBStore:
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table_name: str, retention_seconds: int = DEFAULT_RETENTION_SECONDS
+    ) -> None:
         self._client = client
         self._table = table_name
+        self._retention = retention_seconds
+
+    def _stored(self, room: Room, version: int) -> Room:
+        """The room as a full write stores it: version, retention and index attribute set."""
+        kept = with_retention(room, self._retention)
+        return kept.model_copy(update={"version": version, "in_attention_index": kept.needs_attention})
 
     # --- RoomStore ------------------------------------------------------------------------
 
@@ -100,7 +118,7 @@ class DynamoDBStore:
         return room_from_item(item) if item else None
 
     def create(self, room: Room) -> Room:
-        stored = room.model_copy(update={"version": 1})
+        stored = self._stored(room, 1)
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -114,7 +132,7 @@ class DynamoDBStore:
         return stored
 
     def save(self, room: Room, expected_version: int) -> Room:
-        stored = room.model_copy(update={"version": expected_version + 1})
+        stored = self._stored(room, expected_version + 1)
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -132,7 +150,11 @@ class DynamoDBStore:
         """One ``UpdateItem`` and no read when the room session exists and the sid is new.
 
         Otherwise the failed condition hands back the item (``ALL_OLD``), the pure
-        :func:`observe_participant` decides, and a versioned put records any change.
+        :func:`observe_participant` decides, and a versioned put records any change. An event
+        of an earlier session changes nothing and returns the room as stored. A join puts the
+        room into the attention index on the fast path too, so a Lambda dying right after it
+        still leaves the waiting human where the sweeper looks. The stored ``state`` is
+        refreshed by the next full write (the reconcile that follows).
         """
         for _ in range(8):
             try:
@@ -143,7 +165,8 @@ class DynamoDBStore:
                 old_item: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
                 current = room_from_item(old_item) if old_item else None
                 updated = observe_participant(current, change)
-                if current is not None and updated == current:
+                if updated is None or updated == current:
+                    assert current is not None  # only a recorded room can make an event stale
                     return current
                 try:
                     if current is None:
@@ -171,7 +194,13 @@ class DynamoDBStore:
             values[":human"] = _serializer.serialize(
                 _to_dynamo({"identity": change.identity, "joined_at": change.at})
             )
-            expression = "SET humans.#p = :human, updated_at = :now ADD version :one"
+            values[":attention"] = {"S": ROOM_ATTENTION}
+            names["#attention"] = "attention"
+            names["#expires_at"] = "expires_at"
+            expression = (
+                "SET humans.#p = :human, updated_at = :now, #attention = :attention "
+                "REMOVE #expires_at ADD version :one"
+            )
             condition += " AND attribute_not_exists(humans.#p)"
         else:
             expression = "SET departed.#p = :now, updated_at = :now REMOVE humans.#p ADD version :one"
@@ -188,7 +217,7 @@ class DynamoDBStore:
 
     def _prune_departed(self, room: Room, change: ParticipantChange) -> Room:
         """Keep the departed-sids map small in long rooms; a lost race just prunes later."""
-        pruned = observe_participant(room.model_copy(update={"departed": dict(room.departed)}), change)
+        pruned = room.model_copy(update={"departed": prune_departed(room.departed, change.at)})
         try:
             return self.save(pruned, room.version)
         except VersionConflict:

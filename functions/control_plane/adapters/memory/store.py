@@ -1,8 +1,11 @@
 """In-memory twin of the DynamoDB table: rooms, webhook ids and worker records.
 
 Same semantics as ``adapters/dynamodb_store.py`` (the contract tests run against both),
-including version conditions and TTL that hides expired items. A lock makes it safe for
-threaded tests. ``writes``/``reads`` count calls the way DynamoDB would bill them.
+including version conditions, what each write path stores (the ``attention`` index attribute,
+``expires_at``) and TTL that hides expired dedupe items. The participant fast path mirrors the
+adapter's ``UpdateItem`` expression field by field instead of recomputing the record, so the
+twin is never smarter than DynamoDB. A lock makes it safe for threaded tests.
+``writes``/``reads`` count calls the way DynamoDB would bill them.
 """
 
 from __future__ import annotations
@@ -11,12 +14,41 @@ import threading
 from collections.abc import Iterable
 
 from control_plane.ports import ObservedTaskState, VersionConflict
-from control_plane.room import ParticipantChange, Room, observe_participant
+from control_plane.room import (
+    DEFAULT_RETENTION_SECONDS,
+    DEPARTED_PRUNE_THRESHOLD,
+    ChangeKind,
+    Human,
+    ParticipantChange,
+    Room,
+    observe_participant,
+    prune_departed,
+    with_retention,
+)
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 
 
+def fast_observe(room: Room | None, change: ParticipantChange) -> Room | None:
+    """What the DynamoDB adapter's fast-path ``UpdateItem`` writes, or None where its condition
+    fails: same session, sid not departed; a join also needs no failure and a new sid. A join
+    sets the index attribute and removes ``expires_at``; nothing else is recomputed."""
+    if room is None or room.sid != change.room_sid or change.sid in room.departed:
+        return None
+    update: dict[str, object] = {"updated_at": change.at, "version": room.version + 1}
+    if change.kind is ChangeKind.JOINED:
+        if room.failed_at is not None or change.sid in room.humans:
+            return None
+        humans = {**room.humans, change.sid: Human(identity=change.identity, joined_at=change.at)}
+        update |= {"humans": humans, "in_attention_index": True, "expires_at": None}
+    else:
+        humans = {sid: human for sid, human in room.humans.items() if sid != change.sid}
+        update |= {"humans": humans, "departed": {**room.departed, change.sid: change.at}}
+    return room.model_copy(update=update)
+
+
 class InMemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, retention_seconds: int = DEFAULT_RETENTION_SECONDS) -> None:
+        self._retention = retention_seconds
         self._lock = threading.Lock()
         self._rooms: dict[str, Room] = {}
         self._events: dict[str, int] = {}
@@ -31,12 +63,16 @@ class InMemoryStore:
             self.reads += 1
             return self._rooms.get(name)
 
+    def _stored(self, room: Room, version: int) -> Room:
+        kept = with_retention(room, self._retention)
+        return kept.model_copy(update={"version": version, "in_attention_index": kept.needs_attention})
+
     def create(self, room: Room) -> Room:
         with self._lock:
             self.writes += 1
             if room.name in self._rooms:
                 raise VersionConflict(f"room {room.name} exists already")
-            stored = room.model_copy(update={"version": 1})
+            stored = self._stored(room, 1)
             self._rooms[room.name] = stored
             return stored
 
@@ -46,18 +82,30 @@ class InMemoryStore:
             current = self._rooms.get(room.name)
             if current is None or current.version != expected_version:
                 raise VersionConflict(f"room {room.name} changed since version {expected_version}")
-            stored = room.model_copy(update={"version": expected_version + 1})
+            stored = self._stored(room, expected_version + 1)
             self._rooms[room.name] = stored
             return stored
 
     def observe_participant(self, change: ParticipantChange) -> Room:
+        """The adapter's algorithm: the fast path, else the pure function and a full write."""
         with self._lock:
             self.writes += 1
             current = self._rooms.get(change.room)
+            fast = fast_observe(current, change)
+            if fast is not None:
+                self._rooms[change.room] = fast
+                if len(fast.departed) <= DEPARTED_PRUNE_THRESHOLD:
+                    return fast
+                self.writes += 1
+                pruned = fast.model_copy(update={"departed": prune_departed(fast.departed, change.at)})
+                stored = self._stored(pruned, fast.version + 1)
+                self._rooms[change.room] = stored
+                return stored
             updated = observe_participant(current, change)
-            if updated is current and current is not None:
+            if updated is None or updated == current:
+                assert current is not None  # only a recorded room can make an event stale
                 return current
-            stored = updated.model_copy(update={"version": (current.version if current else 0) + 1})
+            stored = self._stored(updated, (current.version if current else 0) + 1)
             self._rooms[change.room] = stored
             return stored
 
@@ -77,7 +125,7 @@ class InMemoryStore:
 
     def rooms_needing_attention(self) -> Iterable[Room]:
         with self._lock:
-            return [room for room in self._rooms.values() if room.needs_attention]
+            return [room for room in self._rooms.values() if room.in_attention_index]
 
     def get_sweep_cursor(self) -> str | None:
         with self._lock:

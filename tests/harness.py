@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from control_plane.adapters.memory.async_livekit import AsyncLiveKitFacade
 from control_plane.adapters.memory.livekit import InMemoryLiveKit
 from control_plane.adapters.memory.runtime import (
     InMemoryMetrics,
@@ -25,7 +26,7 @@ from control_plane.ports import Ports
 from control_plane.reconcile import Policy
 from control_plane.room import Room
 from control_plane.settings import TASK_STARTED_BY
-from control_plane.sweeper import AsyncLiveKitFacade, Sweeper, SweepPolicy, SweepReport
+from control_plane.sweeper import Sweeper, SweepPolicy, SweepReport
 from control_plane.task_events import EcsTaskStateChange, TaskEventHandler, TaskEventOutcome
 from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
 from tests.localstack import CLUSTER, ecs_task_state_change

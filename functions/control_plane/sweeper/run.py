@@ -1,204 +1,48 @@
-"""The scheduled sweep: the backstop that finds what webhooks, timers and task events missed.
-
-Every minute it reads only what is active — our ECS tasks, the sparse index (rooms that are not
-settled, live workers), LiveKit's room list — then:
-
-1. stops tasks nobody owns, whose worker went silent or never became ready, idle ones beyond
-   the warm pool, and agents past the maximum age; learns how claimed tasks that vanished
-   stopped (a missed task event) and treats them like the event would;
-2. per room, in name order from a cursor: fixes missed joins and leaves from ListParticipants,
-   closes rooms LiveKit no longer has, cleans our agent's dispatches (duplicates, dead ones,
-   leftovers in rooms nobody is in), and calls the same ``reconcile`` every trigger uses.
-
-A listing that fails makes the sweep skip what depends on it, so nothing is deleted or stopped
-on the strength of a listing it does not have; the failure is logged and counted and the next
-sweep tries again. The fan-out is asyncio with a semaphore on one event loop (the LiveKit
-gateway's, kept across warm invocations). Blocking calls — DynamoDB, ECS, ``reconcile`` itself —
-run in a thread pool of the same size, and their LiveKit calls are bridged back onto that loop.
-The sweep starts no new room once the Lambda's remaining time falls below the safety margin and
-leaves the cursor there, so the next sweep starts with the rooms this one did not reach.
-"""
+"""One sweep, executed: tasks first (ECS before the index), then every room from the cursor."""
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
-import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from control_plane.controller import RoomController
 from control_plane.humans import is_human
 from control_plane.ports import (
     Dispatch,
-    LiveKitGateway,
     LiveKitUnavailable,
     LiveParticipant,
     LiveRoom,
-    MetricsSink,
     Ports,
     RunnerUnavailable,
     TaskSnapshot,
 )
 from control_plane.reconcile import grace_expired
-from control_plane.room import NEEDS_ATTENTION, ChangeKind, ParticipantChange, Room, RoomState
+from control_plane.room import NEEDS_ATTENTION, Room, RoomState
+from control_plane.sweeper.bridge import AsyncLiveKit, LoopBridge, SweepMetrics
+from control_plane.sweeper.plan import (
+    CRASH_REASONS,
+    LISTING_MARGIN_SECONDS,
+    DeleteReason,
+    DispatchPlan,
+    SweepPolicy,
+    TaskStop,
+    plan_dispatch_cleanup,
+    plan_participant_changes,
+    plan_task_cleanup,
+    rotate,
+)
 from control_plane.task_events import is_crash
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# LiveKit's listings and our records are read at different moments: anything that changed
-# within this margin of a listing is left for the next sweep rather than judged on it.
-LISTING_MARGIN_SECONDS = 10.0
-
-
-class DeleteReason(StrEnum):
-    DUPLICATE = "duplicate"
-    NO_LIVE_JOB = "no_live_job"
-    NO_HUMANS = "no_humans"
-
-
-class StopReason(StrEnum):
-    ORPHAN = "orphan"
-    STALE_HEARTBEAT = "stale_heartbeat"
-    NEVER_READY = "never_ready"
-    IDLE = "idle"
-    MAX_AGE = "max_age"
-
-
-# A worker that hung or never started is a failed agent: its room counts a crash.
-CRASH_REASONS = frozenset({StopReason.STALE_HEARTBEAT, StopReason.NEVER_READY})
-
-
-@dataclass(frozen=True)
-class SweepPolicy:
-    agent_name: str
-    grace_seconds: float
-    agent_ttl_seconds: float
-    settle_seconds: float
-    worker_stale_seconds: float
-    worker_start_timeout_seconds: float
-    max_agent_age_seconds: float
-    warm_tasks: int
-    slots_per_task: int
-    concurrency: int
-    safety_margin_seconds: float
-
-
-class AsyncLiveKit(Protocol):
-    """The LiveKit calls the sweep fans out, plus the loop they run on."""
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T: ...
-
-    async def alist_rooms(self) -> list[LiveRoom]: ...
-
-    async def alist_dispatches(self, room: str) -> list[Dispatch]: ...
-
-    async def acreate_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch: ...
-
-    async def adelete_dispatch(self, room: str, dispatch_id: str) -> None: ...
-
-    async def alist_participants(self, room: str) -> list[LiveParticipant]: ...
-
-    async def acreate_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom: ...
-
-
-class AsyncLiveKitFacade:
-    """The async face of a synchronous gateway (the in-memory twin), on a loop of its own."""
-
-    def __init__(self, gateway: LiveKitGateway) -> None:
-        self._gateway = gateway
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(coroutine)
-
-    async def alist_rooms(self) -> list[LiveRoom]:
-        return self._gateway.list_rooms()
-
-    async def alist_dispatches(self, room: str) -> list[Dispatch]:
-        return self._gateway.list_dispatches(room)
-
-    async def acreate_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch:
-        return self._gateway.create_dispatch(room, agent_name, metadata)
-
-    async def adelete_dispatch(self, room: str, dispatch_id: str) -> None:
-        self._gateway.delete_dispatch(room, dispatch_id)
-
-    async def alist_participants(self, room: str) -> list[LiveParticipant]:
-        return self._gateway.list_participants(room)
-
-    async def acreate_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom:
-        return self._gateway.create_room(name, departure_timeout, empty_timeout)
-
-
-class LoopBridge:
-    """A synchronous LiveKitGateway for the sweep's worker threads: each call runs on the
-    sweep's loop (where the HTTP session lives) and the thread waits for its answer."""
-
-    def __init__(self, livekit: AsyncLiveKit, loop: asyncio.AbstractEventLoop) -> None:
-        self._livekit = livekit
-        self._loop = loop
-
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-
-    def list_dispatches(self, room: str) -> list[Dispatch]:
-        return self._call(self._livekit.alist_dispatches(room))
-
-    def create_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch:
-        return self._call(self._livekit.acreate_dispatch(room, agent_name, metadata))
-
-    def delete_dispatch(self, room: str, dispatch_id: str) -> None:
-        self._call(self._livekit.adelete_dispatch(room, dispatch_id))
-
-    def list_participants(self, room: str) -> list[LiveParticipant]:
-        return self._call(self._livekit.alist_participants(room))
-
-    def list_rooms(self) -> list[LiveRoom]:
-        return self._call(self._livekit.alist_rooms())
-
-    def create_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom:
-        return self._call(self._livekit.acreate_room(name, departure_timeout, empty_timeout))
-
-
-MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]
-
-
-class SweepMetrics:
-    """Collects what worker threads count; summed per metric and emitted once, at the end."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sums: defaultdict[MetricKey, float] = defaultdict(float)
-
-    def count(
-        self, name: str, value: float = 1, unit: str = "Count", dimensions: Mapping[str, str] | None = None
-    ) -> None:
-        with self._lock:
-            self._sums[name, unit, tuple(sorted((dimensions or {}).items()))] += value
-
-    def flush(self, sink: MetricsSink) -> dict[str, float]:
-        """Emit everything to ``sink``; returns it as ``{"Name[Dim=value]": total}``."""
-        with self._lock:
-            sums, self._sums = dict(self._sums), defaultdict(float)
-        summary: dict[str, float] = {}
-        for (name, unit, dimensions), value in sorted(sums.items()):
-            sink.count(name, value, unit, dict(dimensions) or None)
-            label = ",".join(f"{key}={val}" for key, val in dimensions)
-            summary[f"{name}[{label}]" if label else name] = value
-        return summary
 
 
 @dataclass(frozen=True)
@@ -209,208 +53,6 @@ class SweepReport:
     next_cursor: str | None
     duration_seconds: float
     counts: dict[str, float] = field(default_factory=dict)
-
-
-# --- pure planning --------------------------------------------------------------------------
-
-
-def rotate(names: Sequence[str], cursor: str | None) -> list[str]:
-    """Names in order, starting at the cursor and wrapping around."""
-    start = bisect.bisect_left(names, cursor) if cursor else 0
-    return [*names[start:], *names[:start]]
-
-
-def plan_participant_changes(
-    room: Room, participants: Iterable[LiveParticipant], listed_at: float, now: float
-) -> list[ParticipantChange]:
-    """Joins and leaves the webhooks missed, for a room whose session LiveKit lists.
-
-    A human recorded as present but not listed has left — unless it joined around the time of
-    the listing, when the listing may simply predate it. Departed sids never rejoin.
-    """
-    assert room.sid is not None
-    live = {p.sid: p for p in participants if is_human(p.kind)}
-    changes = [
-        ParticipantChange(
-            kind=ChangeKind.JOINED,
-            room=room.name,
-            room_sid=room.sid,
-            sid=sid,
-            identity=person.identity,
-            at=person.joined_at or now,
-            room_created_at=room.session_created_at,
-        )
-        for sid, person in sorted(live.items())
-        if sid not in room.humans and sid not in room.departed
-    ]
-    changes += [
-        ParticipantChange(
-            kind=ChangeKind.LEFT,
-            room=room.name,
-            room_sid=room.sid,
-            sid=sid,
-            identity=human.identity,
-            at=now,
-            room_created_at=room.session_created_at,
-        )
-        for sid, human in sorted(room.humans.items())
-        if sid not in live and human.joined_at < listed_at - LISTING_MARGIN_SECONDS
-    ]
-    return changes
-
-
-@dataclass(frozen=True)
-class DispatchPlan:
-    keep: Dispatch | None
-    delete: tuple[tuple[Dispatch, DeleteReason], ...]
-
-
-def plan_dispatch_cleanup(
-    ours: Sequence[Dispatch], recorded_id: str | None, now: float, settle_seconds: float
-) -> DispatchPlan:
-    """At most one dispatch of our agent per room: the one with a running job (the recorded
-    one if several), else the newest that may still get a job. A dispatch older than the
-    settle time without a live job will never do anything (LiveKit leaves it jobless forever)."""
-
-    def settled(dispatch: Dispatch) -> bool:
-        return now - dispatch.created_at >= settle_seconds
-
-    running = [d for d in ours if d.has_running_job]
-    hopeful = [d for d in ours if not d.has_running_job and not settled(d)]
-    candidates = running or hopeful
-    keep = max(candidates, key=lambda d: (d.dispatch_id == recorded_id, d.created_at)) if candidates else None
-    delete = tuple(
-        (d, DeleteReason.DUPLICATE if d.has_running_job or not settled(d) else DeleteReason.NO_LIVE_JOB)
-        for d in ours
-        if d is not keep
-    )
-    return DispatchPlan(keep=keep, delete=delete)
-
-
-@dataclass(frozen=True)
-class TaskStop:
-    task: TaskSnapshot
-    reason: StopReason
-    room: str | None
-
-
-@dataclass(frozen=True)
-class TaskPlan:
-    stop: tuple[TaskStop, ...]
-    drain: tuple[str, ...]
-    gone_workers: tuple[WorkerRecord, ...]
-    vanished: tuple[tuple[str, str], ...]  # (room, task arn) whose task ECS no longer lists
-
-
-def plan_task_cleanup(
-    tasks: Sequence[TaskSnapshot],
-    workers: Sequence[WorkerRecord],
-    rooms: Sequence[Room],
-    now: float,
-    policy: SweepPolicy,
-) -> TaskPlan:
-    """What to do about our tasks, judged from ECS, the worker records and the rooms.
-
-    A task is claimed by the room that launched it (task ARN, or launch token while the launch
-    is unrecorded) or, for a worker serving jobs, by those jobs.
-    """
-    listed = {task.task_arn: task for task in tasks}
-    records = {worker.task_arn: worker for worker in workers}
-    claims: dict[str, str] = {}
-    by_token: dict[str, str] = {}
-    vanished: list[tuple[str, str]] = []
-    for room in rooms:
-        agent = room.agent
-        if agent is None or agent.task_stopped_at is not None or room.stop_requested_at is not None:
-            continue
-        if agent.task_arn is None:
-            by_token[agent.launch_token] = room.name
-            continue
-        claims[agent.task_arn] = room.name
-        if agent.task_arn not in listed and now - agent.launch_claimed_at >= policy.settle_seconds:
-            vanished.append((room.name, agent.task_arn))
-    for task in tasks:
-        if task.task_arn not in claims and task.launch_token in by_token:
-            claims[task.task_arn] = by_token[task.launch_token]
-
-    stops: list[TaskStop] = []
-    for task in tasks:
-        record = records.get(task.task_arn)
-        owner = claims.get(task.task_arn)
-        reason = _stop_reason(task, record, owner is not None or bool(record and record.jobs), now, policy)
-        if reason is not None:
-            stops.append(TaskStop(task, reason, owner))
-    stopping = {stop.task.task_arn for stop in stops}
-
-    idle = [
-        record
-        for record in records.values()
-        if record.task_arn in listed
-        and record.task_arn not in claims
-        and record.task_arn not in stopping
-        and not record.jobs
-        and now - record.heartbeat_at <= policy.worker_stale_seconds
-    ]
-    # Asked to drain on an earlier sweep and still there with nothing to do: stop it.
-    stops += [
-        TaskStop(listed[record.task_arn], StopReason.IDLE, None)
-        for record in idle
-        if record.draining and record.status is not WorkerStatus.STARTING
-    ]
-    drain = _surplus_idle(
-        [r for r in idle if r.status is WorkerStatus.READY and not r.draining], records, listed, now, policy
-    )
-    gone = tuple(
-        record
-        for record in records.values()
-        if record.task_arn not in listed and now - record.heartbeat_at > policy.worker_stale_seconds
-    )
-    return TaskPlan(stop=tuple(stops), drain=drain, gone_workers=gone, vanished=tuple(vanished))
-
-
-def _stop_reason(
-    task: TaskSnapshot, record: WorkerRecord | None, claimed: bool, now: float, policy: SweepPolicy
-) -> StopReason | None:
-    age = task.age(now)
-    if record is not None and record.status in (WorkerStatus.READY, WorkerStatus.DRAINING):
-        if now - record.heartbeat_at > policy.worker_stale_seconds:
-            return StopReason.STALE_HEARTBEAT
-    else:
-        # Never reported ready: judged by the time ECS (or its RUNNING event) first showed it.
-        seen_at = record.heartbeat_at if record is not None else None
-        waited = now - seen_at if seen_at is not None else age
-        if waited is not None and waited > policy.worker_start_timeout_seconds:
-            return StopReason.NEVER_READY if claimed else StopReason.ORPHAN
-        return None
-    if claimed and age is not None and age > policy.max_agent_age_seconds:
-        return StopReason.MAX_AGE
-    return None
-
-
-def _surplus_idle(
-    idle: list[WorkerRecord],
-    records: Mapping[str, WorkerRecord],
-    listed: Mapping[str, TaskSnapshot],
-    now: float,
-    policy: SweepPolicy,
-) -> tuple[str, ...]:
-    """Idle workers to drain, oldest first, keeping WARM_TASKS * SLOTS_PER_TASK free slots."""
-    free = sum(
-        max(record.capacity - len(record.jobs), 0)
-        for record in records.values()
-        if record.task_arn in listed and record.is_ready(now, policy.worker_stale_seconds)
-    )
-    wanted = policy.warm_tasks * policy.slots_per_task
-    surplus: list[str] = []
-    for record in sorted(idle, key=lambda r: listed[r.task_arn].created_at or 0.0):
-        if free - record.capacity < wanted:
-            break
-        surplus.append(record.task_arn)
-        free -= record.capacity
-    return tuple(surplus)
-
-
-# --- execution ------------------------------------------------------------------------------
 
 
 class Sweeper:

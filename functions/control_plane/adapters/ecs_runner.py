@@ -2,29 +2,62 @@
 
 ``RunTask`` gets the launch token as ``clientToken`` (ECS returns the same task for a
 repeated token within 24 h), our ``startedBy`` marker (the only filter ``ListTasks`` needs
-to find our tasks) and tags naming the room and token. ``failures[]`` is checked: RunTask can
-answer 200 with no task.
+to find our tasks) and tags naming the room (encoded: tag values refuse most punctuation,
+see ``aws_names``) and token. ``failures[]`` is checked: RunTask can answer 200 with no task.
+
+A failed RunTask is either a refusal (ECS surely started nothing: ``LaunchFailed``) or of
+unknown outcome (a 5xx, a throttle or a timeout after botocore's retries, any of which may
+follow an attempt that did start the task: ``LaunchOutcomeUnknown``, so the caller keeps the
+token and looks it up before launching again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from control_plane.ports import LaunchedTask, LaunchFailed, RunnerUnavailable, TaskSnapshot
+from control_plane.aws_names import STOP_REASON_MAX_BYTES, bounded_text, decode_room_tag, encode_room_tag
+from control_plane.ports import (
+    LaunchedTask,
+    LaunchFailed,
+    LaunchOutcomeUnknown,
+    RunnerUnavailable,
+    TaskSnapshot,
+)
 from control_plane.worker_protocol import LAUNCH_TOKEN_ENV, LAUNCHED_FOR_ROOM_ENV
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs.client import ECSClient
-    from mypy_boto3_ecs.type_defs import TaskTypeDef
+    from mypy_boto3_ecs.type_defs import RunTaskResponseTypeDef, TaskTypeDef
 
 ROOM_TAG = "livekit-room"
 TOKEN_TAG = "launch-token"
 _RETRYABLE = ("ThrottlingException", "ServerException", "LimitExceededException")
+# RunTask errors after which ECS surely started nothing: the request, the caller or the
+# cluster was refused. Every other error (ServerException, ThrottlingException, unmodelled
+# codes) leaves the outcome unknown.
+REFUSED_LAUNCH_CODES = frozenset(
+    {
+        "InvalidParameterException",
+        "ClientException",
+        "AccessDeniedException",
+        "PlatformUnknownException",
+        "PlatformTaskDefinitionIncompatibilityException",
+        "ClusterNotFoundException",
+        "UnsupportedFeatureException",
+        "BlockedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+    }
+)
+CONFLICT_CODE = "ConflictException"
+_TASK_ARN = re.compile(r"arn:aws[\w-]*:ecs:[\w-]+:\d{12}:task/[\w/-]+")
 DESCRIBE_CHUNK = 100
 
 
@@ -46,45 +79,57 @@ class EcsRunner:
         self._placement = placement
 
     def launch(self, room: str, launch_token: str) -> LaunchedTask:
-        p = self._placement
         try:
-            response = self._client.run_task(
-                cluster=p.cluster,
-                taskDefinition=p.task_definition,
-                count=1,
-                clientToken=launch_token,
-                startedBy=p.started_by,
-                capacityProviderStrategy=[{"capacityProvider": p.capacity_provider, "weight": 1}],
-                networkConfiguration={
-                    "awsvpcConfiguration": {
-                        "subnets": p.subnets,
-                        "securityGroups": p.security_groups,
-                        "assignPublicIp": "ENABLED" if p.assign_public_ip else "DISABLED",
-                    }
-                },
-                overrides={
-                    "containerOverrides": [
-                        {
-                            "name": p.container_name,
-                            "environment": [
-                                {"name": LAUNCHED_FOR_ROOM_ENV, "value": room},
-                                {"name": LAUNCH_TOKEN_ENV, "value": launch_token},
-                            ],
-                        }
-                    ]
-                },
-                tags=[{"key": ROOM_TAG, "value": room[:256]}, {"key": TOKEN_TAG, "value": launch_token}],
-                enableECSManagedTags=True,
-            )
+            response = self._run_task(room, launch_token)
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            raise LaunchFailed(f"RunTask {code}: {error}") from error
-        failures = response.get("failures", [])
+            existing = _task_named_by_conflict(error)
+            if existing is None:
+                raise _launch_error(error) from error
+            return LaunchedTask(task_arn=existing, launch_token=launch_token)
+        except ParamValidationError as error:  # botocore refused it before sending anything
+            raise LaunchFailed(f"RunTask not sent: {error}") from error
+        except BotoCoreError as error:
+            raise LaunchOutcomeUnknown(f"RunTask {type(error).__name__}: {error}") from error
         tasks = response.get("tasks", [])
-        if failures or not tasks:
-            reasons = ", ".join(f"{f.get('reason', '?')} {f.get('detail', '')}".strip() for f in failures)
-            raise LaunchFailed(f"RunTask returned no task: {reasons or 'no reason given'}")
-        return LaunchedTask(task_arn=tasks[0]["taskArn"], launch_token=launch_token)
+        if tasks:
+            return LaunchedTask(task_arn=tasks[0]["taskArn"], launch_token=launch_token)
+        failures = response.get("failures", [])
+        reasons = ", ".join(f"{f.get('reason', '?')} {f.get('detail', '')}".strip() for f in failures)
+        raise LaunchFailed(f"RunTask returned no task: {reasons or 'no reason given'}")
+
+    def _run_task(self, room: str, launch_token: str) -> RunTaskResponseTypeDef:
+        p = self._placement
+        return self._client.run_task(
+            cluster=p.cluster,
+            taskDefinition=p.task_definition,
+            count=1,
+            clientToken=launch_token,
+            startedBy=p.started_by,
+            capacityProviderStrategy=[{"capacityProvider": p.capacity_provider, "weight": 1}],
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": p.subnets,
+                    "securityGroups": p.security_groups,
+                    "assignPublicIp": "ENABLED" if p.assign_public_ip else "DISABLED",
+                }
+            },
+            overrides={
+                "containerOverrides": [
+                    {
+                        "name": p.container_name,
+                        "environment": [
+                            {"name": LAUNCHED_FOR_ROOM_ENV, "value": room},
+                            {"name": LAUNCH_TOKEN_ENV, "value": launch_token},
+                        ],
+                    }
+                ]
+            },
+            tags=[
+                {"key": ROOM_TAG, "value": encode_room_tag(room)},
+                {"key": TOKEN_TAG, "value": launch_token},
+            ],
+            enableECSManagedTags=True,
+        )
 
     def find_launched(self, launch_token: str) -> str | None:
         """The running task for a launch token, when a crashed launcher never recorded it."""
@@ -123,10 +168,13 @@ class EcsRunner:
 
     def stop(self, task_arn: str, reason: str) -> None:
         try:
-            self._client.stop_task(cluster=self._placement.cluster, task=task_arn, reason=reason[:255])
+            self._client.stop_task(
+                cluster=self._placement.cluster,
+                task=task_arn,
+                reason=bounded_text(reason, STOP_REASON_MAX_BYTES),
+            )
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in _RETRYABLE:
+            if _error_code(error) in _RETRYABLE:
                 raise
             # InvalidParameterException: the task is unknown or already stopped. Both mean done.
 
@@ -140,10 +188,44 @@ def _snapshot(task: TaskTypeDef) -> TaskSnapshot:
         created_at=_epoch(task.get("createdAt")),
         started_at=_epoch(task.get("startedAt")),
         launch_token=tags.get(TOKEN_TAG),
-        room=tags.get(ROOM_TAG),
+        room=_room(task, tags.get(ROOM_TAG)),
         stop_code=task.get("stopCode"),
         exit_codes=tuple(container.get("exitCode") for container in task.get("containers", [])),
     )
+
+
+def _task_named_by_conflict(error: ClientError) -> str | None:
+    """The task a reused ``clientToken`` already started: a ConflictException (same token,
+    other parameters) names it in ``resourceIds``, or failing that in its message."""
+    if _error_code(error) != CONFLICT_CODE:
+        return None
+    fields: Mapping[str, object] = error.response  # botocore puts modelled fields beside "Error"
+    listed = fields.get("resourceIds")
+    named = [*(listed if isinstance(listed, list) else []), *_TASK_ARN.findall(str(error))]
+    return str(named[0]) if named else None
+
+
+def _launch_error(error: ClientError) -> LaunchFailed | LaunchOutcomeUnknown:
+    code = _error_code(error)
+    if code in REFUSED_LAUNCH_CODES:
+        return LaunchFailed(f"RunTask {code}: {error}")
+    return LaunchOutcomeUnknown(f"RunTask {code or 'error'}: {error}")
+
+
+def _error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def _room(task: TaskTypeDef, tag: str | None) -> str | None:
+    """The room from its tag; from the launch's environment override when the tag is hashed."""
+    decoded = decode_room_tag(tag) if tag is not None else None
+    if decoded is not None:
+        return decoded
+    for container in task.get("overrides", {}).get("containerOverrides", []):
+        for variable in container.get("environment", []):
+            if variable.get("name") == LAUNCHED_FOR_ROOM_ENV:
+                return variable.get("value")
+    return None
 
 
 def _epoch(moment: datetime | None) -> float | None:

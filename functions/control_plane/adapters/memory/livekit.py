@@ -30,6 +30,7 @@ from control_plane.ports import (
 DEFAULT_DEPARTURE_TIMEOUT = 20
 DEFAULT_EMPTY_TIMEOUT = 300
 STANDARD_KIND = 0
+AGENT_KIND = 4
 
 
 class _WallClock:
@@ -81,6 +82,11 @@ class InMemoryLiveKit:
                 jobs=jobs,
             )
             state.dispatches[dispatch.dispatch_id] = dispatch
+            for job in jobs:
+                sid = _agent_sid(job.job_id)
+                state.participants[sid] = LiveParticipant(
+                    sid=sid, identity=f"agent-{job.job_id}", kind=AGENT_KIND, joined_at=self._clock.now()
+                )
             return dispatch
 
     def delete_dispatch(self, room: str, dispatch_id: str) -> None:
@@ -88,7 +94,9 @@ class InMemoryLiveKit:
         with self._serving("delete_dispatch"):
             state = self._rooms.get(room)
             if state:
-                state.dispatches.pop(dispatch_id, None)
+                gone = state.dispatches.pop(dispatch_id, None)
+                for job in gone.jobs if gone else ():
+                    state.participants.pop(_agent_sid(job.job_id), None)
 
     def list_participants(self, room: str) -> list[LiveParticipant]:
         with self._serving("list_participants"):
@@ -173,6 +181,8 @@ class InMemoryLiveKit:
             dispatch = self._rooms[room].dispatches[dispatch_id]
             ended = tuple(replace(job, status=status) for job in dispatch.jobs)
             self._rooms[room].dispatches[dispatch_id] = replace(dispatch, jobs=ended)
+            for job in dispatch.jobs:
+                self._rooms[room].participants.pop(_agent_sid(job.job_id), None)
 
     # --- internals -----------------------------------------------------------------------
 
@@ -204,3 +214,8 @@ class InMemoryLiveKit:
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids):06d}"
+
+
+def _agent_sid(job_id: str) -> str:
+    """A running job is a participant of kind AGENT in the room, as in LiveKit."""
+    return f"PA_{job_id}"

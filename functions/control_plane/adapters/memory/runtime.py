@@ -9,7 +9,14 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from control_plane.ports import Clock, LaunchedTask, LaunchFailed, RunnerUnavailable, TaskSnapshot
+from control_plane.ports import (
+    Clock,
+    LaunchedTask,
+    LaunchFailed,
+    LaunchOutcomeUnknown,
+    RunnerUnavailable,
+    TaskSnapshot,
+)
 from control_plane.worker_protocol import TimerMessage
 
 ECS_PAGE_SIZE = 100
@@ -57,6 +64,9 @@ class InMemoryRunner:
 
     ``calls`` counts ECS API calls as the real adapter would make them (ListTasks pages and
     DescribeTasks chunks of 100); ``listing_fails`` makes listing raise like a throttled ECS.
+    ``fail_next_launches`` refuses launches (nothing starts); ``lose_next_launch_replies``
+    starts the task but raises LaunchOutcomeUnknown, like a RunTask that timed out after ECS
+    acted: ``find_launched`` then finds it by its token.
     """
 
     def __init__(self, clock: Clock | None = None) -> None:
@@ -66,6 +76,7 @@ class InMemoryRunner:
         self.tasks: dict[str, FakeTask] = {}
         self.calls: Counter[str] = Counter()
         self.fail_next_launches = 0
+        self.lose_next_launch_replies = 0
         self.listing_fails = False
 
     @property
@@ -78,12 +89,21 @@ class InMemoryRunner:
             if self.fail_next_launches:
                 self.fail_next_launches -= 1
                 raise LaunchFailed("RESOURCE:FARGATE capacity unavailable")
-            for task in self.tasks.values():
-                if task.launch_token == launch_token:
-                    return LaunchedTask(task.arn, launch_token)
-            arn = f"arn:aws:ecs:us-east-1:123456789012:task/agents/{next(self._ids):032x}"
-            self.tasks[arn] = FakeTask(arn=arn, room=room, launch_token=launch_token, created_at=self._now())
-            return LaunchedTask(arn, launch_token)
+            launched = self._task_for(room, launch_token)
+            if self.lose_next_launch_replies:
+                self.lose_next_launch_replies -= 1
+                raise LaunchOutcomeUnknown("ReadTimeoutError: RunTask reply lost (twin)")
+            return launched
+
+    def _task_for(self, room: str, launch_token: str) -> LaunchedTask:
+        """The task a token already started (whatever the room, as ECS answers a reused
+        ``clientToken``), else a new one."""
+        for task in self.tasks.values():
+            if task.launch_token == launch_token:
+                return LaunchedTask(task.arn, launch_token)
+        arn = f"arn:aws:ecs:us-east-1:123456789012:task/agents/{next(self._ids):032x}"
+        self.tasks[arn] = FakeTask(arn=arn, room=room, launch_token=launch_token, created_at=self._now())
+        return LaunchedTask(arn, launch_token)
 
     def find_launched(self, launch_token: str) -> str | None:
         with self._lock:

@@ -1,11 +1,15 @@
 """Composition root: real adapters built from settings, once per Lambda container.
 
 Clients are created lazily and kept for warm invocations. The LiveKit secret is read from
-Secrets Manager through Powertools ``parameters`` (cached for five minutes, never logged).
+Secrets Manager through Powertools ``parameters`` (cached for five minutes, never logged); a
+webhook that fails verification may force one fresh read, so a rotation is picked up at once.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -29,6 +33,13 @@ if TYPE_CHECKING:
     from control_plane.task_events import TaskEventHandler
 
 SECRET_MAX_AGE_SECONDS = 300
+# A webhook that fails verification forces a fresh read of the LiveKit secret (it may have
+# been rotated), but at most once per this many seconds per container: a flood of forgeries
+# then costs Secrets Manager at most 6 reads a minute per warm webhook container. The price is
+# that a forgery just before a rotation delays pickup in that container by up to this long.
+SECRET_REFETCH_INTERVAL_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class SystemClock:
@@ -51,14 +62,61 @@ def secrets_provider() -> SecretsProvider:
     return SecretsProvider()
 
 
-def livekit_credentials() -> tuple[str, str]:
-    """API key and secret from the Secrets Manager secret ``{"api_key": …, "api_secret": …}``."""
+def livekit_credentials(*, force_fetch: bool = False) -> tuple[str, str]:
+    """API key and secret from the Secrets Manager secret ``{"api_key": …, "api_secret": …}``.
+
+    ``force_fetch`` skips the cache and stores what it reads, so every later caller (the
+    LiveKit gateway too) uses the fresh value.
+    """
     secret = secrets_provider().get(
-        settings().livekit_secret_arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS
+        settings().livekit_secret_arn,
+        transform="json",
+        max_age=SECRET_MAX_AGE_SECONDS,
+        force_fetch=force_fetch,
     )
     if not isinstance(secret, dict) or not secret.get("api_key") or not secret.get("api_secret"):
         raise RuntimeError("LiveKit secret must be JSON with non-empty api_key and api_secret")
     return str(secret["api_key"]), str(secret["api_secret"])
+
+
+@dataclass
+class RefetchGate:
+    """Lets one forced secret read through per interval, so forged requests cannot hammer it."""
+
+    interval_seconds: float
+    last_at: float | None = None
+
+    def admit(self, now: float) -> bool:
+        if self.last_at is not None and now - self.last_at < self.interval_seconds:
+            return False
+        self.last_at = now
+        return True
+
+
+@lru_cache(maxsize=1)
+def secret_refetch_gate() -> RefetchGate:
+    return RefetchGate(SECRET_REFETCH_INTERVAL_SECONDS)
+
+
+def refetched_livekit_credentials(cached: tuple[str, str]) -> tuple[str, str] | None:
+    """Re-read the secret past the cache after a failed verification: the new credentials if
+    they differ from ``cached``, else None (also when the gate or Secrets Manager says no)."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import (
+        GetParameterError,
+        TransformParameterError,
+    )
+
+    if not secret_refetch_gate().admit(time.monotonic()):
+        return None
+    try:
+        fresh = livekit_credentials(force_fetch=True)
+    except (GetParameterError, TransformParameterError, RuntimeError) as error:
+        log.warning("LiveKit secret could not be re-read", extra={"error": type(error).__name__})
+        return None
+    if fresh == cached:
+        return None
+    log.info("LiveKit secret changed since it was cached; using the new one")
+    return fresh
 
 
 def client_config() -> Config:
@@ -68,7 +126,10 @@ def client_config() -> Config:
 
 @lru_cache(maxsize=1)
 def store() -> DynamoDBStore:
-    return DynamoDBStore(boto3.client("dynamodb", config=client_config()), settings().table_name)
+    config = settings()
+    return DynamoDBStore(
+        boto3.client("dynamodb", config=client_config()), config.table_name, config.history_ttl_seconds
+    )
 
 
 @lru_cache(maxsize=1)
@@ -152,6 +213,7 @@ def reset() -> None:
         livekit_gateway().close()
     livekit_gateway.cache_clear()
     secrets_provider.cache_clear()
+    secret_refetch_gate.cache_clear()
     settings.cache_clear()
     store.cache_clear()
     ports.cache_clear()

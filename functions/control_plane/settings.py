@@ -13,7 +13,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from control_plane.reconcile import Policy
 
-MAX_WEBHOOK_BYTES = 64 * 1024
+# The largest webhook body accepted; above it the answer is 413, which LiveKit never retries.
+# LiveKit's default limits (livekit/livekit pkg/config/config.go) allow 512 KiB of room
+# metadata, 512 KiB of participant metadata and 64 KiB of attributes, and a participant event
+# carries both the room and the participant: 1088 KiB of text set by apps, which protojson
+# escaping grows further (metadata is usually JSON, and each quote becomes \"). 2 MiB keeps all
+# of that with room to spare. It also fits the platform: API Gateway HTTP APIs take 10 MB, and
+# base64-encode this content type into the event (2 MiB -> 2.7 MiB), under Lambda's 6 MB limit
+# for a synchronous request. A body is parsed only after its token and hash check out.
+MAX_WEBHOOK_BYTES = 2 * 1024 * 1024
 TASK_STARTED_BY = "livekit-agent-lifecycle"
 METRICS_NAMESPACE = "LiveKitAgentLifecycle"
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from control_plane.worker_protocol import GraceExpired
 from handlers import timer, webhook
+from tests.infra import cfn
 from tests.localstack import (
     TABLE,
     LambdaContext,
@@ -58,6 +62,7 @@ def test_poison_message_fails_alone_and_the_rest_of_the_batch_succeeds(aws: Loca
 
     assert result == {"batchItemFailures": [{"itemIdentifier": poison}]}
     assert room_item(aws)["state"]["S"] == "active"
+    assert sqs_event(aws.queue_url)["Records"] == [], "a failed record waits out its visibility timeout"
 
 
 @pytest.fixture
@@ -87,3 +92,57 @@ def test_grace_expiry_message_removes_the_agent(short_grace: LocalAws) -> None:
     assert aws.livekit.state.list_dispatches("room-1") == []
     [task] = aws.client("ecs").describe_tasks(cluster="livekit-agents", tasks=[task_arn])["tasks"]
     assert task["desiredStatus"] == "STOPPED"
+
+
+@dataclass
+class RunningDownContext(LambdaContext):
+    """A Lambda context whose remaining time starts at ``remaining_ms`` and runs down in real time."""
+
+    remaining_ms: int = 30_000
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms - int((time.monotonic() - self.started) * 1000)
+
+
+LIVEKIT_LATENCY_SECONDS = 1.5
+
+
+@pytest.fixture
+def slow_livekit(aws: LocalAws) -> Iterator[LocalAws]:
+    """LiveKit answering every call late: degraded, not down."""
+    aws.livekit.latency = LIVEKIT_LATENCY_SECONDS
+    timer.queue_visibility.cache_clear()  # its client and queue belong to this test's moto
+    yield aws
+    timer.queue_visibility.cache_clear()
+
+
+def test_records_without_time_left_fail_at_once_and_are_visible_again(slow_livekit: LocalAws) -> None:
+    aws = slow_livekit
+    aws.livekit.state.open_room("room-1")
+    deliver(aws, webhook_body("participant_joined", sid="PA_1"))
+    worker_registers(aws)  # a worker_ready message: its reconcile lists and creates a dispatch
+    for room in ("room-2", "room-3", "room-4"):
+        aws.client("sqs").send_message(
+            QueueUrl=aws.queue_url, MessageBody=GraceExpired(room=room, generation=1).model_dump_json()
+        )
+    batch = sqs_event(aws.queue_url)
+    first, *rest = batch["Records"]
+    assert json.loads(first["body"])["kind"] == "worker_ready" and len(rest) == 3
+    # Time for the first record; its two LiveKit calls leave less than a budget for the next.
+    context = RunningDownContext(remaining_ms=timer.RECORD_BUDGET_MS + 2_000)
+
+    result = timer.handler(batch, context)
+
+    deferred = [record["messageId"] for record in rest]
+    assert result == {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in deferred]}
+    assert aws.livekit.requests["CreateDispatch"] == 1
+    assert room_item(aws)["state"]["S"] == "active"
+    again = sqs_event(aws.queue_url)  # before any visibility timeout ran out
+    assert sorted(record["messageId"] for record in again["Records"]) == sorted(deferred)
+
+
+def test_an_invocation_always_has_time_for_its_first_record() -> None:
+    """The budget is below the function's timeout, or nothing would ever be processed."""
+    [function] = [f for f in cfn.functions().values() if f.module == "timer"]
+    assert function.properties["Timeout"] * 1000 > timer.RECORD_BUDGET_MS

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import timedelta
 from typing import Any
 
+import botocore.client
 import pytest
 
+from control_plane.settings import MAX_WEBHOOK_BYTES
 from handlers import webhook
 from tests.localstack import TABLE, LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
+
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's request payload limit for synchronous invokes
 
 
 def post(aws: LocalAws, body: bytes, headers: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -74,12 +79,64 @@ def test_signed_but_malformed_json_gets_400_and_writes_nothing(aws: LocalAws) ->
     assert table_items(aws) == []
 
 
+def json_metadata(size: int) -> str:
+    """Metadata as apps write it, JSON: every quote grows to two bytes in the webhook body."""
+    return json.dumps(["x"] * (size // 4), separators=(",", ":"))[:size]
+
+
+def with_metadata(body: bytes, room: str, participant: str, attributes: dict[str, str]) -> bytes:
+    payload = json.loads(body)
+    payload["room"]["metadata"] = room
+    payload["participant"] |= {"metadata": participant, "attributes": attributes}
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("room_metadata", "participant_metadata", "attributes"),
+    [
+        pytest.param(0, 600 * 1024, 0, id="600-KiB-metadata"),
+        # LiveKit's default limits: 512 KiB each for room and participant metadata, 64 KiB of
+        # attributes; a participant event carries the room and the participant.
+        pytest.param(512 * 1024, 512 * 1024, 64 * 1024, id="largest-at-livekit-default-limits"),
+    ],
+)
+def test_large_signed_webhook_is_accepted(
+    aws: LocalAws, room_metadata: int, participant_metadata: int, attributes: int
+) -> None:
+    body = with_metadata(
+        webhook_body("participant_joined", sid="PA_1"),
+        room=json_metadata(room_metadata),
+        participant=json_metadata(participant_metadata),
+        attributes={"notes": "a" * attributes} if attributes else {},
+    )
+    assert participant_metadata < len(body) <= MAX_WEBHOOK_BYTES
+
+    response = post(aws, body)
+
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"outcome": "applied"}
+    assert len(our_tasks(aws)) == 1
+
+
 def test_oversized_body_gets_413_and_writes_nothing(aws: LocalAws) -> None:
-    body = json.dumps({"event": "room_started", "id": "EV_big", "padding": "x" * 70_000}).encode()
+    body = with_metadata(
+        webhook_body("participant_joined", sid="PA_1"),
+        room="",
+        participant="x" * MAX_WEBHOOK_BYTES,
+        attributes={},
+    )
     response = post(aws, body)
 
     assert response["statusCode"] == 413
     assert table_items(aws) == []
+    assert our_tasks(aws) == []
+
+
+def test_a_body_at_the_cap_fits_the_lambda_payload_api_gateway_sends() -> None:
+    """API Gateway base64-encodes the body (4/3) into the event; Lambda takes at most 6 MB."""
+    body = b"x" * MAX_WEBHOOK_BYTES
+    event = http_api_event(body, signed_headers(body, "key", "secret" * 6))
+    assert len(json.dumps(event).encode()) < LAMBDA_SYNC_PAYLOAD_BYTES
 
 
 def test_unknown_event_type_is_accepted_and_ignored(aws: LocalAws, caplog: pytest.LogCaptureFixture) -> None:
@@ -166,4 +223,68 @@ def test_retried_leave_sends_one_grace_timer(aws: LocalAws) -> None:
         "Attributes"
     ]
     assert int(attributes["ApproximateNumberOfMessagesDelayed"]) == 1
+    assert len(our_tasks(aws)) == 1
+
+
+def rotate_livekit_secret(aws: LocalAws) -> str:
+    """Put a new secret value in Secrets Manager, as a rotation does; returns the new secret."""
+    new_secret = f"rotated-{secrets.token_urlsafe(32)}"
+    aws.client("secretsmanager").put_secret_value(
+        SecretId=aws.env["LIVEKIT_SECRET_ARN"],
+        SecretString=json.dumps({"api_key": aws.livekit.api_key, "api_secret": new_secret}),
+    )
+    return new_secret
+
+
+def count_secret_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    reads: list[str] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def record(self: Any, operation: str, params: Any) -> Any:
+        if operation == "GetSecretValue":
+            reads.append(operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    return reads
+
+
+def test_webhook_signed_with_a_rotated_secret_is_accepted_at_once(
+    aws: LocalAws, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert post(aws, webhook_body("participant_joined", sid="PA_1"))["statusCode"] == 200  # secret cached
+    new_secret = rotate_livekit_secret(aws)
+    body = webhook_body("participant_joined", sid="PA_2")
+
+    response = post(aws, body, signed_headers(body, aws.livekit.api_key, new_secret))
+
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"outcome": "applied"}
+    room = aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#room-1"}})["Item"]
+    assert set(room["humans"]["M"]) == {"PA_1", "PA_2"}
+    output = capsys.readouterr()
+    for secret in (new_secret, aws.livekit.api_secret):
+        assert secret not in caplog.text + output.out + output.err
+
+
+def test_forged_webhooks_re_read_the_secret_at_most_once_per_interval(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert post(aws, webhook_body("participant_joined", sid="PA_1"))["statusCode"] == 200
+    before = table_items(aws)
+    reads = count_secret_reads(monkeypatch)
+    key = aws.livekit.api_key
+
+    unsigned = post(aws, webhook_body("participant_joined", sid="PA_0"), {"content-type": "x"})
+    forged = []
+    for index in range(5):
+        body = webhook_body("participant_joined", sid=f"PA_forged_{index}")
+        forged.append(
+            post(aws, body, signed_headers(body, key, "not-the-secret-not-the-secret"))["statusCode"]
+        )
+
+    assert unsigned["statusCode"] == 401
+    assert forged == [401] * 5
+    assert reads == ["GetSecretValue"], "one forced re-read, however many forgeries"
+    assert table_items(aws) == before
     assert len(our_tasks(aws)) == 1

@@ -102,10 +102,10 @@ def provision(livekit: FakeLiveKitServer, grace_seconds: int = 60) -> LocalAws:
     return LocalAws(env=env, queue_url=queue_url, livekit=livekit)
 
 
-def worker_registers(aws: LocalAws, room: str = "room-1") -> str:
+def worker_registers(aws: LocalAws, room: str = "room-1", task_role_id: str = "") -> str:
     """What the agent container does for the room's task once LiveKit registered its worker:
     write the worker record as ready, then send the ready message. Returns the task ARN."""
-    store = DynamoDBStore(boto3.client("dynamodb", region_name="us-east-1"), TABLE)
+    store = DynamoDBStore(boto3.client("dynamodb", region_name="us-east-1"), TABLE, task_role_id=task_role_id)
     tracked = store.get(room)
     assert tracked is not None and tracked.agent is not None and tracked.agent.task_arn is not None
     task_arn = tracked.agent.task_arn
@@ -192,8 +192,9 @@ def webhook_body(
     return json.dumps(payload).encode()
 
 
-def sqs_event(queue_url: str, max_messages: int = 10) -> dict[str, Any]:
-    """Receive what is visible on the queue now and shape it as the Lambda SQS event."""
+def sqs_event(queue_url: str, max_messages: int = 10, sender_id: str | None = None) -> dict[str, Any]:
+    """Receive what is visible on the queue now and shape it as the Lambda SQS event
+    (``sender_id``: the ``SenderId`` SQS stamps on each, as a task role's would be)."""
     sqs = boto3.client("sqs", region_name="us-east-1")
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=max_messages).get("Messages", [])
     return {
@@ -202,7 +203,11 @@ def sqs_event(queue_url: str, max_messages: int = 10) -> dict[str, Any]:
                 "messageId": m["MessageId"],
                 "receiptHandle": m["ReceiptHandle"],
                 "body": m["Body"],
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0"},
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "0",
+                    **({"SenderId": sender_id} if sender_id else {}),
+                },
                 "messageAttributes": {},
                 "md5OfBody": m["MD5OfBody"],
                 "eventSource": "aws:sqs",

@@ -28,26 +28,30 @@ async def serve(settings: AgentSettings, log_handler: RateLimitedHandler) -> int
     task_arn = await resolve_task_arn(
         configured=settings.task_arn, metadata_uri=settings.ecs_container_metadata_uri_v4
     )
+    record = DynamoWorkerRecord(
+        boto3.client("dynamodb"),
+        settings.table_name,
+        task_arn=task_arn,
+        task_role_id=settings.agent_task_role_id,
+        capacity=settings.slots_per_task,
+        launched_for=settings.launched_for_room,
+    )
     log.info(
         "worker starting",
         extra={
             "task_arn": task_arn,
+            "record_key": record.key,
             "agent_name": settings.agent_name,
             "slots": settings.slots_per_task,
             "launched_for": settings.launched_for_room,
+            "job_grace_seconds": settings.job_grace_seconds,
             "llm": f"{settings.llm_provider.value}:{settings.llm_model}",
         },
     )
     clock = SystemClock()
     runtime = WorkerRuntime(
         worker=LiveKitWorker(build_server(settings)),
-        record=DynamoWorkerRecord(
-            boto3.client("dynamodb"),
-            settings.table_name,
-            task_arn=task_arn,
-            capacity=settings.slots_per_task,
-            launched_for=settings.launched_for_room,
-        ),
+        record=record,
         ready_signal=SqsReadySignal(
             boto3.client("sqs"), settings.timer_queue_url, task_arn=task_arn, room=settings.launched_for_room
         ),

@@ -1,8 +1,11 @@
 """The agent-side half of the grace period: a job leaves a room nobody human is in.
 
-The control plane runs the same timer and normally ends the job first (it deletes the
-dispatch). This copy runs inside the job so the agent still leaves, and stops billing, when
-the control plane is down or its messages are lost. Humans are counted by participant sid
+The control plane runs the primary timer and ends the job (it deletes the dispatch). This
+copy is the failsafe: it runs inside the job so the agent still leaves, and stops billing, when
+the control plane is down or its messages are lost. It starts at the RTC disconnect, before
+the control plane has seen the webhook, so the job runs it for longer than the control plane's
+grace (``AgentSettings.job_grace_seconds``): a human who returns just before the control
+plane's deadline finds the agent still there. Humans are counted by participant sid
 with the control plane's own rule (:func:`control_plane.humans.is_human`): a page refresh
 joins a new sid before the old one leaves, so it never looks like an empty room.
 """

@@ -4,6 +4,9 @@ The worker writes only the fields it owns (status, capacity, jobs, heartbeat, th
 was launched for) with one ``UpdateItem``; it never writes ``draining`` nor the ECS fields
 the task-events function keeps. The same call returns the whole item, so a heartbeat is
 also how the worker hears that the control plane wants it gone.
+
+Its item is keyed by its own credentials (:func:`worker_key`), the only ``TASK#`` key the task
+role lets it write: a compromised task can misreport itself, but no other worker.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from botocore.exceptions import ClientError
 
 from control_plane.worker_protocol import (
     WORKER_ATTENTION,
-    WORKER_PK_PREFIX,
     WorkerReady,
     WorkerRecord,
     WorkerStatus,
+    worker_pk,
 )
 
 if TYPE_CHECKING:
@@ -33,8 +36,18 @@ RECORDED_STOPPED = "the control plane recorded this task as stopped"
 _serializer = TypeSerializer()
 
 
+def worker_key(task_arn: str, task_role_id: str) -> str:
+    """``TASK#<role id>:<task id>``: ``TASK#`` plus the ``aws:userid`` of the task's role
+    credentials (ECS names their session after the task ID), the one key the role may write."""
+    return worker_pk(task_arn, task_role_id)
+
+
+class WorkerKeyRefused(RuntimeError):
+    """The table refused the record's key: ``AGENT_TASK_ROLE_ID`` is not this task's role."""
+
+
 class DynamoWorkerRecord:
-    """Writes the ``TASK#<arn>`` item; a stopped item is never brought back to life."""
+    """Writes the task's own worker item; a stopped item is never brought back to life."""
 
     def __init__(
         self,
@@ -42,14 +55,20 @@ class DynamoWorkerRecord:
         table_name: str,
         *,
         task_arn: str,
+        task_role_id: str,
         capacity: int,
         launched_for: str | None,
     ) -> None:
         self._client = client
         self._table = table_name
         self._task_arn = task_arn
+        self._key = worker_key(task_arn, task_role_id)
         self._capacity = capacity
         self._launched_for = launched_for
+
+    @property
+    def key(self) -> str:
+        return self._key
 
     def write(self, status: WorkerStatus, jobs: dict[str, str], now: float) -> str | None:
         """Write the record; returns why the control plane wants this worker to drain, if it does."""
@@ -74,7 +93,7 @@ class DynamoWorkerRecord:
         try:
             response = self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": WORKER_PK_PREFIX + self._task_arn}},
+                Key={"pk": {"S": self._key}},
                 UpdateExpression=expression,
                 ConditionExpression="attribute_not_exists(#status) OR #status <> :stopped",
                 ExpressionAttributeNames=names,
@@ -82,8 +101,14 @@ class DynamoWorkerRecord:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            code = error.response.get("Error", {}).get("Code")
+            if code == "ConditionalCheckFailedException":
                 return RECORDED_STOPPED
+            if code == "AccessDeniedException":
+                raise WorkerKeyRefused(
+                    f"the task role may write only TASK#${{aws:userid}}, and {self._key} is not it:"
+                    " AGENT_TASK_ROLE_ID must be the task role's RoleId"
+                ) from error
             raise
         if response.get("Attributes", {}).get("draining", {}).get("BOOL"):
             return DRAIN_FLAGGED

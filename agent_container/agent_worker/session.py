@@ -11,7 +11,7 @@ from livekit.agents import NOT_GIVEN, Agent, AgentSession, JobContext, inference
 from livekit.agents.voice.events import CloseEvent
 from livekit.plugins import deepgram, openai
 
-from agent_worker.clock import SystemClock
+from agent_worker.clock import Clock, Scheduler, SystemClock
 from agent_worker.presence import Participant, RoomPresence
 from agent_worker.settings import AgentSettings, LLMProvider, load_settings
 
@@ -68,6 +68,29 @@ ROOM_OPTIONS = room_io.RoomOptions(close_on_disconnect=False)
 finds the agent still talking, and :class:`RoomPresence` decides when the job ends."""
 
 
+def job_presence(
+    settings: AgentSettings,
+    *,
+    room: str,
+    job_id: str,
+    clock: Clock,
+    scheduler: Scheduler,
+    shutdown: Callable[[str], None],
+) -> RoomPresence:
+    """The job's presence watch, on the job's own grace (``job_grace_seconds``): longer than
+    the control plane's, so the control plane always acts first and this only catches what it
+    missed."""
+    return RoomPresence(
+        room=room,
+        job_id=job_id,
+        grace_seconds=settings.job_grace_seconds,
+        max_age_seconds=settings.max_agent_age_seconds,
+        clock=clock,
+        scheduler=scheduler,
+        shutdown=shutdown,
+    )
+
+
 def watch_room(room: RoomEventSource, presence: RoomPresence) -> None:
     """Feed joins and leaves to ``presence``; subscribe before reading who is there, so no
     join falls in between."""
@@ -86,11 +109,10 @@ def watch_room(room: RoomEventSource, presence: RoomPresence) -> None:
 async def entrypoint(ctx: JobContext) -> None:
     settings = load_settings()
     await ctx.connect()
-    presence = RoomPresence(
+    presence = job_presence(
+        settings,
         room=ctx.room.name,
         job_id=ctx.job.id,
-        grace_seconds=settings.grace_period_seconds,
-        max_age_seconds=settings.max_agent_age_seconds,
         clock=SystemClock(),
         scheduler=asyncio.get_running_loop(),
         shutdown=ctx.shutdown,

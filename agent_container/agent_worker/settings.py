@@ -47,7 +47,12 @@ class AgentSettings(BaseSettings):
         "You are a friendly voice assistant. Answer briefly, in plain spoken sentences.",
         description="System prompt of the agent",
     )
-    grace_period_seconds: int = Field(60, ge=0, le=900, description="Job ends this long after the last human")
+    grace_period_seconds: int = Field(
+        60, ge=0, le=900, description="The control plane's grace period (the same template parameter)"
+    )
+    grace_margin_seconds: int = Field(
+        30, ge=0, le=600, description="The job's own grace outlasts the control plane's by this much"
+    )
     max_agent_age_seconds: int = Field(4 * 3600, gt=0, description="Job ends after this long, humans or not")
     slots_per_task: int = Field(1, ge=1, description="Jobs (rooms) one worker serves at once")
     heartbeat_seconds: float = Field(15.0, gt=0, description="Period of the worker record heartbeat")
@@ -64,8 +69,18 @@ class AgentSettings(BaseSettings):
     launched_for_room: str | None = Field(
         None, validation_alias=LAUNCHED_FOR_ROOM_ENV, description="Set by RunTask: room the task is for"
     )
+    agent_task_role_id: str = Field(
+        min_length=1, description="RoleId of the task role (AGENT_TASK_ROLE_ID): part of the record's key"
+    )
     task_arn: str | None = Field(None, description="Only outside ECS: stands in for the metadata endpoint")
     ecs_container_metadata_uri_v4: str | None = Field(None, description="Set by ECS")
+
+    @property
+    def job_grace_seconds(self) -> int:
+        """The job's own grace: a failsafe, not the primary. It starts at the RTC disconnect,
+        before the control plane has even seen the webhook, so at the same length it would end
+        first and a human returning near the end would find the room ``active`` but no agent."""
+        return self.grace_period_seconds + self.grace_margin_seconds
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

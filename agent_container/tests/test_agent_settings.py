@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent_worker.settings import AgentSettings, LLMProvider
+from control_plane.worker_protocol import TASK_ROLE_ID_ENV
 
 REQUIRED = {
     "LIVEKIT_URL": "wss://example.livekit.cloud",
@@ -16,6 +17,7 @@ REQUIRED = {
     "DEEPGRAM_API_KEY": "dg-secret-value-456",
     "LLM_API_KEY": "sk-secret-value-789",
     "TIMER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/timers",
+    "AGENT_TASK_ROLE_ID": "AROAEXAMPLEAGENTROLE1",
 }
 SECRETS = ("lk-secret-value-123", "dg-secret-value-456", "sk-secret-value-789")
 
@@ -89,3 +91,24 @@ def test_the_openai_provider_needs_its_key_and_livekit_inference_does_not(
     environment.setenv("LLM_PROVIDER", "livekit")
     environment.setenv("LLM_MODEL", "openai/gpt-4.1-mini")
     assert AgentSettings().llm_provider is LLMProvider.LIVEKIT
+
+
+def test_the_jobs_own_grace_outlasts_the_control_planes_by_a_margin(environment: pytest.MonkeyPatch) -> None:
+    """GRACE_PERIOD_SECONDS is the control plane's grace (the template passes the same value);
+    the job waits GRACE_MARGIN_SECONDS longer, so the control plane always acts first."""
+    environment.setenv("GRACE_PERIOD_SECONDS", "60")
+    settings = AgentSettings()
+    assert settings.grace_margin_seconds == 30
+    assert settings.job_grace_seconds == 90
+
+    environment.setenv("GRACE_MARGIN_SECONDS", "45")
+    assert AgentSettings().job_grace_seconds == 105
+
+
+def test_the_record_key_needs_the_task_role_id(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv(TASK_ROLE_ID_ENV, "AROAOTHERROLE")
+    assert AgentSettings().agent_task_role_id == "AROAOTHERROLE"
+
+    environment.delenv(TASK_ROLE_ID_ENV)
+    with pytest.raises(ValidationError, match="agent_task_role_id"):
+        AgentSettings()

@@ -26,6 +26,7 @@ def settings(**overrides: object) -> AgentSettings:
         "deepgram_api_key": "dg-dummy",
         "llm_api_key": "sk-dummy",
         "timer_queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/timers",
+        "agent_task_role_id": "AROAEXAMPLEAGENTROLE1",
         **overrides,
     }
     return AgentSettings.model_validate(values)

@@ -13,17 +13,18 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from aiohttp import web
+from control_plane_view import ControlPlaneView
 from livekit.protocol import agent
 from moto import mock_aws
 
 from agent_worker.main import serve
 from agent_worker.settings import AgentSettings
-from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.log_rate_limit import RateLimitedHandler
 from control_plane.worker_protocol import TIMER_MESSAGE, WorkerReady, WorkerStatus
 from tests.aws import create_table
 
 TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/agents/c0ffee"
+ROLE_ID = "AROAEXAMPLEAGENTROLE1"
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_the_worker_process_reports_ready_then_drains_and_exits_0_on_sigterm(aws
     create_table(dynamodb, "lifecycle")
     sqs = boto3.client("sqs")
     queue_url = sqs.create_queue(QueueName="timers")["QueueUrl"]
-    control_plane = DynamoDBStore(dynamodb, "lifecycle")
+    control_plane = ControlPlaneView(dynamodb, "lifecycle", task_role_id=ROLE_ID, task_arn=TASK_ARN)
 
     async def main() -> int:
         app = web.Application()
@@ -73,14 +74,15 @@ def test_the_worker_process_reports_ready_then_drains_and_exits_0_on_sigterm(aws
                 "table_name": "lifecycle",
                 "timer_queue_url": queue_url,
                 "task_arn": TASK_ARN,
+                "agent_task_role_id": ROLE_ID,
                 "LAUNCHED_FOR_ROOM": "standup",
                 "health_port": free_port(),
             }
         )
         worker = asyncio.create_task(serve(settings, RateLimitedHandler(logging.NullHandler())))
         for _ in range(200):
-            worker_record = control_plane.get_worker(TASK_ARN)
-            if worker_record is not None and worker_record.status is WorkerStatus.READY:
+            ready = control_plane.get()
+            if ready is not None and ready.status is WorkerStatus.READY:
                 break
             await asyncio.sleep(0.05)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -94,6 +96,6 @@ def test_the_worker_process_reports_ready_then_drains_and_exits_0_on_sigterm(aws
     assert [TIMER_MESSAGE.validate_json(m["Body"]) for m in received] == [
         WorkerReady(task_arn=TASK_ARN, room="standup")
     ]
-    stopped = control_plane.get_worker(TASK_ARN)
+    stopped = control_plane.get()
     assert stopped is not None
     assert stopped.status is WorkerStatus.STOPPED

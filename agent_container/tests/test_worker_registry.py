@@ -1,4 +1,4 @@
-"""The worker's record and ready signal, read back by the control plane's own adapters (moto)."""
+"""The worker's record and ready signal, on moto, read back as the control plane reads them."""
 
 from __future__ import annotations
 
@@ -7,15 +7,29 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from control_plane_view import ControlPlaneView
 from moto import mock_aws
 
-from agent_worker.registry import DRAIN_FLAGGED, RECORDED_STOPPED, DynamoWorkerRecord, SqsReadySignal
+from agent_worker.registry import (
+    DRAIN_FLAGGED,
+    RECORDED_STOPPED,
+    DynamoWorkerRecord,
+    SqsReadySignal,
+    WorkerKeyRefused,
+    worker_key,
+)
 from control_plane.adapters.dynamodb_store import DynamoDBStore
-from control_plane.worker_protocol import TIMER_MESSAGE, WorkerReady, WorkerStatus
+from control_plane.worker_protocol import TIMER_MESSAGE, WORKER_PK_PREFIX, WorkerReady, WorkerStatus
 from tests.aws import create_table
 
 TABLE = "lifecycle"
-TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/agents/0123456789abcdef"
+TASK_ID = "0123456789abcdef0123456789abcdef"
+TASK_ARN = f"arn:aws:ecs:eu-west-1:123456789012:task/agents/{TASK_ID}"
+ROLE_ID = "AROAEXAMPLEAGENTROLE1"
+USERID = f"{ROLE_ID}:{TASK_ID}"
+"""``aws:userid`` of this task's role credentials: ECS names the session after the task ID."""
 NOW = 1_700_000_000.25
 
 
@@ -33,69 +47,97 @@ def dynamodb(aws: None) -> Any:
 
 
 @pytest.fixture
-def control_plane(dynamodb: Any) -> DynamoDBStore:
-    return DynamoDBStore(dynamodb, TABLE)
+def control_plane(dynamodb: Any) -> ControlPlaneView:
+    return ControlPlaneView(dynamodb, TABLE, task_role_id=ROLE_ID, task_arn=TASK_ARN)
 
 
 @pytest.fixture
 def record(dynamodb: Any) -> DynamoWorkerRecord:
-    return DynamoWorkerRecord(dynamodb, TABLE, task_arn=TASK_ARN, capacity=2, launched_for="standup")
+    return DynamoWorkerRecord(
+        dynamodb, TABLE, task_arn=TASK_ARN, task_role_id=ROLE_ID, capacity=2, launched_for="standup"
+    )
+
+
+def test_the_record_is_keyed_by_the_tasks_own_credentials(dynamodb: Any, record: DynamoWorkerRecord) -> None:
+    """The task role may write only ``TASK#${aws:userid}``: the worker writes exactly that key,
+    and no key the task ARN alone (which anyone can name) would give."""
+    record.write(WorkerStatus.READY, {}, NOW)
+
+    keys = [item["pk"]["S"] for item in dynamodb.scan(TableName=TABLE)["Items"]]
+    assert keys == [WORKER_PK_PREFIX + USERID]
+    assert worker_key(TASK_ARN, ROLE_ID) == "TASK#AROAEXAMPLEAGENTROLE1:0123456789abcdef0123456789abcdef"
+    assert worker_key("arn:aws:ecs:eu-west-1:123456789012:task/" + TASK_ID, ROLE_ID) == record.key, (
+        "old-format task ARNs (no cluster) end in the same task ID"
+    )
 
 
 def test_the_control_plane_reads_a_ready_worker_from_its_heartbeat(
-    record: DynamoWorkerRecord, control_plane: DynamoDBStore
+    record: DynamoWorkerRecord, control_plane: ControlPlaneView, dynamodb: Any
 ) -> None:
     assert record.write(WorkerStatus.READY, {"standup": "AJ_1"}, NOW) is None
 
-    worker = control_plane.get_worker(TASK_ARN)
+    worker = control_plane.get()
     assert worker is not None
+    assert worker.task_arn == TASK_ARN
     assert (worker.status, worker.capacity, worker.jobs) == (WorkerStatus.READY, 2, {"standup": "AJ_1"})
     assert worker.heartbeat_at == NOW
     assert worker.launched_for == "standup"
     assert worker.is_ready(NOW + 10, stale_after=45)
-    assert [live.task_arn for live in control_plane.live_workers()] == [TASK_ARN]
+    sweep = DynamoDBStore(dynamodb, TABLE, task_role_id=ROLE_ID)
+    assert [live.task_arn for live in sweep.live_workers()] == [TASK_ARN], "the sweep's index sees it"
 
 
 def test_a_drain_request_reaches_the_worker_and_no_heartbeat_undoes_it(
-    record: DynamoWorkerRecord, control_plane: DynamoDBStore
+    record: DynamoWorkerRecord, control_plane: ControlPlaneView
 ) -> None:
     record.write(WorkerStatus.READY, {}, NOW)
-    control_plane.mark_draining(TASK_ARN)
+    control_plane.mark_draining()
 
     assert record.write(WorkerStatus.READY, {}, NOW + 15) == DRAIN_FLAGGED
     assert record.write(WorkerStatus.DRAINING, {}, NOW + 30) == DRAIN_FLAGGED
-    worker = control_plane.get_worker(TASK_ARN)
+    worker = control_plane.get()
     assert worker is not None
     assert worker.draining
     assert not worker.is_ready(NOW + 30, stale_after=45)
 
 
 def test_heartbeats_leave_the_fields_the_control_plane_owns_alone(
-    record: DynamoWorkerRecord, control_plane: DynamoDBStore
+    record: DynamoWorkerRecord, control_plane: ControlPlaneView
 ) -> None:
     record.write(WorkerStatus.STARTING, {}, NOW)
-    seen = control_plane.get_worker(TASK_ARN)
-    assert seen is not None
-    control_plane.put_worker(seen.model_copy(update={"ecs_version": 3, "last_status": "RUNNING"}))
+    control_plane.record_ecs_state(3, "RUNNING")
 
     record.write(WorkerStatus.READY, {"standup": "AJ_1"}, NOW + 15)
 
-    worker = control_plane.get_worker(TASK_ARN)
+    worker = control_plane.get()
     assert worker is not None
     assert (worker.ecs_version, worker.last_status, worker.status) == (3, "RUNNING", WorkerStatus.READY)
 
 
 def test_a_stopped_record_leaves_the_sweep_and_is_never_revived(
-    record: DynamoWorkerRecord, control_plane: DynamoDBStore
+    record: DynamoWorkerRecord, control_plane: ControlPlaneView, dynamodb: Any
 ) -> None:
     record.write(WorkerStatus.READY, {}, NOW)
     record.write(WorkerStatus.STOPPED, {}, NOW + 5)
-    assert list(control_plane.live_workers()) == []
+    assert list(DynamoDBStore(dynamodb, TABLE, task_role_id=ROLE_ID).live_workers()) == []
 
     assert record.write(WorkerStatus.READY, {}, NOW + 15) == RECORDED_STOPPED
-    worker = control_plane.get_worker(TASK_ARN)
+    worker = control_plane.get()
     assert worker is not None
     assert worker.status is WorkerStatus.STOPPED
+
+
+def test_a_key_the_role_refuses_says_which_setting_is_wrong(aws: None) -> None:
+    """A wrong ``AGENT_TASK_ROLE_ID`` gives a key IAM denies on every heartbeat: say so."""
+    client = boto3.client("dynamodb", region_name="eu-west-1")
+    record = DynamoWorkerRecord(
+        client, TABLE, task_arn=TASK_ARN, task_role_id="AROAWRONG", capacity=1, launched_for=None
+    )
+    with Stubber(client) as stub:
+        stub.add_client_error("update_item", "AccessDeniedException", http_status_code=400)
+        with pytest.raises(WorkerKeyRefused, match="AGENT_TASK_ROLE_ID") as refused:
+            record.write(WorkerStatus.READY, {}, NOW)
+    assert isinstance(refused.value.__cause__, ClientError)
 
 
 def test_the_ready_signal_is_a_timer_message_for_the_room_the_task_was_launched_for(aws: None) -> None:

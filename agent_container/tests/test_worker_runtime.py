@@ -1,5 +1,5 @@
 """The worker's lifecycle end to end: a fake LiveKit worker, the real record and ready signal
-on moto, the control plane's own adapter as the other side, and a virtual clock."""
+on moto, the control plane's view of the item as the other side, and a virtual clock."""
 
 from __future__ import annotations
 
@@ -11,18 +11,19 @@ from typing import Any
 
 import boto3
 import pytest
+from control_plane_view import ControlPlaneView
 from fakes import FakeLiveKitWorker, VirtualClock
 from moto import mock_aws
 
 from agent_worker.lifecycle import WorkerLifecycle
 from agent_worker.registry import DynamoWorkerRecord, SqsReadySignal
 from agent_worker.runtime import WorkerRuntime
-from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.worker_protocol import TIMER_MESSAGE, WorkerReady, WorkerRecord, WorkerStatus
 from tests.aws import create_table
 
 TABLE = "lifecycle"
 TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/agents/feedface"
+ROLE_ID = "AROAEXAMPLEAGENTROLE1"
 HEARTBEAT = 15.0
 DRAIN_TIMEOUT = 90.0
 UNREACHABLE_LIMIT = 300.0
@@ -35,12 +36,12 @@ class Task:
     runtime: WorkerRuntime
     livekit: FakeLiveKitWorker
     clock: VirtualClock
-    control_plane: DynamoDBStore
+    control_plane: ControlPlaneView
     sqs: Any
     queue_url: str
 
     def record(self) -> WorkerRecord:
-        worker = self.control_plane.get_worker(TASK_ARN)
+        worker = self.control_plane.get()
         assert worker is not None
         return worker
 
@@ -74,7 +75,9 @@ def run_task(scenario: Callable[[Task], Awaitable[None]]) -> None:
         livekit = FakeLiveKitWorker()
         runtime = WorkerRuntime(
             worker=livekit,
-            record=DynamoWorkerRecord(dynamodb, TABLE, task_arn=TASK_ARN, capacity=1, launched_for="standup"),
+            record=DynamoWorkerRecord(
+                dynamodb, TABLE, task_arn=TASK_ARN, task_role_id=ROLE_ID, capacity=1, launched_for="standup"
+            ),
             ready_signal=SqsReadySignal(sqs, queue_url, task_arn=TASK_ARN, room="standup"),
             lifecycle=WorkerLifecycle(
                 clock=clock, unreachable_limit=UNREACHABLE_LIMIT, drain_timeout=DRAIN_TIMEOUT
@@ -82,7 +85,8 @@ def run_task(scenario: Callable[[Task], Awaitable[None]]) -> None:
             clock=clock,
             heartbeat_seconds=HEARTBEAT,
         )
-        await scenario(Task(runtime, livekit, clock, DynamoDBStore(dynamodb, TABLE), sqs, queue_url))
+        control_plane = ControlPlaneView(dynamodb, TABLE, task_role_id=ROLE_ID, task_arn=TASK_ARN)
+        await scenario(Task(runtime, livekit, clock, control_plane, sqs, queue_url))
 
     asyncio.run(main())
 
@@ -142,7 +146,7 @@ def test_a_drain_flagged_by_the_control_plane_waits_for_the_jobs_then_exits_0(aw
         task.livekit.register()
         task.livekit.running_jobs["standup"] = "AJ_1"
         await task.runtime.tick()
-        task.control_plane.mark_draining(TASK_ARN)
+        task.control_plane.mark_draining()
 
         assert await task.after(HEARTBEAT) is None
         assert await task.after(0.2) is None

@@ -120,15 +120,22 @@ def refetched_livekit_credentials(cached: tuple[str, str]) -> tuple[str, str] | 
 
 
 def client_config() -> Config:
-    """Enough pooled connections for the sweeper's worker threads (boto3 keeps 10)."""
-    return Config(max_pool_connections=max(10, settings().sweep_concurrency))
+    """Enough pooled connections for the sweeper's worker threads (boto3 keeps 10), and
+    botocore's adaptive retries: throttling slows this client down instead of failing it."""
+    return Config(
+        max_pool_connections=max(10, settings().sweep_concurrency),
+        retries={"mode": "adaptive", "max_attempts": 5},
+    )
 
 
 @lru_cache(maxsize=1)
 def store() -> DynamoDBStore:
     config = settings()
     return DynamoDBStore(
-        boto3.client("dynamodb", config=client_config()), config.table_name, config.history_ttl_seconds
+        boto3.client("dynamodb", config=client_config()),
+        config.table_name,
+        config.history_ttl_seconds,
+        task_role_id=config.agent_task_role_id,
     )
 
 
@@ -182,23 +189,9 @@ def controller_for(room_ports: Ports) -> RoomController:
 
 def sweeper(metrics: Metrics) -> Sweeper:
     """The sweep on the LiveKit gateway's loop; imported here, so other handlers skip it."""
-    from control_plane.sweeper import Sweeper, SweepPolicy
+    from control_plane.sweeper import Sweeper
 
-    config = settings()
-    policy = SweepPolicy(
-        agent_name=config.agent_name,
-        grace_seconds=config.grace_period_seconds,
-        agent_ttl_seconds=config.agent_ttl_seconds,
-        settle_seconds=config.claim_lease_seconds,
-        worker_stale_seconds=config.worker_stale_seconds,
-        worker_start_timeout_seconds=config.worker_start_timeout_seconds,
-        max_agent_age_seconds=config.max_agent_age_seconds,
-        warm_tasks=config.warm_tasks,
-        slots_per_task=config.slots_per_task,
-        concurrency=config.sweep_concurrency,
-        safety_margin_seconds=config.sweep_safety_margin_seconds,
-    )
-    return Sweeper(ports(metrics), livekit_gateway(), controller_for, policy)
+    return Sweeper(ports(metrics), livekit_gateway(), controller_for, settings().sweep_policy)
 
 
 def task_event_handler(metrics: Metrics) -> TaskEventHandler:

@@ -26,7 +26,13 @@ from control_plane.ports import (
     VersionConflict,
 )
 from control_plane.reconcile import Decision, EnsureDispatch, LaunchTask, Policy, RemoveAgent, World
-from control_plane.room import Room, observe_room_finished, observe_room_started
+from control_plane.room import (
+    Room,
+    clear_failure,
+    expect_human,
+    observe_room_finished,
+    observe_room_started,
+)
 from control_plane.worker_protocol import GraceExpired, Respawn, TimerMessage, WorkerReady
 
 log = logging.getLogger(__name__)
@@ -150,6 +156,57 @@ class RoomController:
             ),
         )
 
+    # --- operator and app commands (the HTTP API) ----------------------------------------
+
+    def expect_human(self, live: LiveRoom, identity: str, until: float) -> Room | None:
+        """The join API handed ``identity`` a token for LiveKit session ``live``: record the
+        session as a ``room_started`` webhook would, reserve the human's place
+        (:func:`control_plane.room.expect_human`), and reconcile, so the agent is asked for
+        before LiveKit has seen the human. A listing older than the record reserves nothing."""
+        now = self._now()
+
+        def reserve(room: Room | None) -> Room | None:
+            observed = observe_room_started(
+                room, live.name, live.sid, live.created_at, live.departure_timeout, now
+            )
+            return None if observed is None else expect_human(observed, identity, until, now)
+
+        self._mutate(live.name, reserve)
+        return self.reconcile(live.name)
+
+    def force_close(self, name: str) -> Room | None:
+        """An operator's close: remove the agent now (``reconcile.force_stop``), then reconcile.
+        Idempotent: a room with no agent, or one already stopping, is only reconciled. Humans
+        still in the room get a fresh agent. None if the room is unknown."""
+        rooms = self._ports.rooms
+        current = rooms.get(name)
+        for _ in range(MAX_ROUNDS):
+            if current is None:
+                return None
+            decision = reconcile.force_stop(current, self._now())
+            if decision is None:
+                break
+            try:
+                saved = rooms.save(decision.room, expected_version=current.version)
+            except VersionConflict:
+                current = rooms.get(name)
+                continue
+            self._log_transition(current, saved, decision)
+            self._ports.metrics.count("AgentsClosedByOperator")
+            self._perform(saved, decision)
+            break
+        return self.reconcile(name)
+
+    def reset_failed(self, name: str) -> Room | None:
+        """An operator's reset: forget a crash loop and launch backoff
+        (:func:`control_plane.room.clear_failure`) so the humans there, or the next to join,
+        get an agent. None if the room is unknown."""
+        after = self._mutate(name, lambda room: clear_failure(room) if room is not None else None)
+        if after is None:
+            return None
+        log.info("room reset by an operator", extra={"room": name, "state": after.state.value})
+        return self.reconcile(name, after)
+
     def dispatch_replaced(self, name: str, old_dispatch_id: str, new_dispatch_id: str | None) -> Room | None:
         """The recorded dispatch was deleted: adopt the one kept, or none (dispatch again)."""
         now = self._now()
@@ -179,9 +236,18 @@ class RoomController:
                 current = rooms.get(name)
                 continue
             self._log_transition(current, saved, decision)
+            if reconcile.grace_cancelled(current, saved):
+                self._ports.metrics.count("GraceCancelled")
             current = self._perform(saved, decision)
         log.warning("reconcile did not settle", extra={"room": name, "rounds": MAX_ROUNDS})
         return current
+
+    def settled(self, room: Room) -> bool:
+        """Whether ``reconcile`` would leave this snapshot as it is, judged without any read
+        (a room waiting on its worker's readiness needs one, so it is never settled here)."""
+        if reconcile.needs_worker_check(room):
+            return False
+        return reconcile.decide(room, World(), self._now(), self._policy) is None
 
     def _observe(self, room: Room, now: float) -> World:
         if not reconcile.needs_worker_check(room):
@@ -223,15 +289,19 @@ class RoomController:
                 else runner.launch(room.name, effect.launch_token)
             )
         except LaunchOutcomeUnknown as error:
-            # ECS may have started it: keep the token (release the claim) so the retry finds
-            # the task with ``find_launched`` before it launches anything.
+            # ECS may have started it: keep the token, its claim expiring in a few seconds, so
+            # the retry finds the task with ``find_launched`` before it launches anything.
             log.warning("task launch outcome unknown", extra={"room": room.name, "error": str(error)})
             self._ports.metrics.count("TaskLaunchOutcomeUnknown")
-            self._release(room.name, effect)
+            retry_at = self._now() + UNKNOWN_LAUNCH_RETRY_SECONDS
+            after = self._record(
+                room.name,
+                lambda r: reconcile.defer_launch_takeover(r, effect.launch_token, retry_at, self._policy),
+            )
             self._ports.timers.send(
                 Respawn(room=room.name, attempt=room.launches), UNKNOWN_LAUNCH_RETRY_SECONDS
             )
-            return self._ports.rooms.get(room.name)
+            return after
         except LaunchFailed as error:
             log.error("task launch failed", extra={"room": room.name, "error": str(error)})
             self._ports.metrics.count("TaskLaunchFailures")

@@ -35,6 +35,12 @@ ADAPTER_ACTIONS: Final[Mapping[str, frozenset[str]]] = {
     "SqsTimers": frozenset({"sqs:SendMessage"}),
     # control_plane.composition.secrets_provider: a Powertools SecretsProvider (GetSecretValue).
     "secrets_provider": frozenset({"secretsmanager:GetSecretValue"}),
+    # handlers.timer.SqsVisibility: hands timer messages it has no time left for back at once.
+    "SqsVisibility": frozenset({"sqs:ChangeMessageVisibility"}),
+    # api.room_index.RoomIndex: one page of the attention index for GET /rooms.
+    "RoomIndex": frozenset({"dynamodb:Query"}),
+    # api.counters.CloudWatchCounters: the last hour of the functions' own metrics for GET /stats.
+    "CloudWatchCounters": frozenset({"cloudwatch:GetMetricData"}),
 }
 """API actions each adapter calls, as ``service:Operation``."""
 
@@ -57,14 +63,18 @@ that goes through ``composition.controller`` can reach every action."""
 
 FUNCTION_ADAPTERS: Final[Mapping[str, tuple[str, ...]]] = {
     "webhook": COMPOSITION_ADAPTERS,
-    "timer": COMPOSITION_ADAPTERS,
+    "timer": (*COMPOSITION_ADAPTERS, "SqsVisibility"),
     "sweeper": COMPOSITION_ADAPTERS,
     "task_events": COMPOSITION_ADAPTERS,
+    # The API reconciles and sweeps through composition, and builds two readers of its own
+    # (api/wiring.py).
+    "api": (*COMPOSITION_ADAPTERS, "RoomIndex", "CloudWatchCounters"),
 }
 """Adapters each Lambda function's code can use, keyed by handler module (``handlers/<key>.py``)."""
 
 WORKER_ADAPTER_ACTIONS: Final[Mapping[str, frozenset[str]]] = {
-    # agent_worker.registry.DynamoWorkerRecord: heartbeat of the task's own TASK# item.
+    # agent_worker.registry.DynamoWorkerRecord: heartbeat of the task's own item, TASK#${aws:userid}
+    # (the task role allows no other key; the template passes the role id as AGENT_TASK_ROLE_ID).
     "DynamoWorkerRecord": frozenset({"dynamodb:UpdateItem"}),
     # agent_worker.registry.SqsReadySignal: wakes the room the task was launched for.
     "SqsReadySignal": frozenset({"sqs:SendMessage"}),

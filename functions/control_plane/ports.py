@@ -19,7 +19,7 @@ class VersionConflict(Exception):
 
 
 class LaunchFailed(Exception):
-    """ECS refused to start a task (``failures[]`` non-empty, or a throttle)."""
+    """ECS refused to start a task (``failures[]`` non-empty, invalid parameters): nothing started."""
 
 
 class LaunchOutcomeUnknown(Exception):
@@ -29,6 +29,10 @@ class LaunchOutcomeUnknown(Exception):
 
 class LiveKitUnavailable(Exception):
     """LiveKit could not be reached or answered with a server error; nothing was changed."""
+
+
+class LiveKitRateLimited(LiveKitUnavailable):
+    """LiveKit answered 429 / ``resource_exhausted``: the project's API rate limit was hit."""
 
 
 class RunnerUnavailable(Exception):

@@ -15,12 +15,15 @@ messages) go out before the save, so a grace period is never left without its ti
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
-from control_plane.room import Agent, Grace, Room
+from control_plane.room import Agent, Grace, Room, live_reservations
 
 LAUNCH_BACKOFF_BASE_SECONDS = 10
 LAUNCH_BACKOFF_MAX_SECONDS = 300
+# SQS's longest delay; a grace timer due later arrives early and is re-armed for the rest.
+MAX_TIMER_DELAY_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -82,14 +85,41 @@ def launch_token(room: Room, launch_number: int) -> str:
 
 
 def needs_worker_check(room: Room) -> bool:
-    """Whether ``decide`` would use ``World.worker_ready`` (so the caller may skip the read)."""
+    """Whether ``decide`` might use ``World.worker_ready`` (so the caller may skip the read)."""
     agent = room.agent
     return (
         agent is not None
         and agent.task_arn is not None
         and agent.dispatch_id is None
         and room.stop_requested_at is None
-        and bool(room.humans)
+        and bool(room.humans or room.expected)
+    )
+
+
+def expecting_human(room: Room, now: float) -> bool:
+    """A join token was issued for this session and its reservation has not lapsed
+    (:func:`control_plane.room.expect_human`): count it as presence."""
+    return not room.finished and bool(live_reservations(room, now))
+
+
+def _present(room: Room, now: float) -> bool:
+    return bool(room.humans) or expecting_human(room, now)
+
+
+def _grace_deadline(room: Room, now: float, policy: Policy) -> float:
+    """Grace runs from now, or from the end of the last live reservation if that is later."""
+    reserved: list[float] = [] if room.finished else list(live_reservations(room, now).values())
+    return max([now, *reserved]) + policy.grace_seconds
+
+
+def grace_cancelled(before: Room, after: Room) -> bool:
+    """The save from ``before`` to ``after`` kept the agent through a grace period that a
+    human's return ended (counted as ``GraceCancelled``)."""
+    return (
+        before.grace is not None
+        and after.grace is None
+        and after.agent is not None
+        and after.stop_requested_at is None
     )
 
 
@@ -102,8 +132,8 @@ def decide(room: Room, world: World, now: float, policy: Policy) -> Decision | N
         return _retry_stop(room, now, policy)
     if (
         room.finished
-        or grace_expired(room, now)
-        or (not room.humans and room.agent is None)
+        or (grace_expired(room, now) and not expecting_human(room, now))
+        or (room.agent is None and not _present(room, now))
         or (
             room.agent is not None
             and (room.agent.room_sid != room.sid or room.agent.task_stopped_at is not None)
@@ -117,16 +147,23 @@ def decide(room: Room, world: World, now: float, policy: Policy) -> Decision | N
     if room.humans and room.grace is not None:
         updated = updated.model_copy(update={"grace": None, "generation": room.generation + 1})
         reasons.append("human returned during grace")
-    if not room.humans and room.grace is None and room.agent is not None:
-        generation = room.generation + 1
-        updated = updated.model_copy(
-            update={
-                "generation": generation,
-                "grace": Grace(generation=generation, deadline=now + policy.grace_seconds),
-            }
-        )
-        before_save.append(ScheduleGraceExpiry(generation, policy.grace_seconds))
-        reasons.append("last human left: grace period started")
+    if not room.humans and room.agent is not None:
+        # Grace runs from now, or from the end of a live join reservation (which may push an
+        # existing deadline later, never earlier).
+        expecting = expecting_human(room, now)
+        deadline = _grace_deadline(room, now, policy)
+        if room.grace is None or (expecting and room.grace.deadline < deadline):
+            generation = room.generation + 1
+            updated = updated.model_copy(
+                update={"generation": generation, "grace": Grace(generation=generation, deadline=deadline)}
+            )
+            delay = min(math.ceil(deadline - now), MAX_TIMER_DELAY_SECONDS)
+            before_save.append(ScheduleGraceExpiry(generation, delay))
+            reasons.append(
+                "human expected: grace runs from the end of the join reservation"
+                if expecting
+                else "last human left: grace period started"
+            )
 
     updated, effect, why = _advance_agent(updated, world, now, policy)
     if why:
@@ -172,9 +209,9 @@ def _advance_agent(
             LaunchTask(agent.launch_token, takeover=True),
             "launch claim expired",
         )
-    # Never dispatch into a room nobody is in (grace after a dispatch was lost): the agent
-    # would join an empty room and be billed for it.
-    if agent.dispatch_id is None and world.worker_ready and room.humans:
+    # Never dispatch into a room nobody is in or about to join (grace after a dispatch was
+    # lost): the agent would join an empty room and be billed for it.
+    if agent.dispatch_id is None and world.worker_ready and _present(room, now):
         if agent.dispatch_claimed_at is not None and now - agent.dispatch_claimed_at < lease:
             return room, None, None
         claimed = agent.model_copy(update={"dispatch_claimed_at": now})
@@ -192,6 +229,21 @@ def _refresh_index(room: Room, now: float) -> Decision | None:
         effects=(),
         before_save=(),
         reasons=("attention index refreshed",),
+    )
+
+
+def force_stop(room: Room, now: float) -> Decision | None:
+    """An operator closes the room's agent now (the API's ``close``): claim the stop as a grace
+    expiry would and remove the agent. Pending join reservations go too (they would only bring
+    it back); humans still in the room get a fresh agent from the next ``decide``, since the core
+    never leaves humans without one. None when there is no agent or a stop is under way."""
+    if room.agent is None or room.stop_requested_at is not None:
+        return None
+    stopping = room.model_copy(
+        update={"stop_requested_at": now, "grace": None, "expected": {}, "updated_at": now}
+    )
+    return Decision(
+        room=stopping, effects=(_removal(room.agent),), before_save=(), reasons=("closed by an operator",)
     )
 
 
@@ -310,10 +362,20 @@ def release_claim(room: Room, effect: LaunchTask | EnsureDispatch | RemoveAgent)
     return room.model_copy(update={"agent": agent.model_copy(update={"dispatch_claimed_at": None})})
 
 
+def defer_launch_takeover(room: Room, token: str, retry_at: float, policy: Policy) -> Room | None:
+    """Keep a launch whose outcome is unknown, with its claim set to expire at ``retry_at``:
+    the takeover then looks the token up before launching, and not in a tight loop."""
+    agent = room.agent
+    if agent is None or agent.launch_token != token or agent.task_arn is not None:
+        return None
+    claimed = agent.model_copy(update={"launch_claimed_at": retry_at - policy.claim_lease_seconds})
+    return room.model_copy(update={"agent": claimed})
+
+
 def record_removed(room: Room, now: float, policy: Policy) -> Room:
-    """The agent is gone. Humans still there (its task died, or it was from an earlier
-    session) keep the room open, so ``decide`` launches a new agent when allowed."""
-    if room.wants_agent:
+    """The agent is gone. Humans still there or expected (its task died, or it was from an
+    earlier session) keep the room open, so ``decide`` launches a new agent when allowed."""
+    if room.wants_agent or expecting_human(room, now):
         return room.model_copy(
             update={
                 "agent": None,
@@ -346,7 +408,7 @@ def record_task_stopped(
     update: dict[str, object] = {
         "agent": agent.model_copy(update={"task_arn": task_arn, "task_stopped_at": now})
     }
-    if crashed and room.wants_agent:
+    if crashed and (room.wants_agent or expecting_human(room, now)):
         recent = tuple(at for at in room.crashes if now - at < policy.crash_window_seconds)
         crashes = (*recent, now)
         update["crashes"] = crashes

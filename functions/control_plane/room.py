@@ -25,6 +25,10 @@ DEPARTED_PRUNE_THRESHOLD = 2 * MAX_DEPARTED
 MAX_ENDED_SESSIONS = 5
 # How long a record outside the attention index stays readable (``HISTORY_TTL_SECONDS``).
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
+# A join reservation (see ``expect_human``) lasts at most this long, whatever the caller asks,
+# and a room keeps at most this many of them.
+MAX_RESERVATION_SECONDS = 300.0
+MAX_EXPECTED = 20
 
 
 class RoomState(StrEnum):
@@ -82,7 +86,8 @@ class Grace(BaseModel):
 class Room(BaseModel):
     """``crashes`` holds when the agent's task died unasked, within the crash window;
     ``failed_at`` is set once they reach the crash-loop limit and stops all launches until a
-    new human joins (or an operator resets the room).
+    new human joins (or an operator resets the room). ``expected`` maps the identities handed a
+    join token to when that reservation lapses (:func:`expect_human`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -94,6 +99,7 @@ class Room(BaseModel):
     version: int = 0
     humans: dict[str, Human] = Field(default_factory=dict)
     departed: dict[str, float] = Field(default_factory=dict)
+    expected: dict[str, float] = Field(default_factory=dict)
     agent: Agent | None = None
     grace: Grace | None = None
     generation: int = 0
@@ -210,6 +216,7 @@ def start_session(room: Room, sid: str, created_at: float, now: float) -> Room:
             "ended_sessions": ended[-MAX_ENDED_SESSIONS:],
             "humans": {},
             "departed": {},
+            "expected": {},
             "grace": None,
             "finished": False,
             "closed_at": None,
@@ -292,6 +299,50 @@ def observe_room_finished(
     in_session = _in_session(room, name, sid, created_at, now)
     if in_session is None:
         return None
-    if in_session.finished and not in_session.humans and in_session.grace is None:
+    if in_session.finished and not in_session.humans and not in_session.expected and in_session.grace is None:
         return in_session
-    return in_session.model_copy(update={"humans": {}, "finished": True, "grace": None, "updated_at": now})
+    return in_session.model_copy(
+        update={"humans": {}, "expected": {}, "finished": True, "grace": None, "updated_at": now}
+    )
+
+
+def live_reservations(room: Room, now: float) -> dict[str, float]:
+    """The join reservations of ``room`` that have not lapsed at ``now``."""
+    return {identity: until for identity, until in room.expected.items() if until > now}
+
+
+def expect_human(room: Room, identity: str, until: float, now: float) -> Room:
+    """Record that ``identity`` was handed a join token and is expected until ``until``.
+
+    Why: the join API asks for the agent when it issues the token, before LiveKit has even seen
+    the human, so a cold start overlaps the human's connect. ``reconcile.decide`` counts a live
+    reservation as presence for launching, dispatching and keeping the agent, so the core's rule
+    reads "no agent for a room without humans beyond its last reservation plus grace": once a
+    reservation lapses with nobody in the room, the ordinary grace period runs out from its end.
+    A reservation is capped at :data:`MAX_RESERVATION_SECONDS` whatever the caller asks, so the
+    rule stays bounded. The join webhook does not consume it (its DynamoDB fast path writes only
+    the human); it simply lapses. Lapsed ones are dropped here and the newest
+    :data:`MAX_EXPECTED` kept, so the item stays small. A session's reservations end with it.
+    """
+    until = min(until, now + MAX_RESERVATION_SECONDS)
+    kept = live_reservations(room, now)
+    kept[identity] = max(until, kept.get(identity, until))
+    newest = dict(sorted(kept.items(), key=lambda item: item[1])[-MAX_EXPECTED:])
+    if newest == room.expected:
+        return room
+    return room.model_copy(update={"expected": newest, "updated_at": now})
+
+
+def clear_failure(room: Room) -> Room:
+    """An operator's reset: forget the crash loop and any launch backoff, so the next
+    reconcile launches for the humans there (or the next one to join). Unchanged if not failed."""
+    if (
+        room.failed_at is None
+        and not room.crashes
+        and room.next_launch_at is None
+        and room.launch_failures == 0
+    ):
+        return room
+    return room.model_copy(
+        update={"failed_at": None, "crashes": (), "next_launch_at": None, "launch_failures": 0}
+    )

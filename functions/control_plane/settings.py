@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from control_plane.reconcile import Policy
+from control_plane.sweeper.plan import SweepPolicy
 
 # The largest webhook body accepted; above it the answer is 413, which LiveKit never retries.
 # LiveKit's default limits (livekit/livekit pkg/config/config.go) allow 512 KiB of room
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     assign_public_ip: bool = Field(False, description="Give tasks a public IP (public subnets without NAT)")
     livekit_url: str = Field("", description="LiveKit server URL, e.g. wss://example.livekit.cloud")
     livekit_secret_arn: str = Field("", description="Secrets Manager ARN holding {api_key, api_secret}")
+    agent_task_role_id: str = Field(
+        "", description="RoleId of the agent task role: keys worker items and checks timer-queue senders"
+    )
     claim_lease_seconds: float = Field(
         30.0, gt=0, description="Age after which an unfinished launch/dispatch is retried"
     )
@@ -82,6 +86,17 @@ class Settings(BaseSettings):
     sweep_safety_margin_seconds: float = Field(
         10.0, ge=0, description="The sweeper starts no new room with less Lambda time left than this"
     )
+    sweep_audit_period_seconds: int = Field(
+        7200,
+        ge=60,
+        description="Every room's dispatches are audited once per this period, a share each sweep",
+    )
+    livekit_api_rate: float = Field(
+        8.0,
+        ge=0,
+        description="LiveKit calls per second the sweep may make (0: unlimited); LiveKit Cloud allows "
+        "a project 1,000 a minute by default, shared with webhooks and the API",
+    )
 
     @field_validator("capacity_provider")
     @classmethod
@@ -102,6 +117,24 @@ class Settings(BaseSettings):
     def departure_timeout(self) -> int:
         """What rooms we create get, so LiveKit does not close them before our grace ends."""
         return self.grace_period_seconds + self.room_departure_margin_seconds
+
+    @cached_property
+    def sweep_policy(self) -> SweepPolicy:
+        return SweepPolicy(
+            agent_name=self.agent_name,
+            grace_seconds=self.grace_period_seconds,
+            agent_ttl_seconds=self.agent_ttl_seconds,
+            settle_seconds=self.claim_lease_seconds,
+            worker_stale_seconds=self.worker_stale_seconds,
+            worker_start_timeout_seconds=self.worker_start_timeout_seconds,
+            max_agent_age_seconds=self.max_agent_age_seconds,
+            warm_tasks=self.warm_tasks,
+            slots_per_task=self.slots_per_task,
+            concurrency=self.sweep_concurrency,
+            safety_margin_seconds=self.sweep_safety_margin_seconds,
+            audit_period_seconds=self.sweep_audit_period_seconds,
+            livekit_api_rate=self.livekit_api_rate,
+        )
 
     @cached_property
     def policy(self) -> Policy:

@@ -1,17 +1,26 @@
 """The contract between agent workers (Fargate tasks) and the control plane.
 
 A worker announces readiness in two ways, both required:
-1. it writes its ``TASK#<arn>`` item in the table (:class:`WorkerRecord`, status ``ready``),
+1. it writes its own ``TASK#`` item in the table (:class:`WorkerRecord`, status ``ready``),
 2. it sends a :class:`WorkerReady` message on the timer queue, which wakes the room the task
    was launched for (``LAUNCHED_FOR_ROOM`` env override set by RunTask).
 It then re-writes the item every ``HEARTBEAT_SECONDS``. The control plane sets ``draining``
 on the item to ask the worker to finish and exit. Only pydantic here, so the worker can
 import it without the Lambda dependencies.
 
-Item layout (DynamoDB): ``pk = "TASK#" + task_arn``; one attribute per :class:`WorkerRecord`
-field, same names, numbers as N; ``attention = "worker"`` while the status is not
-``stopped`` (the sparse index the sweeper reads). Workers write with ``UpdateItem`` and never
-touch ``draining`` (the control plane owns it), so a heartbeat cannot undo a drain request.
+Item layout (DynamoDB): ``pk = WORKER_PK_FORMAT`` (``TASK#<task role id>:<task id>``); one
+attribute per :class:`WorkerRecord` field, same names, numbers as N; ``attention = "worker"``
+while the status is not ``stopped`` (the sparse index the sweeper reads). Workers write with
+``UpdateItem`` and never touch ``draining`` (the control plane owns it), so a heartbeat cannot
+undo a drain request.
+
+Why that key: ECS names the session of a task's role credentials after the task ID, so their
+``aws:userid`` is ``<role id>:<task id>``. The task role may update only the item whose key is
+``"TASK#${aws:userid}"`` (``dynamodb:LeadingKeys``), so IAM, not the worker's honesty, keeps a
+task to its own record. Both sides know the role id from ``AGENT_TASK_ROLE_ID`` (the task
+role's ``RoleId``); the task id is the last segment of the task ARN. The key is the identity:
+a reader must not trust the ``task_arn`` attribute of an item whose key is not the one that
+ARN maps to.
 """
 
 from __future__ import annotations
@@ -26,6 +35,35 @@ ROOM_PK_PREFIX = "ROOM#"
 WORKER_ATTENTION = "worker"
 LAUNCHED_FOR_ROOM_ENV = "LAUNCHED_FOR_ROOM"
 LAUNCH_TOKEN_ENV = "LAUNCH_TOKEN"
+TASK_ROLE_ID_ENV = "AGENT_TASK_ROLE_ID"
+"""Environment variable holding the agent task role's ``RoleId`` (the ``AROA…`` id)."""
+WORKER_PK_FORMAT = WORKER_PK_PREFIX + "{task_role_id}:{task_id}"
+"""Key of a worker item: ``TASK#`` plus the ``aws:userid`` of the task's role credentials."""
+
+
+def task_id(task_arn: str) -> str:
+    return task_arn.rsplit("/", 1)[-1]
+
+
+def worker_pk(task_arn: str, task_role_id: str) -> str:
+    """The one worker key the task's role may write: ``TASK#<role id>:<task id>``."""
+    return WORKER_PK_FORMAT.format(task_role_id=task_role_id, task_id=task_id(task_arn))
+
+
+def sender_may_send(kind: str, task_arn: str | None, sender_id: str | None, task_role_id: str) -> bool:
+    """Whether a timer-queue message may be acted on, judged by SQS's ``SenderId``.
+
+    Agent tasks may send the queue only their own ``worker_ready`` (SQS stamps a task role's
+    messages ``<role id>:<task id>``); anything else a task sends, or a ``worker_ready`` naming
+    another task, is forged. Without a configured role id (local runs) there is nothing to
+    check against.
+    """
+    if not task_role_id:
+        return True
+    from_a_task = sender_id is not None and sender_id.startswith(task_role_id + ":")
+    if kind != "worker_ready":
+        return not from_a_task
+    return task_arn is not None and sender_id == f"{task_role_id}:{task_id(task_arn)}"
 
 
 class WorkerStatus(StrEnum):
@@ -36,7 +74,7 @@ class WorkerStatus(StrEnum):
 
 
 class WorkerRecord(BaseModel):
-    """The ``TASK#<arn>`` item. ``jobs`` maps room name to LiveKit job id."""
+    """A worker item (key :data:`WORKER_PK_FORMAT`). ``jobs`` maps room name to LiveKit job id."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from control_plane import composition
 from control_plane.adapters.livekit_gateway import DEFAULT_TIMEOUT_SECONDS
 from control_plane.settings import METRICS_NAMESPACE
-from control_plane.worker_protocol import TIMER_MESSAGE
+from control_plane.worker_protocol import TIMER_MESSAGE, sender_may_send
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -92,6 +92,16 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
         raise RecordDeferred(f"{remaining_ms} ms left, {RECORD_BUDGET_MS} ms needed")
     message = TIMER_MESSAGE.validate_json(record.body)
     logger.append_keys(timer_kind=message.kind)
+    sender = record.attributes.get("SenderId")  # always there from SQS; absent in hand-made events
+    if not sender_may_send(
+        message.kind, getattr(message, "task_arn", None), sender, composition.settings().agent_task_role_id
+    ):
+        # Dropped, not failed: a forged message must not be retried into the DLQ's alarm.
+        logger.warning(
+            "timer message from a sender not allowed to send it: dropped", extra={"sender": sender}
+        )
+        metrics.add_metric(name="TimerMessagesForged", unit="Count", value=1)
+        return
     composition.controller(metrics).handle_timer(message)
 
 

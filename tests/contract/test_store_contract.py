@@ -300,3 +300,47 @@ def test_departed_sids_stay_bounded_in_a_high_churn_room(store: InMemoryStore | 
     assert len(room.departed) <= DEPARTED_PRUNE_THRESHOLD
     assert f"PA_{3 * DEPARTED_PRUNE_THRESHOLD - 1}" in room.departed, "the newest departures are kept"
     assert len(room.model_dump_json()) < 100_000, "far below DynamoDB's 400 KB item limit"
+
+
+def test_a_stopped_worker_record_expires_however_it_was_stopped(store: InMemoryStore | DynamoDBStore) -> None:
+    store.record_task_state(observed(1, "RUNNING"))
+    store.record_task_state(observed(2, "STOPPED"))
+    assert store.get_worker(TASK).expires_at == int(T0) + DEFAULT_RETENTION_SECONDS
+
+    other = TASK.replace("/def", "/abc")
+    store.put_worker(WorkerRecord(task_arn=other, status=WorkerStatus.READY, capacity=1, heartbeat_at=T0))
+    assert store.get_worker(other).expires_at is None, "a live worker never expires"
+    store.put_worker(store.get_worker(other).model_copy(update={"status": WorkerStatus.STOPPED}))
+    assert store.get_worker(other).expires_at == int(T0) + DEFAULT_RETENTION_SECONDS
+
+
+def test_a_task_cannot_pass_its_own_item_off_as_another_worker_or_a_room() -> None:
+    """IAM keeps a task to its own item, not to honest contents: reads check the key."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, "rooms")
+        store = DynamoDBStore(client, "rooms", task_role_id="AROAROLE")
+        honest = TASK.replace("/def", "/abc")
+        store.put_worker(
+            WorkerRecord(task_arn=honest, status=WorkerStatus.READY, capacity=1, heartbeat_at=T0)
+        )
+        # The task "def" writes its own item claiming to be task "abc", and one posing as a room.
+        own_key = {"S": "TASK#AROAROLE:def"}
+        client.put_item(
+            TableName="rooms",
+            Item={
+                "pk": own_key,
+                "task_arn": {"S": honest},
+                "status": {"S": "ready"},
+                "capacity": {"N": "9"},
+                "heartbeat_at": {"N": str(T0)},
+                "attention": {"S": "worker"},
+            },
+        )
+        assert [w.capacity for w in store.live_workers()] == [1], "only the honest record is believed"
+        assert store.get_worker(TASK) is None, "an item naming another task is no record of its own"
+        client.put_item(
+            TableName="rooms",
+            Item={"pk": own_key, "name": {"S": "room-9"}, "attention": {"S": "room"}},
+        )
+        assert list(store.rooms_needing_attention()) == []

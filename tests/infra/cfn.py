@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cfnlint.decode import decode_str
@@ -133,3 +137,42 @@ def conditional_items(items: list[Any]) -> list[Any]:
         else:
             out.append(item)
     return out
+
+
+def evaluate(value: Any, parameters: dict[str, str]) -> Any:
+    """Resolve the intrinsics the template builds strings with (``Ref``, ``Fn::Sub`` of names,
+    ``Fn::Join``, ``Fn::Split``, ``Fn::Select``) for given parameter values, pseudo parameters
+    (``AWS::Partition``) included: what CloudFormation would make of an expression."""
+    if isinstance(value, list):
+        return [evaluate(item, parameters) for item in value]
+    if not isinstance(value, dict):
+        return value
+    [(function, argument)] = value.items()
+    if function == "Ref":
+        return parameters[argument]
+    if function == "Fn::Sub":
+        assert isinstance(argument, str), "Fn::Sub with a variable map is not supported here"
+        return re.sub(r"\$\{([\w:]+)\}", lambda name: parameters[name.group(1)], argument)
+    if function == "Fn::Join":
+        delimiter, items = argument
+        return delimiter.join(evaluate(items, parameters))
+    if function == "Fn::Split":
+        delimiter, source = argument
+        return evaluate(source, parameters).split(delimiter)
+    if function == "Fn::Select":
+        index, items = argument
+        return evaluate(items, parameters)[int(index)]
+    raise AssertionError(f"cannot evaluate {function}")
+
+
+@cache
+def agent_module(name: str) -> ModuleType:
+    """``agent_worker.<name>`` loaded by path, for modules that import no livekit-agents (the
+    package does, and the functions' test environment has none)."""
+    path = ROOT / "agent_container" / "agent_worker" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_agent_worker_{name}_by_path", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the annotations through it
+    spec.loader.exec_module(module)
+    return module

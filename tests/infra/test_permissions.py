@@ -15,7 +15,9 @@ Three links, each checked both ways so that none can pass by being empty:
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
+import re
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
@@ -28,14 +30,21 @@ import pytest
 from botocore import xform_name
 from moto import mock_aws
 
+from api import wiring
 from control_plane import composition, permissions
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.adapters.ecs_runner import EcsRunner, TaskPlacement
 from control_plane.adapters.sqs_timers import SqsTimers
 from control_plane.room import ChangeKind, ParticipantChange, Room
 from control_plane.settings import TASK_STARTED_BY
-from control_plane.worker_protocol import WORKER_PK_PREFIX, GraceExpired, WorkerRecord, WorkerStatus
-from handlers import sweeper, task_events, timer, webhook
+from control_plane.worker_protocol import (
+    TASK_ROLE_ID_ENV,
+    WORKER_PK_PREFIX,
+    GraceExpired,
+    WorkerRecord,
+    WorkerStatus,
+)
+from handlers import api, sweeper, task_events, timer, webhook
 from tests.aws import create_table
 from tests.infra import cfn
 from tests.infra.cfn import ROOT, get_att, ref
@@ -63,6 +72,13 @@ POWERTOOLS_PARAMETERS = {
     "get_parameters_by_name": "ssm:GetParameters",
 }
 CLIENT_HELPERS = {"get_paginator", "get_waiter"}
+# Services whose IAM action prefix is not their SigV4 signing name.
+IAM_PREFIXES = {"monitoring": "cloudwatch"}
+
+
+def iam_prefix(service_model: Any) -> str:
+    return IAM_PREFIXES.get(service_model.signing_name, service_model.signing_name)
+
 
 # What Lambda itself needs to run each function, with the reason; no code calls these.
 RUN_ACTIONS = {
@@ -78,6 +94,7 @@ PLATFORM_ACTIONS = {
     # Lambda sends failed asynchronous invocations to the function's dead-letter queue.
     "sweeper": set(RUN_ACTIONS) | {"sqs:SendMessage"},
     "task_events": set(RUN_ACTIONS) | {"sqs:SendMessage"},
+    "api": set(RUN_ACTIONS),
 }
 
 TABLE = get_att("Table", "Arn")
@@ -106,9 +123,13 @@ SCOPES: dict[str, tuple[list[Any], dict[str, Any] | None]] = {
     "sqs:ReceiveMessage": ([get_att("TimerQueue", "Arn")], None),
     "sqs:DeleteMessage": ([get_att("TimerQueue", "Arn")], None),
     "sqs:GetQueueAttributes": ([get_att("TimerQueue", "Arn")], None),
+    "sqs:ChangeMessageVisibility": ([get_att("TimerQueue", "Arn")], None),
     "xray:PutTraceSegments": (["*"], None),
     "xray:PutTelemetryRecords": (["*"], None),
+    "cloudwatch:GetMetricData": (["*"], None),
 }
+# Actions IAM cannot scope to a resource or a condition at all.
+UNSCOPABLE = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:GetMetricData"}
 
 
 # --- code -> permissions (static) -----------------------------------------------------------
@@ -118,7 +139,7 @@ SCOPES: dict[str, tuple[list[Any], dict[str, Any] | None]] = {
 def _operations(service: str) -> tuple[str, dict[str, str]]:
     """IAM prefix of a service and its boto3 method names -> API operation names."""
     model = botocore.session.get_session().get_service_model(service)
-    return model.signing_name, {xform_name(op): op for op in model.operation_names}
+    return iam_prefix(model), {xform_name(op): op for op in model.operation_names}
 
 
 def _action(service: str, method: str) -> str:
@@ -286,7 +307,7 @@ class Recorder:
         return client
 
     def _record(self, model: Any, **_: Any) -> None:
-        self.actions.add(f"{model.service_model.signing_name}:{model.name}")
+        self.actions.add(f"{iam_prefix(model.service_model)}:{model.name}")
 
 
 def _exercise(adapter: object, calls: list[tuple[str, Callable[[Callable[..., Any]], Any]]]) -> None:
@@ -395,7 +416,7 @@ def test_recorded_sqs_timers_and_secret_calls_are_the_declared_ones(monkeypatch:
     original = botocore.client.BaseClient._make_api_call
 
     def record(self: Any, operation: str, params: Any) -> Any:
-        seen.add(f"{self.meta.service_model.signing_name}:{operation}")
+        seen.add(f"{iam_prefix(self.meta.service_model)}:{operation}")
         return original(self, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
@@ -414,7 +435,7 @@ def test_handlers_call_only_what_their_function_may(aws: LocalAws, monkeypatch: 
     original = botocore.client.BaseClient._make_api_call
 
     def record(self: Any, operation: str, params: Any) -> Any:
-        calls.append(f"{self.meta.service_model.signing_name}:{operation}")
+        calls.append(f"{iam_prefix(self.meta.service_model)}:{operation}")
         return original(self, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
@@ -455,11 +476,26 @@ def test_handlers_call_only_what_their_function_may(aws: LocalAws, monkeypatch: 
     run("timer", lambda: timer.handler({"Records": [record_event]}, LambdaContext()))
     stopped = ecs_task_state_change(task_arn, "STOPPED", 5, stop_code="EssentialContainerExited", exit_code=1)
     run("task_events", lambda: task_events.handler(stopped, LambdaContext()))
+    wiring.reset()
+    for method, path, body in (
+        ("POST", "/rooms/room-2/join", b'{"identity": "bob"}'),
+        ("GET", "/rooms", b""),
+        ("GET", "/rooms/room-2", b""),
+        ("GET", "/stats", b""),
+        ("POST", "/rooms/room-2/close", b'{"delete_room": true}'),
+        ("POST", "/rooms/room-1/reset", b""),
+        ("POST", "/gc", b""),
+    ):
+        event = http_api_event(body, {"content-type": "application/json"}, path=path, method=method)
+        answer = run("api", lambda event=event: api.handler(event, LambdaContext()))  # type: ignore[misc]
+        assert answer["statusCode"] == 200, (path, answer)
+    wiring.reset()
 
     assert {"ecs:RunTask", "secretsmanager:GetSecretValue"} <= seen["webhook"], (
         "the flow reached ECS and the secret"
     )
     assert "dynamodb:Query" in seen["sweeper"], "the sweep read the attention index"
+    assert {"cloudwatch:GetMetricData", "ecs:RunTask", "ecs:StopTask"} <= seen["api"], "the API flow ran"
     for module, actions in seen.items():
         assert actions, f"handlers/{module}.py made no AWS call: the flow did not reach it"
         assert actions <= permissions.function_actions(module), (
@@ -495,7 +531,7 @@ def _check_scoped(role: str, scopes: dict[str, tuple[list[Any], dict[str, Any] |
             if condition is not None:
                 assert statement.get("Condition") == condition, f"{role}: {action} needs {condition}"
             if "*" in cfn.listify(statement["Resource"]):
-                assert action.startswith("xray:") or statement.get("Condition"), f"{role}: {action} on *"
+                assert action in UNSCOPABLE or statement.get("Condition"), f"{role}: {action} on *"
 
 
 def test_function_permissions_are_scoped_to_this_stack() -> None:
@@ -517,6 +553,29 @@ def test_dead_letters_go_only_where_the_function_sends_them() -> None:
                 assert function.properties["DeadLetterQueue"]["TargetArn"] == dead_letters, module
 
 
+AGENT_TASK_ROLE_ID = "AROAEXAMPLEAGENTROLE1"
+TASK_ID = "0123456789abcdef0123456789abcdef"
+NEIGHBOUR_TASK_ID = "fedcba9876543210fedcba9876543210"
+
+
+def _task_arn(task_id: str) -> str:
+    return f"arn:aws:ecs:eu-west-1:123456789012:task/agents/{task_id}"
+
+
+def _allows(condition: dict[str, Any], *, userid: str, leading_keys: list[str]) -> bool:
+    """IAM's verdict on a ``dynamodb:LeadingKeys`` condition for a caller whose ``aws:userid``
+    is ``userid`` (the condition operators the task role may use, policy variables resolved)."""
+    [(operator, keys)] = condition.items()
+    [(key, patterns)] = keys.items()
+    assert key == "dynamodb:LeadingKeys", key
+    resolved = [pattern.replace("${aws:userid}", userid) for pattern in cfn.listify(patterns)]
+    match = {
+        "ForAllValues:StringEquals": lambda value, pattern: value == pattern,
+        "ForAllValues:StringLike": fnmatch.fnmatchcase,
+    }[operator]
+    return all(any(match(value, pattern) for pattern in resolved) for value in leading_keys)
+
+
 def test_agent_task_role_may_only_heartbeat_worker_items_and_signal_ready() -> None:
     statements = cfn.role_statements("AgentTaskRole")
     assert cfn.actions(statements) == permissions.WORKER_ACTIONS
@@ -525,16 +584,46 @@ def test_agent_task_role_may_only_heartbeat_worker_items_and_signal_ready() -> N
         {
             "dynamodb:UpdateItem": (
                 [TABLE],
-                {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [WORKER_PK_PREFIX + "*"]}},
+                {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [WORKER_PK_PREFIX + "${aws:userid}"]}},
             ),
             "sqs:SendMessage": ([get_att("TimerQueue", "Arn")], None),
         },
     )
 
 
+def test_a_task_may_write_its_own_worker_item_and_no_other() -> None:
+    """ECS names the session of a task's role credentials after the task ID, so their
+    ``aws:userid`` is ``<role id>:<task id>``. The worker keys its item from the role id the
+    task definition gives it: that key, and only that key, is what the role lets it write."""
+    environment = {
+        item["Name"]: item["Value"] for item in cfn.conditional_items(cfn.agent_container()["Environment"])
+    }
+    assert environment[TASK_ROLE_ID_ENV] == get_att("AgentTaskRole", "RoleId")
+    [statement] = [
+        s for s in cfn.role_statements("AgentTaskRole") if "dynamodb:UpdateItem" in cfn.listify(s["Action"])
+    ]
+    worker_key = cfn.agent_module("registry").worker_key
+    own_credentials = f"{AGENT_TASK_ROLE_ID}:{TASK_ID}"
+
+    def allowed(key: str) -> bool:
+        return _allows(statement["Condition"], userid=own_credentials, leading_keys=[key])
+
+    assert allowed(worker_key(_task_arn(TASK_ID), AGENT_TASK_ROLE_ID)), "its own heartbeat"
+    assert not allowed(worker_key(_task_arn(NEIGHBOUR_TASK_ID), AGENT_TASK_ROLE_ID)), "another worker's item"
+    assert not allowed(WORKER_PK_PREFIX + _task_arn(NEIGHBOUR_TASK_ID)), "a key named by task ARN"
+    assert not allowed(WORKER_PK_PREFIX + _task_arn(TASK_ID)), "a key anyone can name"
+    assert not allowed("ROOM#standup"), "a room"
+    assert not allowed(worker_key(_task_arn(TASK_ID), "AROAANOTHERROLE")), "a key made with a wrong role id"
+
+
+def _statement_with(role: str, action: str) -> dict[str, Any]:
+    [statement] = [s for s in cfn.role_statements(role) if action in cfn.listify(s["Action"])]
+    return statement
+
+
 def test_execution_role_reads_only_the_secrets_the_container_gets() -> None:
     statements = cfn.role_statements("AgentExecutionRole")
-    [secrets] = [s for s in statements if "secretsmanager:GetSecretValue" in cfn.listify(s["Action"])]
+    secrets = _statement_with("AgentExecutionRole", "secretsmanager:GetSecretValue")
     granted = cfn.conditional_items(cfn.listify(secrets["Resource"]))
     needed = []
     for secret in cfn.conditional_items(cfn.agent_container()["Secrets"]):
@@ -544,13 +633,54 @@ def test_execution_role_reads_only_the_secrets_the_container_gets() -> None:
     assert all("*" not in action for action in cfn.actions(statements))
     assert cfn.actions(statements) == {
         "ecr:GetAuthorizationToken",
-        "ecr:BatchCheckLayerAvailability",
         "ecr:GetDownloadUrlForLayer",
         "ecr:BatchGetImage",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "secretsmanager:GetSecretValue",
     }
+
+
+def test_execution_role_logs_only_to_the_agent_log_group_and_logs_in_to_ecr_only() -> None:
+    logs = _statement_with("AgentExecutionRole", "logs:PutLogEvents")
+    assert set(cfn.listify(logs["Action"])) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert cfn.agent_container()["LogConfiguration"]["Options"]["awslogs-group"] == ref("AgentLogGroup")
+    assert cfn.listify(logs["Resource"]) == [get_att("AgentLogGroup", "Arn")]
+    login = _statement_with("AgentExecutionRole", "ecr:GetAuthorizationToken")
+    assert cfn.listify(login["Action"]) == ["ecr:GetAuthorizationToken"], "the only action granted on *"
+    assert cfn.listify(login["Resource"]) == ["*"]
+
+
+@pytest.mark.parametrize(
+    ("partition", "image", "repository"),
+    [
+        (
+            "aws",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/livekit-agent:3f2a1c9d8e7b",
+            "arn:aws:ecr:us-east-1:123456789012:repository/livekit-agent",
+        ),
+        (
+            "aws",
+            "210987654321.dkr.ecr.eu-west-1.amazonaws.com/team/voice.agent@sha256:" + "ab" * 32,
+            "arn:aws:ecr:eu-west-1:210987654321:repository/team/voice.agent",
+        ),
+        (
+            "aws-cn",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/livekit-agent:2026-01-01-abc1234",
+            "arn:aws-cn:ecr:cn-north-1:123456789012:repository/livekit-agent",
+        ),
+    ],
+)
+def test_execution_role_pulls_only_the_agent_images_repository(
+    partition: str, image: str, repository: str
+) -> None:
+    assert re.fullmatch(cfn.template()["Parameters"]["AgentImageUri"]["AllowedPattern"], image)
+    assert cfn.agent_container()["Image"] == ref("AgentImageUri")
+    pull = _statement_with("AgentExecutionRole", "ecr:BatchGetImage")
+    assert set(cfn.listify(pull["Action"])) == {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"}
+    assert "Condition" not in pull
+    [resource] = cfn.listify(pull["Resource"])
+    assert cfn.evaluate(resource, {"AgentImageUri": image, "AWS::Partition": partition}) == repository
 
 
 def test_only_lambda_and_ecs_tasks_assume_the_roles() -> None:

@@ -52,12 +52,14 @@ def test_transformed_template_passes_cfn_lint(transformed: dict[str, Any]) -> No
 
 def test_generated_resources_are_the_expected_ones(transformed: dict[str, Any]) -> None:
     resources = transformed["Resources"]
-    [route_auth] = [
-        operation.get("security")
-        for path in resources["HttpApi"]["Properties"]["Body"]["paths"].values()
-        for operation in path.values()
-    ]
-    assert route_auth == [{"NONE": []}]
+    route_auth = {
+        (method.upper(), path): operation.get("security")
+        for path, methods in resources["HttpApi"]["Properties"]["Body"]["paths"].items()
+        for method, operation in methods.items()
+    }
+    assert route_auth.pop(("POST", "/livekit/webhook")) == [{"NONE": []}], "signed by LiveKit"
+    assert ("POST", "/rooms/{room}/join") in route_auth, "the API's routes are generated"
+    assert all(auth == [{"AWS_IAM": []}] for auth in route_auth.values()), route_auth
     schedule = resources["SweeperFunctionEveryMinute"]["Properties"]
     assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
     assert schedule["Name"] == {"Fn::Sub": "${AWS::StackName}-sweep"}
@@ -65,6 +67,6 @@ def test_generated_resources_are_the_expected_ones(transformed: dict[str, Any]) 
     mapping = resources["TimerFunctionTimers"]["Properties"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     # The functions keep their own roles: SAM adds neither roles nor policies for them.
-    for role in ("WebhookRole", "TimerRole", "SweeperRole", "TaskEventsRole"):
+    for role in ("WebhookRole", "TimerRole", "SweeperRole", "TaskEventsRole", "ApiRole"):
         assert resources[role]["Properties"] == json.loads(json.dumps(cfn.resource(role)["Properties"]))
     assert not [name for name in resources if name.endswith("FunctionRole")]

@@ -104,7 +104,7 @@ def test_outputs_give_a_newcomer_what_they_paste_and_inspect() -> None:
 
 def test_every_handler_runs_on_python_312_with_tracing_and_json_logs() -> None:
     functions = cfn.functions()
-    assert set(functions) == {"webhook", "timer", "sweeper", "task_events"}
+    assert set(functions) == {"webhook", "timer", "sweeper", "task_events", "api"}
     for module, function in functions.items():
         p = function.properties
         assert p["Runtime"] == "python3.12", module
@@ -134,7 +134,7 @@ def test_every_log_level_maps_to_a_lambda_log_level() -> None:
     }
 
 
-@pytest.mark.parametrize("module", ["webhook", "timer", "sweeper", "task_events"])
+@pytest.mark.parametrize("module", ["webhook", "timer", "sweeper", "task_events", "api"])
 def test_handler_files_export_handler_and_name_the_same_service(module: str) -> None:
     path = HANDLERS_DIR / f"{module}.py"
     if not path.exists():
@@ -215,6 +215,41 @@ def test_task_definition_is_fargate_with_a_graceful_stop_and_no_writable_root() 
     )
     assert task["ExecutionRoleArn"] == get_att("AgentExecutionRole", "Arn")
     assert task["TaskRoleArn"] == get_att("AgentTaskRole", "Arn")
+
+
+AGENT_REQUIRED_SETTINGS = {
+    "livekit_url": "wss://example.livekit.cloud",
+    "livekit_api_key": "devkey",
+    "livekit_api_secret": "devsecret",
+    "deepgram_api_key": "dg",
+    "llm_api_key": "sk",
+    "timer_queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/timers",
+    "agent_task_role_id": "AROAEXAMPLEAGENTROLE1",
+}
+MIN_GRACE_MARGIN = 20
+"""Seconds the control plane may need beyond its grace: webhook delivery, the timer message,
+the timer function's LiveKit calls. The job's own grace starts earlier (at the RTC disconnect)."""
+
+
+def test_the_agents_own_grace_outlasts_the_control_planes() -> None:
+    """The task gets the control plane's grace (the same parameter) and ends a job only a margin
+    later: the control plane acts first; the job's own timer is the failsafe."""
+    environment = {i["Name"]: i["Value"] for i in cfn.conditional_items(cfn.agent_container()["Environment"])}
+    assert environment["GRACE_PERIOD_SECONDS"] == ref("GracePeriodSeconds")
+    for function in cfn.functions().values():
+        assert function.environment["GRACE_PERIOD_SECONDS"] == ref("GracePeriodSeconds")
+    margin = (
+        {"grace_margin_seconds": environment["GRACE_MARGIN_SECONDS"]}
+        if "GRACE_MARGIN_SECONDS" in environment
+        else {}
+    )
+    agent_settings = cfn.agent_module("settings").AgentSettings
+    grace = cfn.template()["Parameters"]["GracePeriodSeconds"]
+    for seconds in (grace["MinValue"], grace["Default"], grace["MaxValue"]):
+        agent = agent_settings.model_validate(
+            {**AGENT_REQUIRED_SETTINGS, **margin, "grace_period_seconds": seconds}
+        )
+        assert agent.job_grace_seconds >= seconds + MIN_GRACE_MARGIN
 
 
 def test_writable_mounts_are_declared_volumes_of_the_image() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from control_plane.worker_protocol import worker_pk
 from handlers import task_events, timer, webhook
 from tests.localstack import (
     TABLE,
@@ -51,7 +52,7 @@ def test_task_states_update_the_worker_record_and_late_events_are_ignored(aws: L
     arn = "arn:aws:ecs:us-east-1:123456789012:task/livekit-agents/0f0e0d0c0b0a09080706050403020100"
 
     assert handle(ecs_task_state_change(arn, "RUNNING", 2, room="room-9")) == "recorded"
-    running = item(aws, f"TASK#{arn}")
+    running = item(aws, worker_pk(arn, ""))
     assert (running["status"]["S"], running["last_status"]["S"], running["attention"]["S"]) == (
         "starting",
         "RUNNING",
@@ -65,7 +66,7 @@ def test_task_states_update_the_worker_record_and_late_events_are_ignored(aws: L
     )
     assert handle(ecs_task_state_change(arn, "RUNNING", 3)) == "stale"
 
-    stopped = item(aws, f"TASK#{arn}")
+    stopped = item(aws, worker_pk(arn, ""))
     assert (stopped["status"]["S"], stopped["ecs_version"]["N"], stopped["stop_code"]["S"]) == (
         "stopped",
         "5",
@@ -111,7 +112,7 @@ def test_events_of_other_tasks_are_ignored(aws: LocalAws) -> None:
 
     assert handle(ecs_task_state_change(arn, "RUNNING", 2, started_by="ecs-svc/1234")) == "ignored"
     assert handle(ecs_task_state_change(arn, "RUNNING", 2, cluster="someone-elses")) == "ignored"
-    assert item(aws, f"TASK#{arn}") == {}
+    assert item(aws, worker_pk(arn, "")) == {}
 
 
 def test_malformed_event_is_dropped_without_a_retry(aws: LocalAws) -> None:

@@ -146,3 +146,46 @@ def test_an_invocation_always_has_time_for_its_first_record() -> None:
     """The budget is below the function's timeout, or nothing would ever be processed."""
     [function] = [f for f in cfn.functions().values() if f.module == "timer"]
     assert function.properties["Timeout"] * 1000 > timer.RECORD_BUDGET_MS
+
+
+ROLE_ID = "AROAEXAMPLEAGENTROLE"
+
+
+@pytest.fixture
+def agent_role(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
+    """The deployed setting: worker items keyed, and queue senders checked, by the task role."""
+    from control_plane import composition
+
+    monkeypatch.setenv("AGENT_TASK_ROLE_ID", ROLE_ID)
+    composition.reset()
+    return aws
+
+
+def test_a_worker_ready_message_is_believed_only_from_the_task_it_names(agent_role: LocalAws) -> None:
+    aws = agent_role
+    aws.livekit.state.open_room("room-1")
+    deliver(aws, webhook_body("participant_joined", sid="PA_1"))
+    task_arn = worker_registers(aws, task_role_id=ROLE_ID)
+    forged = sqs_event(aws.queue_url, sender_id=f"{ROLE_ID}:someothertaskid")
+
+    assert timer.handler(forged, LambdaContext()) == {"batchItemFailures": []}, "dropped, not retried"
+    assert aws.livekit.state.list_dispatches("room-1") == []
+
+    worker_registers(aws, task_role_id=ROLE_ID)
+    own = sqs_event(aws.queue_url, sender_id=f"{ROLE_ID}:{task_arn.rsplit('/', 1)[-1]}")
+    timer.handler(own, LambdaContext())
+    assert len(aws.livekit.state.list_dispatches("room-1")) == 1
+
+
+def test_a_grace_timer_sent_by_an_agent_task_is_dropped(agent_role: LocalAws) -> None:
+    aws = agent_role
+    aws.livekit.state.open_room("room-1")
+    deliver(aws, webhook_body("participant_joined", sid="PA_1"))
+    before = room_item(aws)
+    aws.client("sqs").send_message(
+        QueueUrl=aws.queue_url, MessageBody=GraceExpired(room="room-1", generation=1).model_dump_json()
+    )
+
+    timer.handler(sqs_event(aws.queue_url, sender_id=f"{ROLE_ID}:abc"), LambdaContext())
+
+    assert room_item(aws) == before

@@ -11,7 +11,7 @@ import pytest
 from control_plane.ports import Dispatch
 from control_plane.room import RoomState
 from control_plane.worker_protocol import Respawn, WorkerRecord, WorkerStatus
-from tests.harness import AGENT_NAME, TwinStack
+from tests.harness import AGENT_NAME, SWEEP_POLICY, TwinStack
 
 
 @pytest.fixture
@@ -93,7 +93,9 @@ def test_duplicate_dispatch_is_deleted_and_the_rooms_own_kept(stack: TwinStack) 
     assert stack.metrics.count_for("DispatchesDeleted", Reason="duplicate") == 1
 
 
-def test_without_a_running_job_the_newest_dispatch_is_kept(stack: TwinStack) -> None:
+def test_without_a_running_job_the_newest_dispatch_is_kept() -> None:
+    """Jobless dispatches in an empty room we do not track are found on the room's audit turn."""
+    stack = TwinStack(sweep_policy=replace(SWEEP_POLICY, audit_period_seconds=60))
     stack.livekit.open_room("room-x")
     old = stack.livekit.create_dispatch("room-x", AGENT_NAME, "{}")
     stack.advance(20)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from control_plane.ports import ObservedTaskState, VersionConflict
 from control_plane.room import (
@@ -30,9 +31,9 @@ from control_plane.room import (
 from control_plane.worker_protocol import (
     ROOM_PK_PREFIX,
     WORKER_ATTENTION,
-    WORKER_PK_PREFIX,
     WorkerRecord,
     WorkerStatus,
+    worker_pk,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +91,14 @@ def room_from_item(item: dict[str, Any]) -> Room:
     return Room.model_validate({**fields, "in_attention_index": "attention" in fields})
 
 
+def _worker_from_item(item: dict[str, Any]) -> WorkerRecord | None:
+    """A worker item as a record; one a task filled with garbage reads as absent."""
+    try:
+        return WorkerRecord.model_validate(_deserialize(item))
+    except ValidationError:
+        return None
+
+
 def _is_condition_failure(error: ClientError) -> bool:
     code = error.response.get("Error", {}).get("Code")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
@@ -97,11 +106,20 @@ def _is_condition_failure(error: ClientError) -> bool:
 
 class DynamoDBStore:
     def __init__(
-        self, client: DynamoDBClient, table_name: str, retention_seconds: int = DEFAULT_RETENTION_SECONDS
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
+        *,
+        task_role_id: str = "",
     ) -> None:
         self._client = client
         self._table = table_name
         self._retention = retention_seconds
+        self._task_role_id = task_role_id
+
+    def _worker_key(self, task_arn: str) -> dict[str, Any]:
+        return {"pk": {"S": worker_pk(task_arn, self._task_role_id)}}
 
     def _stored(self, room: Room, version: int) -> Room:
         """The room as a full write stores it: version, retention and index attribute set."""
@@ -242,7 +260,9 @@ class DynamoDBStore:
 
     def rooms_needing_attention(self) -> Iterable[Room]:
         for item in self._query_attention(ROOM_ATTENTION):
-            yield room_from_item(item)
+            # A task may write any attribute into its own worker item, ``attention`` included.
+            if item["pk"]["S"].startswith(ROOM_PK_PREFIX):
+                yield room_from_item(item)
 
     def get_sweep_cursor(self) -> str | None:
         response = self._client.get_item(
@@ -272,14 +292,19 @@ class DynamoDBStore:
     # --- WorkerRegistry -------------------------------------------------------------------
 
     def get_worker(self, task_arn: str) -> WorkerRecord | None:
+        """The task's record; one whose ``task_arn`` names another task is not believed."""
         response = self._client.get_item(
-            TableName=self._table, Key={"pk": {"S": WORKER_PK_PREFIX + task_arn}}, ConsistentRead=True
+            TableName=self._table, Key=self._worker_key(task_arn), ConsistentRead=True
         )
         item = response.get("Item")
-        return WorkerRecord.model_validate(_deserialize(item)) if item else None
+        record = _worker_from_item(item) if item else None
+        return record if record is not None and record.task_arn == task_arn else None
 
     def put_worker(self, record: WorkerRecord) -> None:
-        """Write every field but ``draining``: only :meth:`mark_draining` sets that."""
+        """Write every field but ``draining``: only :meth:`mark_draining` sets that. A stopped
+        record gets ``expires_at``, so finished tasks leave the table."""
+        if record.status is WorkerStatus.STOPPED and record.expires_at is None:
+            record = record.model_copy(update={"expires_at": int(record.heartbeat_at) + self._retention})
         fields = record.model_dump(mode="python", exclude={"draining"}, exclude_none=True)
         names = {f"#{key}": key for key in fields}
         values = {f":{key}": _serializer.serialize(_to_dynamo(value)) for key, value in fields.items()}
@@ -293,7 +318,7 @@ class DynamoDBStore:
             expression = "SET " + ", ".join([*sets, "#attention = :attention"])
         self._client.update_item(
             TableName=self._table,
-            Key={"pk": {"S": WORKER_PK_PREFIX + record.task_arn}},
+            Key=self._worker_key(record.task_arn),
             UpdateExpression=expression,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -303,7 +328,7 @@ class DynamoDBStore:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": WORKER_PK_PREFIX + task_arn}},
+                Key=self._worker_key(task_arn),
                 UpdateExpression="SET draining = :true",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":true": {"BOOL": True}},
@@ -313,8 +338,13 @@ class DynamoDBStore:
                 raise
 
     def live_workers(self) -> Iterable[WorkerRecord]:
+        """Live worker items whose ``task_arn`` is the task their key belongs to: IAM keeps a
+        task to its own item, not to honest contents, so a record claiming another task (or an
+        item from before workers were keyed by their credentials) is skipped."""
         for item in self._query_attention(WORKER_ATTENTION):
-            yield WorkerRecord.model_validate(_deserialize(item))
+            record = _worker_from_item(item)
+            if record is not None and item["pk"]["S"] == worker_pk(record.task_arn, self._task_role_id):
+                yield record
 
     def record_task_state(self, state: ObservedTaskState) -> bool:
         """One conditional ``UpdateItem``: newer ECS version only, and never out of ``stopped``."""
@@ -354,7 +384,9 @@ class DynamoDBStore:
             values[":launched_for"] = {"S": state.launched_for}
             sets.append("#launched_for = if_not_exists(#launched_for, :launched_for)")
         if state.stopped:
-            sets.append("#status = :stopped")
+            names["#expires_at"] = "expires_at"
+            values[":expires_at"] = {"N": str(int(state.seen_at) + self._retention)}
+            sets += ["#status = :stopped", "#expires_at = :expires_at"]
             expression = "SET " + ", ".join(sets) + " REMOVE attention"
         else:
             names["#attention"] = "attention"
@@ -366,7 +398,7 @@ class DynamoDBStore:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": WORKER_PK_PREFIX + state.task_arn}},
+                Key=self._worker_key(state.task_arn),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,

@@ -22,13 +22,20 @@ from livekit.protocol.agent_dispatch import AgentDispatch, CreateAgentDispatchRe
 from livekit.protocol.models import ParticipantInfo, Room
 from livekit.protocol.room import CreateRoomRequest, ListParticipantsRequest, ListRoomsRequest
 
-from control_plane.ports import Dispatch, DispatchJob, LiveKitUnavailable, LiveParticipant, LiveRoom
+from control_plane.ports import (
+    Dispatch,
+    DispatchJob,
+    LiveKitRateLimited,
+    LiveKitUnavailable,
+    LiveParticipant,
+    LiveRoom,
+)
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 _NOT_FOUND = "not_found"
-_TRANSIENT_CODES = frozenset({"deadline_exceeded", "resource_exhausted"})
+_TRANSIENT_CODES = frozenset({"deadline_exceeded"})
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 _NANOSECONDS = 1_000_000_000
 
@@ -189,7 +196,9 @@ async def _send(operation: str, request: Awaitable[T]) -> T:
         failure = f"LiveKit {operation} failed: {error.code} (HTTP {error.status})"
         if error.code == "unavailable":
             raise _ServerUnavailable(failure) from error
-        if error.status >= 500 or error.status == 429 or error.code in _TRANSIENT_CODES:
+        if error.status == 429 or error.code == "resource_exhausted":
+            raise LiveKitRateLimited(failure) from error
+        if error.status >= 500 or error.code in _TRANSIENT_CODES:
             raise LiveKitUnavailable(failure) from error
         raise LiveKitRejectedError(operation, error.code, error.status, error.message) from error
 

@@ -19,7 +19,23 @@ The sweep starts no new room once the Lambda's remaining time falls below the sa
 leaves the cursor there, so the next sweep starts with the rooms this one did not reach.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from control_plane.sweeper.plan import SweepPolicy
-from control_plane.sweeper.run import Sweeper, SweepReport
+
+if TYPE_CHECKING:
+    from control_plane.sweeper.run import Sweeper, SweepReport
 
 __all__ = ["SweepPolicy", "SweepReport", "Sweeper"]
+
+
+def __getattr__(name: str) -> Any:
+    """The run (asyncio, threads, the controller) loads only when a sweep needs it: settings
+    import the policy, and the webhook's cold start should not pay for the rest."""
+    if name in ("Sweeper", "SweepReport"):
+        from control_plane.sweeper import run
+
+        return getattr(run, name)
+    raise AttributeError(name)

@@ -4,17 +4,22 @@ and metrics summed across those threads and emitted once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 from control_plane.ports import (
     Dispatch,
+    LiveKitRateLimited,
     LiveParticipant,
     LiveRoom,
     MetricsSink,
 )
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -35,6 +40,97 @@ class AsyncLiveKit(Protocol):
     async def alist_participants(self, room: str) -> list[LiveParticipant]: ...
 
     async def acreate_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom: ...
+
+
+class CallBudget:
+    """A token bucket for the sweep's LiveKit calls: ``rate`` a second, bursts of ``rate``.
+
+    LiveKit Cloud limits a project's server API (1,000 requests a minute on its documented
+    default), shared with webhooks' reconciles and the join API; the sweep must not eat it.
+    Time and sleep are injected so the limiter is tested without waiting.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = max(rate, 1.0)
+        self._at = clock()
+        self.waited_seconds = 0.0
+
+    async def take(self) -> None:
+        if self._rate <= 0:
+            return
+        while True:
+            now = self._clock()
+            self._tokens = min(max(self._rate, 1.0), self._tokens + (now - self._at) * self._rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            wait = (1 - self._tokens) / self._rate
+            self.waited_seconds += wait
+            await self._sleep(wait)
+
+
+RATE_LIMIT_BACKOFF_SECONDS = (0.5, 1.0, 2.0)
+
+
+class BudgetedLiveKit:
+    """The sweep's LiveKit: every call takes a token first, and a 429 backs off and retries
+    (0.5 s, 1 s, 2 s) before it counts as LiveKit being unavailable."""
+
+    def __init__(
+        self,
+        livekit: AsyncLiveKit,
+        budget: CallBudget,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._livekit = livekit
+        self._budget = budget
+        self._sleep = sleep
+        self.calls = 0
+        self.rate_limited = 0
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self._livekit.run(coroutine)
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        for backoff in (*RATE_LIMIT_BACKOFF_SECONDS, None):
+            await self._budget.take()
+            self.calls += 1
+            try:
+                return await call()
+            except LiveKitRateLimited:
+                self.rate_limited += 1
+                if backoff is None:
+                    raise
+                log.warning("LiveKit rate limit hit: backing off", extra={"seconds": backoff})
+                await self._sleep(backoff)
+        raise AssertionError("unreachable")
+
+    async def alist_rooms(self) -> list[LiveRoom]:
+        return await self._call(self._livekit.alist_rooms)
+
+    async def alist_dispatches(self, room: str) -> list[Dispatch]:
+        return await self._call(lambda: self._livekit.alist_dispatches(room))
+
+    async def acreate_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch:
+        return await self._call(lambda: self._livekit.acreate_dispatch(room, agent_name, metadata))
+
+    async def adelete_dispatch(self, room: str, dispatch_id: str) -> None:
+        await self._call(lambda: self._livekit.adelete_dispatch(room, dispatch_id))
+
+    async def alist_participants(self, room: str) -> list[LiveParticipant]:
+        return await self._call(lambda: self._livekit.alist_participants(room))
+
+    async def acreate_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom:
+        return await self._call(lambda: self._livekit.acreate_room(name, departure_timeout, empty_timeout))
 
 
 class LoopBridge:

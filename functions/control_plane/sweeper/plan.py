@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -11,6 +12,7 @@ from control_plane.humans import is_human
 from control_plane.ports import (
     Dispatch,
     LiveParticipant,
+    LiveRoom,
     TaskSnapshot,
 )
 from control_plane.room import ChangeKind, ParticipantChange, Room
@@ -19,6 +21,9 @@ from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 # LiveKit's listings and our records are read at different moments: anything that changed
 # within this margin of a listing is left for the next sweep rather than judged on it.
 LISTING_MARGIN_SECONDS = 10.0
+# A dispatch onto a ready worker puts its agent in the room within seconds; until then either
+# participant count is believable.
+AGENT_JOIN_SECONDS = 15.0
 
 
 class DeleteReason(StrEnum):
@@ -52,6 +57,88 @@ class SweepPolicy:
     slots_per_task: int
     concurrency: int
     safety_margin_seconds: float
+    # Every room's dispatches are audited once per this period, a share of the rooms each sweep.
+    audit_period_seconds: float = 7200.0
+    sweep_interval_seconds: float = 60.0
+    # LiveKit calls per second the sweep may make (0: unlimited).
+    livekit_api_rate: float = 0.0
+
+
+class RoomCheck(StrEnum):
+    """What a sweep does for one room LiveKit lists or we track."""
+
+    CONSISTENT = "consistent"  # record and listing agree: reconcile on the record alone
+    INSPECT = "inspect"  # list its participants and dispatches and repair
+    GONE = "gone"  # LiveKit no longer has the room
+    NEW_SESSION = "new_session"  # LiveKit lists another session under the name
+
+
+def audit_due(name: str, now: float, policy: SweepPolicy) -> bool:
+    """Whether this sweep audits ``name``: rooms are spread over the audit period by a stable
+    hash, so each is visited once per period and each sweep audits an equal share."""
+    slots = max(1, round(policy.audit_period_seconds / policy.sweep_interval_seconds))
+    if slots == 1:
+        return True
+    slot = int(now // policy.sweep_interval_seconds) % slots
+    return zlib.crc32(name.encode("utf-8", "surrogatepass")) % slots == slot
+
+
+def expected_participants(room: Room, now: float) -> tuple[int, int]:
+    """How many participants LiveKit should list for the record: its humans, plus our agent
+    once its dispatch has had time to place the job (either count while that is in flux)."""
+    humans = len(room.humans)
+    agent = room.agent
+    if agent is None or agent.dispatch_id is None:
+        return humans, humans + (1 if room.stop_requested_at is not None else 0)
+    settled = agent.dispatched_at is not None and now - agent.dispatched_at >= AGENT_JOIN_SECONDS
+    if settled and room.stop_requested_at is None and agent.task_stopped_at is None:
+        return humans + 1, humans + 1
+    return humans, humans + 1
+
+
+def participants_explained(room: Room, live: LiveRoom, ours: Sequence[Dispatch]) -> bool:
+    """Whether LiveKit's participant count is the recorded humans plus our running agents, so
+    listing the participants could show nothing the record does not know."""
+    running = sum(1 for dispatch in ours for job in dispatch.jobs if job.status == "JS_RUNNING")
+    return room.sid == live.sid and live.num_participants == len(room.humans) + running
+
+
+def plan_room_check(
+    room: Room,
+    live: LiveRoom | None,
+    worker: WorkerRecord | None,
+    listed_at: float,
+    policy: SweepPolicy,
+    audit: bool,
+) -> RoomCheck:
+    """Whether a tracked room costs per-room LiveKit calls this sweep.
+
+    A room whose session, participant count and agent's worker agree with LiveKit's room list
+    costs none: reconcile works on the record. A count that disagrees (a missed join or leave,
+    a dead or duplicate dispatch — our agent is a participant while its job runs), a worker
+    gone silent under a dispatch, or the room's audit turn makes it inspected. Inspection
+    itself leaves alone what changed around the listing, so a room in flux costs calls but
+    is never misjudged.
+    """
+    if live is None:
+        return RoomCheck.GONE
+    if room.sid != live.sid:
+        return RoomCheck.NEW_SESSION
+    if audit:
+        return RoomCheck.INSPECT
+    low, high = expected_participants(room, listed_at)
+    if not low <= live.num_participants <= high:
+        return RoomCheck.INSPECT
+    agent = room.agent
+    if agent is not None and agent.dispatch_id is not None and agent.task_arn is not None:
+        silent = worker is None or listed_at - worker.heartbeat_at > policy.worker_stale_seconds
+        if (
+            silent
+            and agent.dispatched_at is not None
+            and listed_at - agent.dispatched_at >= policy.settle_seconds
+        ):
+            return RoomCheck.INSPECT
+    return RoomCheck.CONSISTENT
 
 
 def rotate(names: Sequence[str], cursor: str | None) -> list[str]:

@@ -15,6 +15,7 @@ from control_plane.controller import RoomController
 from control_plane.humans import is_human
 from control_plane.ports import (
     Dispatch,
+    LiveKitGateway,
     LiveKitUnavailable,
     LiveParticipant,
     LiveRoom,
@@ -24,16 +25,20 @@ from control_plane.ports import (
 )
 from control_plane.reconcile import grace_expired
 from control_plane.room import NEEDS_ATTENTION, Room, RoomState
-from control_plane.sweeper.bridge import AsyncLiveKit, LoopBridge, SweepMetrics
+from control_plane.sweeper.bridge import AsyncLiveKit, BudgetedLiveKit, CallBudget, LoopBridge, SweepMetrics
 from control_plane.sweeper.plan import (
     CRASH_REASONS,
     LISTING_MARGIN_SECONDS,
     DeleteReason,
     DispatchPlan,
+    RoomCheck,
     SweepPolicy,
     TaskStop,
+    audit_due,
+    participants_explained,
     plan_dispatch_cleanup,
     plan_participant_changes,
+    plan_room_check,
     plan_task_cleanup,
     rotate,
 )
@@ -53,6 +58,8 @@ class SweepReport:
     next_cursor: str | None
     duration_seconds: float
     counts: dict[str, float] = field(default_factory=dict)
+    livekit_calls: int = 0
+    rooms_inspected: int = 0
 
 
 class Sweeper:
@@ -62,11 +69,16 @@ class Sweeper:
         livekit: AsyncLiveKit,
         controller_for: Callable[[Ports], RoomController],
         policy: SweepPolicy,
+        *,
+        sync_livekit: LiveKitGateway | None = None,
     ) -> None:
+        """``sync_livekit``: a synchronous gateway to the same LiveKit (a twin, in simulations);
+        the sweep then runs its blocking steps inline instead of handing them to threads."""
         self._ports = ports
         self._livekit = livekit
         self._controller_for = controller_for
         self._policy = policy
+        self._sync_livekit = sync_livekit
 
     def sweep(self, remaining_seconds: Callable[[], float]) -> SweepReport:
         """One sweep; ``remaining_seconds`` is the Lambda's time left (context)."""
@@ -75,15 +87,22 @@ class Sweeper:
     async def _sweep(self, remaining_seconds: Callable[[], float]) -> SweepReport:
         started = time.monotonic()
         metrics = SweepMetrics()
-        ports = replace(
-            self._ports, livekit=LoopBridge(self._livekit, asyncio.get_running_loop()), metrics=metrics
-        )
-        with ThreadPoolExecutor(self._policy.concurrency, thread_name_prefix="sweep") as pool:
-            run = _SweepRun(ports, self._livekit, self._controller_for(ports), self._policy, pool, metrics)
+        livekit = BudgetedLiveKit(self._livekit, CallBudget(self._policy.livekit_api_rate))
+        if self._sync_livekit is not None:
+            ports = replace(self._ports, livekit=self._sync_livekit, metrics=metrics)
+            run = _SweepRun(ports, livekit, self._controller_for(ports), self._policy, None, metrics)
             visited, total, cursor = await run.execute(remaining_seconds)
+        else:
+            ports = replace(
+                self._ports, livekit=LoopBridge(livekit, asyncio.get_running_loop()), metrics=metrics
+            )
+            with ThreadPoolExecutor(self._policy.concurrency, thread_name_prefix="sweep") as pool:
+                run = _SweepRun(ports, livekit, self._controller_for(ports), self._policy, pool, metrics)
+                visited, total, cursor = await run.execute(remaining_seconds)
         duration = time.monotonic() - started
         metrics.count("SweepDurationSeconds", duration, "Seconds")
         metrics.count("RoomsSwept", visited)
+        metrics.count("SweepLiveKitCalls", livekit.calls)
         counts = metrics.flush(self._ports.metrics)
         report = SweepReport(
             rooms_total=total,
@@ -92,6 +111,8 @@ class Sweeper:
             next_cursor=cursor,
             duration_seconds=duration,
             counts=counts,
+            livekit_calls=livekit.calls,
+            rooms_inspected=run.inspected,
         )
         log.info("sweep done", extra={"report": asdict(report)})
         return report
@@ -106,7 +127,7 @@ class _SweepRun:
         livekit: AsyncLiveKit,
         controller: RoomController,
         policy: SweepPolicy,
-        pool: ThreadPoolExecutor,
+        pool: ThreadPoolExecutor | None,
         metrics: SweepMetrics,
     ) -> None:
         self.ports = ports
@@ -117,8 +138,12 @@ class _SweepRun:
         self.metrics = metrics
         self.live: dict[str, LiveRoom] | None = None
         self.listed_at = 0.0
+        self.workers: dict[str, WorkerRecord] = {}
+        self.inspected = 0
 
     async def blocking(self, call: Callable[..., T], *args: Any) -> T:
+        if self.pool is None:
+            return call(*args)
         return await asyncio.get_running_loop().run_in_executor(self.pool, partial(call, *args))
 
     def now(self) -> float:
@@ -130,6 +155,7 @@ class _SweepRun:
         tasks = await self._list_tasks()
         rooms: list[Room] = await self.blocking(lambda: list(self.ports.rooms.rooms_needing_attention()))
         workers: list[WorkerRecord] = await self.blocking(lambda: list(self.ports.workers.live_workers()))
+        self.workers = {worker.task_arn: worker for worker in workers}
         self._count_gauges(rooms, tasks)
         if tasks is not None:
             await self._clean_tasks(tasks, workers, rooms)
@@ -291,15 +317,26 @@ class _SweepRun:
             elif room is None:
                 if live_room is not None:
                     await self._visit_untracked(live_room)
-            elif live_room is None:
-                await self._room_gone(room)
             else:
-                await self._sweep_tracked(room, live_room)
+                await self._visit_tracked(room, live_room)
         except Exception:
             log.exception("sweeping a room failed; the next sweep tries again", extra={"room": name})
             self.metrics.count("SweepErrors")
         finally:
             slots.release()
+
+    async def _visit_tracked(self, room: Room, live_room: LiveRoom | None) -> None:
+        agent = room.agent
+        worker = self.workers.get(agent.task_arn) if agent is not None and agent.task_arn else None
+        audit = audit_due(room.name, self.listed_at, self.policy)
+        check = plan_room_check(room, live_room, worker, self.listed_at, self.policy, audit)
+        if check is RoomCheck.GONE:
+            await self._room_gone(room)
+        elif check is RoomCheck.CONSISTENT:
+            await self._reconcile(room)
+        else:
+            assert live_room is not None
+            await self._sweep_tracked(room, live_room)
 
     async def _our_dispatches(self, room: str) -> list[Dispatch]:
         return [
@@ -307,6 +344,8 @@ class _SweepRun:
         ]
 
     async def _reconcile(self, room: Room) -> None:
+        if self.controller.settled(room):
+            return  # decided on the spot: nothing to do, so no thread hop and no read
         due = grace_expired(room, self.now())
         after = await self.blocking(self.controller.reconcile, room.name, room)
         if due and (after is None or after.state is not RoomState.GRACE):
@@ -325,11 +364,14 @@ class _SweepRun:
         self.metrics.count("RoomsGone")
         await self.blocking(self.controller.room_gone, room.name, room.sid)
 
-    async def _sweep_tracked(self, room: Room, live_room: LiveRoom) -> None:
+    async def _sweep_tracked(
+        self, room: Room, live_room: LiveRoom, participants: list[LiveParticipant] | None = None
+    ) -> None:
+        """Inspect a room: its dispatches first; its participants only when the listing's count
+        is not explained by the recorded humans plus our running agents (or the session is new)."""
+        self.inspected += 1
         listed_at = self.now()
-        participants, ours = await asyncio.gather(
-            self.livekit.alist_participants(live_room.name), self._our_dispatches(room.name)
-        )
+        ours = await self._our_dispatches(room.name)
         if room.sid != live_room.sid:
             # Recorded exactly as a room_started webhook would be: a newer session replaces the
             # old one (whose agent reconcile then stops), a listing older than the record is
@@ -344,7 +386,10 @@ class _SweepRun:
             )
             self.metrics.count("RoomsGone")
             room = observed
-        room = await self.blocking(self._apply_changes, room, participants, listed_at)
+        if participants is None and not participants_explained(room, live_room, ours):
+            participants = await self.livekit.alist_participants(live_room.name)
+        if participants is not None:
+            room = await self.blocking(self._apply_changes, room, participants, listed_at)
         plan = plan_dispatch_cleanup(
             ours, room.agent.dispatch_id if room.agent else None, self.now(), self.policy.settle_seconds
         )
@@ -400,6 +445,8 @@ class _SweepRun:
         participants = (
             await self.livekit.alist_participants(live_room.name) if live_room.num_participants else []
         )
+        if participants:
+            self.inspected += 1
         if any(is_human(p.kind) for p in participants):
             adopted = await self.blocking(self.controller.observe_live_room, live_room)
             if adopted is not None and adopted.sid == live_room.sid:
@@ -408,8 +455,10 @@ class _SweepRun:
                     extra={"room": live_room.name, "room_sid": live_room.sid},
                 )
                 self.metrics.count("RoomsAdopted")
-                await self._sweep_tracked(adopted, live_room)
+                await self._sweep_tracked(adopted, live_room, participants)
                 return
+        if not participants and not audit_due(live_room.name, self.listed_at, self.policy):
+            return  # no agent of ours is in it; a jobless dispatch waits for the room's audit
         ours = await self._our_dispatches(live_room.name)
         if not ours:
             return

@@ -147,8 +147,10 @@ class InMemoryStore:
         with self._lock:
             self.writes += 1
             current = self._workers.get(record.task_arn)
-            draining = current.draining if current else record.draining
-            self._workers[record.task_arn] = record.model_copy(update={"draining": draining})
+            update: dict[str, object] = {"draining": current.draining if current else record.draining}
+            if record.status is WorkerStatus.STOPPED and record.expires_at is None:
+                update["expires_at"] = int(record.heartbeat_at) + self._retention
+            self._workers[record.task_arn] = record.model_copy(update=update)
 
     def mark_draining(self, task_arn: str) -> None:
         with self._lock:
@@ -183,5 +185,6 @@ class InMemoryStore:
                 update["launched_for"] = state.launched_for
             if state.stopped:
                 update["status"] = WorkerStatus.STOPPED
+                update["expires_at"] = int(state.seen_at) + self._retention
             self._workers[state.task_arn] = base.model_copy(update=update)
             return True

@@ -79,6 +79,13 @@ def main() -> None:
             f"  {path:<22}: {total:8.0f} ns/call total,"
             f" {overhead:8.0f} ns ({overhead / 1000:.2f} µs) overhead"
         )
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench import figures
+
+    figures.write(
+        "log_rate_limit",
+        {"calls": CALLS, "python": sys.version.split()[0], "baseline_ns": baseline, "paths_ns": paths},
+    )
 
 
 if __name__ == "__main__":

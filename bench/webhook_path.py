@@ -28,7 +28,7 @@ READ_OPS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
 HUMANS_IN_STEADY_STATE = 50
 
 
-def dynamodb_calls_per_event() -> None:
+def dynamodb_calls_per_event() -> dict[str, float]:
     import boto3
     from moto import mock_aws
 
@@ -77,9 +77,10 @@ def dynamodb_calls_per_event() -> None:
         f"{writes / events:.2f} writes, {reads / events:.2f} reads (goal ≤ 2 writes, 0 reads) "
         f"{dict(counter.calls)}"
     )
+    return {"writes_per_event": writes / events, "reads_per_event": reads / events}
 
 
-def handler_time_with_memory_ports(samples: int = 2000) -> None:
+def handler_time_with_memory_ports(samples: int = 2000) -> dict[str, float]:
     from control_plane import composition
     from control_plane.adapters.memory.livekit import InMemoryLiveKit
     from control_plane.adapters.memory.runtime import (
@@ -105,7 +106,7 @@ def handler_time_with_memory_ports(samples: int = 2000) -> None:
         InMemoryMetrics(),
     )
     composition.ports = lambda metrics: ports  # type: ignore[assignment]
-    composition.livekit_credentials = lambda: ("bench-key", "bench-secret-bench-secret-bench-secret")
+    composition.livekit_credentials = lambda **_: ("bench-key", "bench-secret-bench-secret-bench-secret")
     events = []
     for i in range(samples):
         kind = "participant_joined" if i % 2 == 0 else "participant_left"
@@ -132,6 +133,7 @@ def handler_time_with_memory_ports(samples: int = 2000) -> None:
         f"median {statistics.median(timings):.2f} ms, "
         f"p95 {timings[int(len(timings) * 0.95)]:.2f} ms   (goal median ≤ 5 ms)"
     )
+    return {"median_ms": statistics.median(timings), "p95_ms": timings[int(len(timings) * 0.95)]}
 
 
 COLD_START = """
@@ -148,7 +150,7 @@ print(imported - started, time.perf_counter() - imported)
 """
 
 
-def cold_start_time(runs: int = 5) -> None:
+def cold_start_time(runs: int = 5) -> dict[str, float]:
     """Import of the handler module, then the first signature check (which loads livekit-api)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
     imports, first_checks = [], []
@@ -164,9 +166,18 @@ def cold_start_time(runs: int = 5) -> None:
         f"median {statistics.median(imports):.0f} ms "
         f"(goal ≤ 400 ms); first signature check after it adds {statistics.median(first_checks):.0f} ms"
     )
+    return {"import_ms": statistics.median(imports), "first_check_ms": statistics.median(first_checks)}
 
 
 if __name__ == "__main__":
-    dynamodb_calls_per_event()
-    handler_time_with_memory_ports()
-    cold_start_time()
+    from bench import figures
+
+    figures.write(
+        "webhook_path",
+        {
+            "dynamodb": dynamodb_calls_per_event(),
+            "handler": handler_time_with_memory_ports(),
+            "cold_start": cold_start_time(),
+            "goals": {"writes_per_event": 2, "reads_per_event": 0, "median_ms": 5, "import_ms": 400},
+        },
+    )

@@ -42,6 +42,9 @@ class AsyncLiveKit(Protocol):
     async def acreate_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom: ...
 
 
+_EPSILON = 1e-9
+
+
 class CallBudget:
     """A token bucket for the sweep's LiveKit calls: ``rate`` a second, bursts of ``rate``.
 
@@ -70,10 +73,10 @@ class CallBudget:
             now = self._clock()
             self._tokens = min(max(self._rate, 1.0), self._tokens + (now - self._at) * self._rate)
             self._at = now
-            if self._tokens >= 1:
-                self._tokens -= 1
+            if self._tokens >= 1 - _EPSILON:  # float refills may land a hair under 1
+                self._tokens = max(self._tokens - 1, 0.0)
                 return
-            wait = (1 - self._tokens) / self._rate
+            wait = max((1 - self._tokens) / self._rate, _EPSILON)
             self.waited_seconds += wait
             await self._sleep(wait)
 

@@ -1,0 +1,60 @@
+"""``POST /rooms/{room}/join``: a participant token, and the agent asked for at once.
+
+The room is opened in LiveKit with ``departure_timeout`` = grace + margin (``create_room``), then
+the human's place is reserved in the room record and the room reconciled through the same
+``reconcile`` as every webhook (``RoomController.expect_human``), so the cold start, or a warm
+slot, begins before the human has connected. An agent the room already has is reused. Both
+LiveKit steps are retried on outages (``backoff``); a repeated join is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from api import views
+from api.backoff import with_livekit_retries
+from api.models import JoinRequest, JoinResponse
+from api.tokens import participant_token
+from api.wiring import ApiDeps
+
+# How long a human handed a token is counted as present before LiveKit reports the join: the
+# time to open the app and connect. Capped in the core at room.MAX_RESERVATION_SECONDS.
+JOIN_RESERVATION_SECONDS = 60.0
+
+
+def join(deps: ApiDeps, room: str, request: JoinRequest, time_left: Callable[[], float]) -> JoinResponse:
+    controller = deps.controller
+    before = deps.ports.rooms.get(room)
+    live = with_livekit_retries(lambda: controller.create_room(room), what="create_room", time_left=time_left)
+    until = deps.ports.clock.now() + JOIN_RESERVATION_SECONDS
+    after = with_livekit_retries(
+        lambda: controller.expect_human(live, request.identity, until), what="reconcile", time_left=time_left
+    )
+    after = after or deps.ports.rooms.get(room)
+    assert after is not None, "expect_human records the room"
+    token = participant_token(
+        deps.credentials(),
+        room=room,
+        identity=request.identity,
+        name=request.name,
+        metadata=request.metadata,
+        attributes=request.attributes,
+        ttl_seconds=request.ttl_seconds,
+        departure_timeout=deps.settings.departure_timeout,
+    )
+    reused = (
+        before is not None
+        and before.agent is not None
+        and after.agent is not None
+        and before.agent.launch_token == after.agent.launch_token
+    )
+    return JoinResponse(
+        room=room,
+        room_sid=after.sid,
+        identity=request.identity,
+        url=deps.settings.livekit_url,
+        token=token.jwt,
+        token_expires_at=token.expires_at,
+        agent=views.agent_view(after),
+        reused=reused,
+    )

@@ -140,3 +140,19 @@ def _xml_char(char: str) -> bool:
         or 0xE000 <= point <= 0xFFFD
         or 0x10000 <= point <= 0x10FFFF
     )
+
+
+ROOM_KEY_MAX_BYTES = 1024
+_ROOM_KEY_PREFIX_BYTES = 900
+
+
+def room_key(name: str) -> str:
+    """The DynamoDB key of a room: ``ROOM#<name>``, or, for a name too long for a partition key
+    (LiveKit's name limit can be raised or turned off), a readable prefix plus its sha256."""
+    key = "ROOM#" + name
+    raw = key.encode("utf-8", "surrogatepass")
+    if len(raw) <= ROOM_KEY_MAX_BYTES:
+        return key
+    prefix = raw[:_ROOM_KEY_PREFIX_BYTES].decode("utf-8", "ignore")
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{prefix}{HASH_MARK}{digest}"

@@ -44,7 +44,9 @@ logger = Logger(service="livekit-timer")
 copy_config_to_registered_loggers(source_logger=logger, include={"control_plane"})
 tracer = Tracer(service="livekit-timer")
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="livekit-timer")
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is reported record by record too, not raised: SQS then
+# retries exactly those, and the invocation is not counted as a function error.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class RecordDeferred(Exception):

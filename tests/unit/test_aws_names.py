@@ -18,6 +18,7 @@ from control_plane.aws_names import (
     bounded_text,
     decode_room_tag,
     encode_room_tag,
+    room_key,
     sqs_safe_json,
 )
 from control_plane.reconcile import launch_token
@@ -181,3 +182,17 @@ def test_a_timer_naming_any_valid_room_is_a_valid_sqs_body_and_reads_back(name: 
 def test_the_sqs_ranges_were_read_from_botocore() -> None:
     assert (0x20, 0xD7FF) in SQS_BODY_RANGES
     assert not is_valid_sqs_body("\x00") and not is_valid_sqs_body("\uffff")
+
+
+@given(livekit_room_names | st.text(min_size=1, max_size=3000))
+def test_any_room_name_has_a_dynamodb_key_within_the_partition_key_limit(name: str) -> None:
+    key = room_key(name)
+    assert len(key.encode("utf-8", "surrogatepass")) <= DYNAMODB_PARTITION_KEY_MAX_BYTES
+    assert key.startswith(ROOM_PK_PREFIX)
+
+
+def test_long_room_names_get_distinct_keys_and_short_ones_read_as_themselves() -> None:
+    assert room_key("standup") == ROOM_PK_PREFIX + "standup"
+    long_a, long_b = "r" * 3000, "r" * 2999 + "s"
+    assert room_key(long_a) != room_key(long_b)
+    assert room_key(long_a).startswith(ROOM_PK_PREFIX + "r" * 100)

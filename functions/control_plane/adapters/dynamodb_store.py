@@ -17,6 +17,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from control_plane.aws_names import room_key
 from control_plane.ports import ObservedTaskState, VersionConflict
 from control_plane.room import (
     DEFAULT_RETENTION_SECONDS,
@@ -79,7 +80,7 @@ def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
 def room_item(room: Room) -> dict[str, Any]:
     """The full item for a room; ``attention`` (the sparse index key) exactly while it needs it."""
     item = room.model_dump(mode="python", exclude_none=True)
-    item["pk"] = ROOM_PK_PREFIX + room.name
+    item["pk"] = room_key(room.name)
     item["state"] = room.state.value
     if room.needs_attention:
         item["attention"] = ROOM_ATTENTION
@@ -130,7 +131,7 @@ class DynamoDBStore:
 
     def get(self, name: str) -> Room | None:
         response = self._client.get_item(
-            TableName=self._table, Key={"pk": {"S": ROOM_PK_PREFIX + name}}, ConsistentRead=True
+            TableName=self._table, Key={"pk": {"S": room_key(name)}}, ConsistentRead=True
         )
         item = response.get("Item")
         return room_from_item(item) if item else None
@@ -224,7 +225,7 @@ class DynamoDBStore:
             expression = "SET departed.#p = :now, updated_at = :now REMOVE humans.#p ADD version :one"
         return {
             "TableName": self._table,
-            "Key": {"pk": {"S": ROOM_PK_PREFIX + change.room}},
+            "Key": {"pk": {"S": room_key(change.room)}},
             "UpdateExpression": expression,
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,

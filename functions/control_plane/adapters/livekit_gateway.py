@@ -117,7 +117,9 @@ class LiveKitApiGateway:
     async def alist_dispatches(self, room: str) -> list[Dispatch]:
         """Dispatches of ``room`` with their jobs; a room that is not open has none."""
         try:
-            found = await _send("list_dispatches", self._client().agent_dispatch.list_dispatch(room))
+            found = await _send(
+                "list_dispatches", self._client().agent_dispatch.list_dispatch(room), self._timeout_seconds
+            )
         except _ServerUnavailable:
             if await self._room_is_open(room):
                 raise
@@ -127,13 +129,19 @@ class LiveKitApiGateway:
     async def acreate_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch:
         """Not idempotent: every call adds a dispatch. Its jobs appear later; list to see them."""
         request = CreateAgentDispatchRequest(room=room, agent_name=agent_name, metadata=metadata)
-        created = await _send("create_dispatch", self._client().agent_dispatch.create_dispatch(request))
+        created = await _send(
+            "create_dispatch", self._client().agent_dispatch.create_dispatch(request), self._timeout_seconds
+        )
         return _dispatch(created)
 
     async def adelete_dispatch(self, room: str, dispatch_id: str) -> None:
         """Delete a dispatch, ending its jobs; one already gone, or whose room closed, is fine."""
         try:
-            await _send("delete_dispatch", self._client().agent_dispatch.delete_dispatch(dispatch_id, room))
+            await _send(
+                "delete_dispatch",
+                self._client().agent_dispatch.delete_dispatch(dispatch_id, room),
+                self._timeout_seconds,
+            )
         except LiveKitRejectedError as rejected:
             if rejected.code != _NOT_FOUND:
                 raise
@@ -143,12 +151,16 @@ class LiveKitApiGateway:
 
     async def alist_participants(self, room: str) -> list[LiveParticipant]:
         request = ListParticipantsRequest(room=room)
-        response = await _send("list_participants", self._client().room.list_participants(request))
+        response = await _send(
+            "list_participants", self._client().room.list_participants(request), self._timeout_seconds
+        )
         return [_participant(proto) for proto in response.participants]
 
     async def alist_rooms(self, names: Sequence[str] = ()) -> list[LiveRoom]:
         """Open rooms, all of them or those named."""
-        response = await _send("list_rooms", self._client().room.list_rooms(ListRoomsRequest(names=names)))
+        response = await _send(
+            "list_rooms", self._client().room.list_rooms(ListRoomsRequest(names=names)), self._timeout_seconds
+        )
         return [_room(proto) for proto in response.rooms]
 
     async def acreate_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom:
@@ -156,7 +168,9 @@ class LiveKitApiGateway:
         request = CreateRoomRequest(
             name=name, departure_timeout=departure_timeout, empty_timeout=empty_timeout
         )
-        return _room(await _send("create_room", self._client().room.create_room(request)))
+        return _room(
+            await _send("create_room", self._client().room.create_room(request), self._timeout_seconds)
+        )
 
     # --- internals -----------------------------------------------------------------------
 
@@ -186,10 +200,12 @@ class LiveKitApiGateway:
         return any(found.name == room for found in await self.alist_rooms([room]))
 
 
-async def _send(operation: str, request: Awaitable[T]) -> T:
-    """Await one Twirp call, sorting failures into "try again later" and "will never work"."""
+async def _send(operation: str, request: Awaitable[T], timeout_seconds: float) -> T:
+    """Await one Twirp call within the timeout, sorting failures into "try again later" and
+    "will never work". livekit-api hands aiohttp ``timeout=None`` (no timeout at all), so the
+    bound is kept here: a hung LiveKit must not hold a Lambda for its whole run."""
     try:
-        return await request
+        return await asyncio.wait_for(request, timeout_seconds)
     except _TRANSPORT_ERRORS as error:
         raise LiveKitUnavailable(f"LiveKit {operation} unreachable: {type(error).__name__}") from error
     except ServerError as error:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_worker.settings import AgentSettings
+
 
 class VirtualTimer:
     def __init__(self) -> None:
@@ -131,3 +133,18 @@ class FakeLiveKitWorker:
     def fail(self, error: BaseException) -> None:
         self.crash = error
         self._stop.set()
+
+
+def agent_settings(**overrides: object) -> AgentSettings:
+    """Valid settings for a worker in tests (dummy keys), with ``overrides`` applied."""
+    values: dict[str, object] = {
+        "livekit_url": "ws://127.0.0.1:7880",
+        "livekit_api_key": "devkey",
+        "livekit_api_secret": "devsecret-devsecret-devsecret-00",
+        "deepgram_api_key": "dg-dummy",
+        "llm_api_key": "sk-dummy",
+        "timer_queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/timers",
+        "agent_task_role_id": "AROAEXAMPLEAGENTROLE1",
+        **overrides,
+    }
+    return AgentSettings.model_validate(values)

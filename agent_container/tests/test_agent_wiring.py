@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
+from fakes import agent_settings as settings
 from livekit.agents import AgentServer, AgentSession, inference
 from livekit.plugins import deepgram, openai
 from livekit.protocol import agent
@@ -16,20 +17,6 @@ from agent_worker.healthcheck import healthy
 from agent_worker.server import LiveKitWorker, build_server, serve_launched_room, slot_load
 from agent_worker.session import ROOM_OPTIONS, build_llm, build_session
 from agent_worker.settings import AgentSettings, LLMProvider
-
-
-def settings(**overrides: object) -> AgentSettings:
-    values: dict[str, object] = {
-        "livekit_url": "ws://127.0.0.1:7880",
-        "livekit_api_key": "devkey",
-        "livekit_api_secret": "devsecret-devsecret-devsecret-00",
-        "deepgram_api_key": "dg-dummy",
-        "llm_api_key": "sk-dummy",
-        "timer_queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/timers",
-        "agent_task_role_id": "AROAEXAMPLEAGENTROLE1",
-        **overrides,
-    }
-    return AgentSettings.model_validate(values)
 
 
 def build_session_offline(agent_settings: AgentSettings) -> AgentSession[None]:

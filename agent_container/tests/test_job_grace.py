@@ -7,7 +7,7 @@ the room ``active`` with no agent until the next sweep."""
 
 from __future__ import annotations
 
-from fakes import FakeParticipant, FakeRoom, VirtualClock
+from fakes import FakeParticipant, FakeRoom, VirtualClock, agent_settings
 
 from agent_worker.session import job_presence, watch_room
 from agent_worker.settings import AgentSettings
@@ -21,18 +21,7 @@ alice_again = FakeParticipant("PA_alice2", "alice")
 
 
 def settings(**overrides: object) -> AgentSettings:
-    values: dict[str, object] = {
-        "livekit_url": "ws://127.0.0.1:7880",
-        "livekit_api_key": "devkey",
-        "livekit_api_secret": "devsecret-devsecret-devsecret-00",
-        "deepgram_api_key": "dg-dummy",
-        "llm_api_key": "sk-dummy",
-        "timer_queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/timers",
-        "agent_task_role_id": "AROAEXAMPLEAGENTROLE1",
-        "grace_period_seconds": CONTROL_PLANE_GRACE,
-        **overrides,
-    }
-    return AgentSettings.model_validate(values)
+    return agent_settings(grace_period_seconds=CONTROL_PLANE_GRACE, **overrides)
 
 
 class Job:

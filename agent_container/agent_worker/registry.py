@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from control_plane.worker_protocol import (
     WORKER_ATTENTION,
+    JobEnded,
     WorkerReady,
     WorkerRecord,
     WorkerStatus,
@@ -125,6 +126,18 @@ class SqsReadySignal:
 
     def send(self) -> None:
         self._client.send_message(QueueUrl=self._queue_url, MessageBody=self._message)
+
+
+class SqsJobReports:
+    """Sends a job's :class:`JobEnded` report on the timer queue (only about this task: the
+    control plane drops one whose ``task_arn`` is not the sender's)."""
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    def send(self, message: JobEnded) -> None:
+        self._client.send_message(QueueUrl=self._queue_url, MessageBody=message.model_dump_json())
 
 
 def _to_dynamo(value: Any) -> Any:

@@ -1,5 +1,6 @@
 """What each job runs: an ``AgentSession`` (Deepgram STT and TTS, the configured LLM) plus
-the room-presence watch that ends the job when the humans are gone."""
+the room-presence watch that ends the job when the humans are gone, and the job's report of
+how it ended (:mod:`agent_worker.job_report`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+import boto3
 from livekit.agents import NOT_GIVEN, Agent, AgentSession, JobContext, inference, llm, room_io
 from livekit.agents.voice.events import CloseEvent
 from livekit.plugins import deepgram, openai
 
 from agent_worker.clock import Clock, Scheduler, SystemClock
+from agent_worker.ecs_metadata import TaskArnUnknown, resolve_task_arn
+from agent_worker.job_report import JobReport, close_failure, run_job
 from agent_worker.presence import Participant, RoomPresence
+from agent_worker.registry import SqsJobReports
 from agent_worker.settings import AgentSettings, LLMProvider, load_settings
 
 
@@ -106,8 +111,40 @@ def watch_room(room: RoomEventSource, presence: RoomPresence) -> None:
     presence.start([Participant(p.sid, p.identity, p.kind) for p in room.remote_participants.values()])
 
 
+def on_session_closed(event: CloseEvent, presence: RoomPresence, report: JobReport) -> None:
+    """A closed session leaves a silent agent in the room: end the job so the control plane
+    sees it, and record why if it closed on an error (a speech or LLM provider gave up)."""
+    failure = close_failure(event)
+    if failure is not None:
+        reason, cause = failure
+        report.failed(reason, f"agent session closed on {type(event.error).__name__}", cause)
+    presence.end(f"agent session closed ({event.reason.value})")
+
+
+async def job_report(settings: AgentSettings, *, room: str, job_id: str) -> JobReport:
+    """The job's report, sent on the timer queue; only logged if the task's ARN is unknown."""
+    try:
+        task_arn: str | None = await resolve_task_arn(
+            configured=settings.task_arn, metadata_uri=settings.ecs_container_metadata_uri_v4
+        )
+    except TaskArnUnknown:
+        task_arn = None
+    sink = SqsJobReports(boto3.client("sqs"), settings.timer_queue_url)
+    return JobReport(task_arn=task_arn, room=room, job_id=job_id, clock=SystemClock(), sink=sink)
+
+
 async def entrypoint(ctx: JobContext) -> None:
     settings = load_settings()
+    report = await job_report(settings, room=ctx.job.room.name, job_id=ctx.job.id)
+
+    async def report_end(reason: str) -> None:
+        await asyncio.to_thread(report.end)
+
+    ctx.add_shutdown_callback(report_end)
+    await run_job(lambda: serve_job(ctx, settings, report), report, ctx.shutdown)
+
+
+async def serve_job(ctx: JobContext, settings: AgentSettings, report: JobReport) -> None:
     await ctx.connect()
     presence = job_presence(
         settings,
@@ -127,8 +164,7 @@ async def entrypoint(ctx: JobContext) -> None:
 
     @session.on("close")
     def session_closed(event: CloseEvent) -> None:
-        # a closed session leaves a silent agent in the room: end the job so the control plane sees it
-        presence.end(f"agent session closed ({event.reason.value})")
+        on_session_closed(event, presence, report)
 
     await session.start(
         agent=Agent(instructions=settings.agent_instructions), room=ctx.room, room_options=ROOM_OPTIONS

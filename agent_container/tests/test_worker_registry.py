@@ -16,12 +16,21 @@ from agent_worker.registry import (
     DRAIN_FLAGGED,
     RECORDED_STOPPED,
     DynamoWorkerRecord,
+    SqsJobReports,
     SqsReadySignal,
     WorkerKeyRefused,
     worker_key,
 )
 from control_plane.adapters.dynamodb_store import DynamoDBStore
-from control_plane.worker_protocol import TIMER_MESSAGE, WORKER_PK_PREFIX, WorkerReady, WorkerStatus
+from control_plane.worker_protocol import (
+    TIMER_MESSAGE,
+    WORKER_PK_PREFIX,
+    JobEnded,
+    JobFailureReason,
+    JobOutcome,
+    WorkerReady,
+    WorkerStatus,
+)
 from tests.aws import create_table
 
 TABLE = "lifecycle"
@@ -148,3 +157,22 @@ def test_the_ready_signal_is_a_timer_message_for_the_room_the_task_was_launched_
 
     (message,) = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     assert TIMER_MESSAGE.validate_json(message["Body"]) == WorkerReady(task_arn=TASK_ARN, room="standup")
+
+
+def test_a_job_report_is_a_timer_message_naming_this_task(aws: None) -> None:
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    queue_url = sqs.create_queue(QueueName="timers")["QueueUrl"]
+    report = JobEnded(
+        task_arn=TASK_ARN,
+        room="standup",
+        job_id="AJ_1",
+        outcome=JobOutcome.FAILURE,
+        reason=JobFailureReason.SPEECH_UNAVAILABLE,
+        exception_type="APIConnectionError",
+        duration_seconds=1.5,
+    )
+
+    SqsJobReports(sqs, queue_url).send(report)
+
+    (message,) = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert TIMER_MESSAGE.validate_json(message["Body"]) == report

@@ -33,7 +33,15 @@ from control_plane.room import (
     observe_room_finished,
     observe_room_started,
 )
-from control_plane.worker_protocol import GraceExpired, Respawn, TimerMessage, WorkerReady
+from control_plane.worker_protocol import (
+    GraceExpired,
+    JobEnded,
+    JobFailureReason,
+    JobOutcome,
+    Respawn,
+    TimerMessage,
+    WorkerReady,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +103,8 @@ class RoomController:
         if isinstance(message, WorkerReady):
             log.info("worker ready", extra={"task_arn": message.task_arn, "room": message.room})
             return self.reconcile(message.room) if message.room else None
+        if isinstance(message, JobEnded):
+            return self.job_ended(message)
         assert isinstance(message, Respawn)
         return self.reconcile(message.room)
 
@@ -121,16 +131,55 @@ class RoomController:
         )
         if counted:
             self._ports.metrics.count("AgentCrashes")
+            self._after_failure(after, now, "agent crash loop")
+        return self.reconcile(name, after)
+
+    def job_ended(self, message: JobEnded) -> Room | None:
+        """A worker reports how a job in a room ended. A failure soon after the job started
+        counts toward the room's crash loop (:func:`reconcile.record_job_failed`): the next
+        dispatch waits out a backoff, and the loop limit marks the room failed."""
+        extra = {
+            "room": message.room,
+            "task_arn": message.task_arn,
+            "job_id": message.job_id,
+            "outcome": message.outcome.value,
+            "reason": message.reason.value if message.reason else None,
+            "exception_type": message.exception_type,
+            "duration_seconds": message.duration_seconds,
+        }
+        if message.outcome is JobOutcome.SUCCESS:
+            log.info("agent job ended", extra=extra)
+            return self._ports.rooms.get(message.room)
+        reason = message.reason or JobFailureReason.OTHER
+        self._ports.metrics.count("JobFailures", dimensions={"Reason": reason.value})
+        now = self._now()
+        policy = self._policy
+        after = self._record(
+            message.room,
+            lambda r: reconcile.record_job_failed(r, message.task_arn, message.duration_seconds, now, policy),
+        )
+        counted = after is not None and bool(after.crashes) and after.crashes[-1] == now
+        log.warning("agent job failed", extra={**extra, "counted": counted})
+        if after is None or not counted:
+            return after
+        self._after_failure(after, now, "agent job failure loop")
+        return self.reconcile(message.room, after)
+
+    def _after_failure(self, after: Room, now: float, loop: str) -> None:
+        """A counted crash or job failure: alarm on a loop, else wake the room after its backoff."""
         if after.failed_at == now:
             log.error(
-                "agent crash loop: room marked failed, no more launches until a human joins",
-                extra={"room": name, "crashes": len(after.crashes), "limit": policy.crash_loop_limit},
+                f"{loop}: room marked failed, no more launches or dispatches until a human joins",
+                extra={
+                    "room": after.name,
+                    "crashes": len(after.crashes),
+                    "limit": self._policy.crash_loop_limit,
+                },
             )
             self._ports.metrics.count("CrashLoops")
-        elif counted and after.next_launch_at is not None:
+        elif after.next_launch_at is not None:
             delay = math.ceil(after.next_launch_at - now)
-            self._ports.timers.send(Respawn(room=name, attempt=len(after.crashes)), delay)
-        return self.reconcile(name, after)
+            self._ports.timers.send(Respawn(room=after.name, attempt=len(after.crashes)), delay)
 
     def room_gone(self, name: str, sid: str) -> Room | None:
         """LiveKit no longer has session ``sid`` of the room: its room_finished was missed.

@@ -78,6 +78,8 @@ WORKER_ADAPTER_ACTIONS: Final[Mapping[str, frozenset[str]]] = {
     "DynamoWorkerRecord": frozenset({"dynamodb:UpdateItem"}),
     # agent_worker.registry.SqsReadySignal: wakes the room the task was launched for.
     "SqsReadySignal": frozenset({"sqs:SendMessage"}),
+    # agent_worker.registry.SqsJobReports: how each job ended (its own task only, by SenderId).
+    "SqsJobReports": frozenset({"sqs:SendMessage"}),
 }
 """API actions of the agent worker (the Fargate task role), by class."""
 

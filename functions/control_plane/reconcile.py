@@ -35,6 +35,8 @@ class Policy:
     worker_stale_seconds: float
     crash_loop_limit: int = 3
     crash_window_seconds: float = 600.0
+    long_job_seconds: float = 300.0
+    """A job that ran at least this long before failing does not count toward the crash loop."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,9 @@ def _advance_agent(
             LaunchTask(agent.launch_token, takeover=True),
             "launch claim expired",
         )
+    # A failed job holds the next dispatch back like a crash holds the next launch.
+    if room.failed_at is not None or (room.next_launch_at is not None and now < room.next_launch_at):
+        return room, None, None
     # Never dispatch into a room nobody is in or about to join (grace after a dispatch was
     # lost): the agent would join an empty room and be billed for it.
     if agent.dispatch_id is None and world.worker_ready and _present(room, now):
@@ -409,13 +414,49 @@ def record_task_stopped(
         "agent": agent.model_copy(update={"task_arn": task_arn, "task_stopped_at": now})
     }
     if crashed and (room.wants_agent or expecting_human(room, now)):
-        recent = tuple(at for at in room.crashes if now - at < policy.crash_window_seconds)
-        crashes = (*recent, now)
-        update["crashes"] = crashes
-        update["next_launch_at"] = now + launch_backoff_seconds(len(crashes))
-        if len(crashes) >= policy.crash_loop_limit:
-            update["failed_at"] = now
+        update.update(count_failure(room, now, policy))
     return room.model_copy(update=update)
+
+
+def count_failure(room: Room, now: float, policy: Policy) -> dict[str, object]:
+    """The one crash-loop rule, for task crashes and job failures alike: the failure joins the
+    room's ``crashes`` within the window, the next launch or dispatch waits out a backoff
+    (``next_launch_at``), and ``crash_loop_limit`` of them mark the room failed."""
+    recent = tuple(at for at in room.crashes if now - at < policy.crash_window_seconds)
+    crashes = (*recent, now)
+    update: dict[str, object] = {
+        "crashes": crashes,
+        "next_launch_at": now + launch_backoff_seconds(len(crashes)),
+    }
+    if len(crashes) >= policy.crash_loop_limit:
+        update["failed_at"] = now
+    return update
+
+
+def record_job_failed(
+    room: Room, task_arn: str, duration_seconds: float, now: float, policy: Policy
+) -> Room | None:
+    """The agent's worker reports a job in this room failed; None if it does not count.
+
+    Counted like a crash (:func:`count_failure`) when the room's current task ran it, humans
+    are there or expected, and the job failed within ``long_job_seconds`` of its start: a job
+    that served the room that long was working, and its failure is not a loop. A report while
+    the backoff from the last failure still runs is not counted again: no dispatch was made
+    since, so it is a redelivery or the same dead dispatch reporting twice.
+    """
+    agent = room.agent
+    if (
+        agent is None
+        or agent.task_arn != task_arn
+        or agent.task_stopped_at is not None
+        or room.stop_requested_at is not None
+        or room.failed_at is not None
+        or not (room.wants_agent or expecting_human(room, now))
+        or duration_seconds >= policy.long_job_seconds
+        or (room.next_launch_at is not None and now < room.next_launch_at)
+    ):
+        return None
+    return room.model_copy(update=count_failure(room, now, policy))
 
 
 def record_dispatch_replaced(

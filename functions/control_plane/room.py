@@ -84,10 +84,12 @@ class Grace(BaseModel):
 
 
 class Room(BaseModel):
-    """``crashes`` holds when the agent's task died unasked, within the crash window;
-    ``failed_at`` is set once they reach the crash-loop limit and stops all launches until a
-    new human joins (or an operator resets the room). ``expected`` maps the identities handed a
-    join token to when that reservation lapses (:func:`expect_human`).
+    """``crashes`` holds when the agent's task died unasked or one of its jobs failed soon after
+    it started, within the crash window; ``next_launch_at`` holds the next launch or dispatch
+    back until a backoff is over; ``failed_at`` is set once they reach the crash-loop limit and
+    stops all launches and dispatches until a new human joins (or an operator resets the room).
+    ``expected`` maps the identities handed a join token to when that reservation lapses
+    (:func:`expect_human`).
     """
 
     model_config = ConfigDict(frozen=True)

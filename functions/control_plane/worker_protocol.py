@@ -50,18 +50,22 @@ def worker_pk(task_arn: str, task_role_id: str) -> str:
     return WORKER_PK_FORMAT.format(task_role_id=task_role_id, task_id=task_id(task_arn))
 
 
+TASK_MESSAGE_KINDS = frozenset({"worker_ready", "job_ended"})
+"""Timer-queue messages an agent task may send, each only about itself (its own task_arn)."""
+
+
 def sender_may_send(kind: str, task_arn: str | None, sender_id: str | None, task_role_id: str) -> bool:
     """Whether a timer-queue message may be acted on, judged by SQS's ``SenderId``.
 
-    Agent tasks may send the queue only their own ``worker_ready`` (SQS stamps a task role's
-    messages ``<role id>:<task id>``); anything else a task sends, or a ``worker_ready`` naming
-    another task, is forged. Without a configured role id (local runs) there is nothing to
+    Agent tasks may send the queue only their own ``worker_ready`` and ``job_ended`` (SQS stamps
+    a task role's messages ``<role id>:<task id>``); anything else a task sends, or one of those
+    naming another task, is forged. Without a configured role id (local runs) there is nothing to
     check against.
     """
     if not task_role_id:
         return True
     from_a_task = sender_id is not None and sender_id.startswith(task_role_id + ":")
-    if kind != "worker_ready":
+    if kind not in TASK_MESSAGE_KINDS:
         return not from_a_task
     return task_arn is not None and sender_id == f"{task_role_id}:{task_id(task_arn)}"
 
@@ -114,12 +118,41 @@ class WorkerReady(BaseModel):
 
 
 class Respawn(BaseModel):
-    """Delayed message that retries an agent for a room after its task crashed."""
+    """Delayed message that retries an agent for a room after its task crashed or its job
+    failed, once the backoff is over."""
 
     kind: Literal["respawn"] = "respawn"
     room: str
     attempt: int
 
 
-TimerMessage = Annotated[GraceExpired | WorkerReady | Respawn, Field(discriminator="kind")]
+class JobOutcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+class JobFailureReason(StrEnum):
+    """Why a job failed, a small fixed set so it can be a metric dimension."""
+
+    ENTRYPOINT_ERROR = "entrypoint_error"
+    SPEECH_UNAVAILABLE = "speech_unavailable"
+    LLM_UNAVAILABLE = "llm_unavailable"
+    OTHER = "other"
+
+
+class JobEnded(BaseModel):
+    """Sent by a worker when one of its jobs ends, however it ended. A failure counts toward
+    the room's crash loop (see ``control_plane.reconcile.count_failure``); a success does not."""
+
+    kind: Literal["job_ended"] = "job_ended"
+    task_arn: str
+    room: str
+    job_id: str
+    outcome: JobOutcome
+    reason: JobFailureReason | None = None
+    exception_type: str | None = Field(default=None, max_length=200)
+    duration_seconds: float = Field(ge=0)
+
+
+TimerMessage = Annotated[GraceExpired | WorkerReady | Respawn | JobEnded, Field(discriminator="kind")]
 TIMER_MESSAGE = TypeAdapter(TimerMessage)

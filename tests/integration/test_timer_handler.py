@@ -1,4 +1,4 @@
-"""The timer Lambda: SQS batches of worker-ready, grace-expiry and respawn messages."""
+"""The timer Lambda: SQS batches of worker-ready, job-ended, grace-expiry and respawn messages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from control_plane.worker_protocol import GraceExpired
+from control_plane.worker_protocol import (
+    GraceExpired,
+    JobEnded,
+    JobFailureReason,
+    JobOutcome,
+    sender_may_send,
+)
 from handlers import timer, webhook
 from tests.infra import cfn
 from tests.localstack import (
@@ -189,3 +195,56 @@ def test_a_grace_timer_sent_by_an_agent_task_is_dropped(agent_role: LocalAws) ->
     timer.handler(sqs_event(aws.queue_url, sender_id=f"{ROLE_ID}:abc"), LambdaContext())
 
     assert room_item(aws) == before
+
+
+def job_failed(aws: LocalAws, task_arn: str) -> None:
+    report = JobEnded(
+        task_arn=task_arn,
+        room="room-1",
+        job_id="AJ_1",
+        outcome=JobOutcome.FAILURE,
+        reason=JobFailureReason.ENTRYPOINT_ERROR,
+        exception_type="ValueError",
+        duration_seconds=0.5,
+    )
+    aws.client("sqs").send_message(QueueUrl=aws.queue_url, MessageBody=report.model_dump_json())
+
+
+def test_a_job_ended_message_is_believed_only_from_the_task_it_names(agent_role: LocalAws) -> None:
+    aws = agent_role
+    aws.livekit.state.open_room("room-1")
+    deliver(aws, webhook_body("participant_joined", sid="PA_1"))
+    task_arn = worker_registers(aws, task_role_id=ROLE_ID)
+    timer.handler(
+        sqs_event(aws.queue_url, sender_id=f"{ROLE_ID}:{task_arn.rsplit('/', 1)[-1]}"), LambdaContext()
+    )
+    before = room_item(aws)
+
+    job_failed(aws, task_arn)
+    forged = sqs_event(aws.queue_url, sender_id=f"{ROLE_ID}:someothertaskid")
+    assert timer.handler(forged, LambdaContext()) == {"batchItemFailures": []}, "dropped, not retried"
+    assert room_item(aws) == before
+
+    job_failed(aws, task_arn)
+    timer.handler(
+        sqs_event(aws.queue_url, sender_id=f"{ROLE_ID}:{task_arn.rsplit('/', 1)[-1]}"), LambdaContext()
+    )
+    assert len(room_item(aws)["crashes"]["L"]) == 1, "counted toward the crash loop"
+
+
+@pytest.mark.parametrize(
+    ("kind", "task_arn", "sender", "allowed"),
+    [
+        ("job_ended", "arn:aws:ecs:r:1:task/c/t1", f"{ROLE_ID}:t1", True),
+        ("job_ended", "arn:aws:ecs:r:1:task/c/t1", f"{ROLE_ID}:t2", False),
+        ("job_ended", "arn:aws:ecs:r:1:task/c/t1", "AIDAOPERATOR", False),
+        ("worker_ready", "arn:aws:ecs:r:1:task/c/t1", f"{ROLE_ID}:t1", True),
+        ("worker_ready", "arn:aws:ecs:r:1:task/c/t1", f"{ROLE_ID}:t2", False),
+        ("grace_expired", None, f"{ROLE_ID}:t1", False),
+        ("grace_expired", None, "AROALAMBDA:fn", True),
+    ],
+)
+def test_sender_may_send_only_its_own_task_messages(
+    kind: str, task_arn: str | None, sender: str, allowed: bool
+) -> None:
+    assert sender_may_send(kind, task_arn, sender, ROLE_ID) is allowed

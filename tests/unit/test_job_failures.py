@@ -1,0 +1,248 @@
+"""Agent jobs that fail at once, on in-memory twins: backoff, the crash-loop breaker, metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from control_plane.reconcile import count_failure, record_job_failed
+from control_plane.room import Agent, Human, Room, RoomState
+from control_plane.worker_protocol import JobEnded, JobFailureReason, JobOutcome, Respawn
+from tests.harness import TwinStack
+
+LIMIT = TwinStack().policy.crash_loop_limit
+
+
+@pytest.fixture
+def stack() -> TwinStack:
+    return TwinStack()
+
+
+def failing_worker_tick(stack: TwinStack, arn: str, outcome: JobOutcome = JobOutcome.FAILURE) -> int:
+    """The worker ends every running job in the room at once and reports it, as
+    ``agent_worker.session`` does; returns how many jobs it ended."""
+    ended = 0
+    for dispatch in stack.dispatches():
+        if not dispatch.has_running_job:  # type: ignore[attr-defined]
+            continue
+        stack.livekit.end_jobs("room-1", dispatch.dispatch_id, "JS_FAILED")  # type: ignore[attr-defined]
+        stack.timers.send(
+            JobEnded(
+                task_arn=arn,
+                room="room-1",
+                job_id=dispatch.dispatch_id,  # type: ignore[attr-defined]
+                outcome=outcome,
+                reason=JobFailureReason.SPEECH_UNAVAILABLE if outcome is JobOutcome.FAILURE else None,
+                exception_type="APIConnectionError" if outcome is JobOutcome.FAILURE else None,
+                duration_seconds=1.5,
+            ),
+            0,
+        )
+        ended += 1
+    stack.run_due_timers()
+    return ended
+
+
+def run_failing_jobs(stack: TwinStack, arn: str, minutes: int = 15) -> int:
+    """Every job fails at once for ``minutes``, with a sweep a minute; returns jobs ended."""
+    ended = 0
+    for _ in range(minutes * 4):
+        ended += failing_worker_tick(stack, arn)
+        stack.advance(15)
+        stack.heartbeat(arn)
+        if int(stack.clock.now()) % 60 < 15:
+            stack.sweep()
+    return ended
+
+
+def test_jobs_failing_at_once_for_fifteen_minutes_fail_the_room_and_stop_dispatching(
+    stack: TwinStack,
+) -> None:
+    stack.join("PA_1")
+    arn = stack.worker_becomes_ready()
+
+    ended = run_failing_jobs(stack, arn)
+
+    room = stack.room()
+    assert room.state is RoomState.FAILED
+    assert ended == LIMIT, "no dispatch after the room failed"
+    assert stack.livekit.calls["create_dispatch"] == LIMIT
+    assert stack.metrics.count_for("JobFailures", Reason="speech_unavailable") == LIMIT
+    assert stack.metrics.counts["CrashLoops"] == 1
+    assert stack.metrics.counts["AgentCrashes"] == 0
+
+
+def test_next_dispatch_after_a_failed_job_waits_out_the_backoff(stack: TwinStack) -> None:
+    stack.join("PA_1")
+    arn = stack.worker_becomes_ready()
+
+    failing_worker_tick(stack, arn)
+    stack.advance(31)
+    stack.heartbeat(arn)
+    stack.sweep()  # deletes the dead dispatch; the backoff (10 s) is over, so it dispatches again
+
+    room = stack.room()
+    assert len(room.crashes) == 1 and room.state is RoomState.ACTIVE
+    assert stack.livekit.calls["create_dispatch"] == 2
+
+    failing_worker_tick(stack, arn)
+    respawn = [s for s in stack.timers.sent if isinstance(s.message, Respawn)]
+    assert [s.due_at - stack.clock.now() for s in respawn] == [20.0], "second failure: 20 s backoff"
+    stack.advance(31)
+    stack.sweep()  # the dispatch is forgotten, but the backoff still holds the next one back
+    assert stack.livekit.calls["create_dispatch"] == 3, "dispatched once the backoff ran out"
+
+
+def test_dispatch_is_held_back_while_the_backoff_runs(stack: TwinStack) -> None:
+    stack.join("PA_1")
+    arn = stack.worker_becomes_ready()
+    for _ in range(2):
+        failing_worker_tick(stack, arn)
+        stack.advance(31)
+        stack.heartbeat(arn)
+        stack.sweep()
+    failing_worker_tick(stack, arn)  # third failure within the window: the room failed
+    assert stack.room().state is RoomState.FAILED
+
+    stack.advance(600)
+    stack.heartbeat(arn)
+    stack.sweep()
+
+    assert stack.livekit.calls["create_dispatch"] == LIMIT
+
+
+def test_new_human_joining_clears_a_job_failure_loop(stack: TwinStack) -> None:
+    stack.join("PA_1")
+    arn = stack.worker_becomes_ready()
+    run_failing_jobs(stack, arn)
+    assert stack.room().state is RoomState.FAILED
+
+    stack.join("PA_2", identity="bob")
+    stack.heartbeat(arn)
+    stack.sweep()
+
+    room = stack.room()
+    assert room.failed_at is None and room.crashes == ()
+    assert room.state is RoomState.ACTIVE
+    assert stack.livekit.calls["create_dispatch"] == LIMIT + 1
+
+
+def test_job_that_succeeded_does_not_count(stack: TwinStack) -> None:
+    stack.join("PA_1")
+    arn = stack.worker_becomes_ready()
+
+    failing_worker_tick(stack, arn, JobOutcome.SUCCESS)
+
+    room = stack.room()
+    assert room.crashes == () and room.next_launch_at is None and room.failed_at is None
+    assert stack.metrics.counts["JobFailures"] == 0
+
+
+def test_job_that_ran_long_before_failing_does_not_count(stack: TwinStack) -> None:
+    stack.join("PA_1")
+    arn = stack.worker_becomes_ready()
+    job = stack.room().agent.dispatch_id  # type: ignore[union-attr]
+
+    stack.controller.handle_timer(
+        JobEnded(
+            task_arn=arn,
+            room="room-1",
+            job_id=str(job),
+            outcome=JobOutcome.FAILURE,
+            reason=JobFailureReason.LLM_UNAVAILABLE,
+            duration_seconds=stack.policy.long_job_seconds,
+        )
+    )
+
+    assert stack.room().crashes == ()
+    assert stack.metrics.count_for("JobFailures", Reason="llm_unavailable") == 1, "still counted as a metric"
+
+
+def test_redelivered_failure_report_counts_once(stack: TwinStack) -> None:
+    stack.join("PA_1")
+    arn = stack.worker_becomes_ready()
+    report = JobEnded(
+        task_arn=arn, room="room-1", job_id="AJ_1", outcome=JobOutcome.FAILURE, duration_seconds=1.0
+    )
+
+    stack.controller.handle_timer(report)
+    stack.controller.handle_timer(report)
+
+    assert len(stack.room().crashes) == 1
+
+
+def test_failure_reported_by_another_task_is_ignored(stack: TwinStack) -> None:
+    stack.join("PA_1")
+    stack.worker_becomes_ready()
+
+    stack.controller.handle_timer(
+        JobEnded(
+            task_arn="arn:aws:ecs:eu-west-1:1:task/c/other",
+            room="room-1",
+            job_id="AJ_1",
+            outcome=JobOutcome.FAILURE,
+            duration_seconds=1.0,
+        )
+    )
+
+    assert stack.room().crashes == ()
+
+
+# --- the one rule, as pure functions --------------------------------------------------------------
+
+POLICY = TwinStack().policy
+TASK = "arn:aws:ecs:eu-west-1:1:task/c/t1"
+
+
+@pytest.mark.parametrize(
+    ("history", "now", "crashes", "retry_in", "failed"),
+    [
+        ((), 1000.0, (1000.0,), 10, False),
+        ((990.0,), 1000.0, (990.0, 1000.0), 20, False),
+        ((980.0, 990.0), 1000.0, (980.0, 990.0, 1000.0), 40, True),
+        ((1000.0 - POLICY.crash_window_seconds, 990.0), 1000.0, (990.0, 1000.0), 20, False),
+    ],
+    ids=["first", "second", "limit", "oldest-left-the-window"],
+)
+def test_count_failure_is_the_crash_loop_rule(
+    history: tuple[float, ...], now: float, crashes: tuple[float, ...], retry_in: int, failed: bool
+) -> None:
+    update = count_failure(Room(name="r", crashes=history), now, POLICY)
+
+    assert update["crashes"] == crashes
+    assert update["next_launch_at"] == now + retry_in
+    assert ("failed_at" in update) is failed
+
+
+def serving(**changes: object) -> Room:
+    agent = Agent(launch_token="t", launch_claimed_at=0.0, task_arn=TASK, dispatch_id="AD_1")
+    room = Room(name="r", humans={"PA_1": Human(identity="alice", joined_at=0.0)}, agent=agent)
+    return room.model_copy(update=changes)
+
+
+@pytest.mark.parametrize(
+    ("room", "task_arn", "duration", "counted"),
+    [
+        (serving(), TASK, 1.0, True),
+        (serving(), "arn:aws:ecs:eu-west-1:1:task/c/other", 1.0, False),
+        (serving(), TASK, POLICY.long_job_seconds, False),
+        (serving(humans={}), TASK, 1.0, False),
+        (serving(next_launch_at=1010.0), TASK, 1.0, False),
+        (serving(next_launch_at=990.0), TASK, 1.0, True),
+        (serving(failed_at=900.0), TASK, 1.0, False),
+        (serving(stop_requested_at=990.0), TASK, 1.0, False),
+    ],
+    ids=[
+        "counted",
+        "another-task",
+        "ran-long",
+        "nobody-there",
+        "backoff-running",
+        "backoff-over",
+        "already-failed",
+        "stopping",
+    ],
+)
+def test_which_job_failures_count(room: Room, task_arn: str, duration: float, counted: bool) -> None:
+    after = record_job_failed(room, task_arn, duration, 1000.0, POLICY)
+
+    assert (after is not None and after.crashes == (*room.crashes, 1000.0)) is counted

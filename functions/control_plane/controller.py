@@ -236,13 +236,11 @@ class RoomController:
             if decision is None:
                 break
             try:
-                saved = rooms.save(decision.room, expected_version=current.version)
+                self._carry_out(current, decision)
             except VersionConflict:
                 current = rooms.get(name)
                 continue
-            self._log_transition(current, saved, decision)
             self._ports.metrics.count("AgentsClosedByOperator")
-            self._perform(saved, decision)
             break
         return self.reconcile(name)
 
@@ -275,21 +273,25 @@ class RoomController:
             decision = reconcile.decide(current, self._observe(current, now), now, self._policy)
             if decision is None:
                 return current
-            for timer in decision.before_save:
-                self._ports.timers.send(
-                    GraceExpired(room=name, generation=timer.generation), timer.delay_seconds
-                )
             try:
-                saved = rooms.save(decision.room, expected_version=current.version)
+                current = self._carry_out(current, decision)
             except VersionConflict:
                 current = rooms.get(name)
-                continue
-            self._log_transition(current, saved, decision)
-            if reconcile.grace_cancelled(current, saved):
-                self._ports.metrics.count("GraceCancelled")
-            current = self._perform(saved, decision)
         log.warning("reconcile did not settle", extra={"room": name, "rounds": MAX_ROUNDS})
         return current
+
+    def _carry_out(self, current: Room, decision: Decision) -> Room | None:
+        """Send the decision's timers, save its room over ``current`` (VersionConflict if another
+        writer came first) and, the save won, perform its effects; returns the room after them."""
+        for timer in decision.before_save:
+            self._ports.timers.send(
+                GraceExpired(room=current.name, generation=timer.generation), timer.delay_seconds
+            )
+        saved = self._ports.rooms.save(decision.room, expected_version=current.version)
+        self._log_transition(current, saved, decision)
+        if reconcile.grace_cancelled(current, saved):
+            self._ports.metrics.count("GraceCancelled")
+        return self._perform(saved, decision)
 
     def settled(self, room: Room) -> bool:
         """Whether ``reconcile`` would leave this snapshot as it is, judged without any read

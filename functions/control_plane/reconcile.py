@@ -108,6 +108,16 @@ def _present(room: Room, now: float) -> bool:
     return bool(room.humans) or expecting_human(room, now)
 
 
+def _wanted(room: Room, now: float) -> bool:
+    """Humans are in the current session, or expected: an agent should be there."""
+    return room.wants_agent or expecting_human(room, now)
+
+
+def _backing_off(room: Room, now: float) -> bool:
+    """A crash loop or a failure's backoff holds the next launch or dispatch back."""
+    return room.failed_at is not None or (room.next_launch_at is not None and now < room.next_launch_at)
+
+
 def _grace_deadline(room: Room, now: float, policy: Policy) -> float:
     """Grace runs from now, or from the end of the last live reservation if that is later."""
     reserved: list[float] = [] if room.finished else list(live_reservations(room, now).values())
@@ -187,7 +197,7 @@ def _advance_agent(
     agent = room.agent
     lease = policy.claim_lease_seconds
     if agent is None:
-        if room.failed_at is not None or (room.next_launch_at is not None and now < room.next_launch_at):
+        if _backing_off(room, now):
             return room, None, None
         number = room.launches + 1
         token = launch_token(room, number)
@@ -212,7 +222,7 @@ def _advance_agent(
             "launch claim expired",
         )
     # A failed job holds the next dispatch back like a crash holds the next launch.
-    if room.failed_at is not None or (room.next_launch_at is not None and now < room.next_launch_at):
+    if _backing_off(room, now):
         return room, None, None
     # Never dispatch into a room nobody is in or about to join (grace after a dispatch was
     # lost): the agent would join an empty room and be billed for it.
@@ -380,7 +390,7 @@ def defer_launch_takeover(room: Room, token: str, retry_at: float, policy: Polic
 def record_removed(room: Room, now: float, policy: Policy) -> Room:
     """The agent is gone. Humans still there or expected (its task died, or it was from an
     earlier session) keep the room open, so ``decide`` launches a new agent when allowed."""
-    if room.wants_agent or expecting_human(room, now):
+    if _wanted(room, now):
         return room.model_copy(
             update={
                 "agent": None,
@@ -413,7 +423,7 @@ def record_task_stopped(
     update: dict[str, object] = {
         "agent": agent.model_copy(update={"task_arn": task_arn, "task_stopped_at": now})
     }
-    if crashed and (room.wants_agent or expecting_human(room, now)):
+    if crashed and _wanted(room, now):
         update.update(count_failure(room, now, policy))
     return room.model_copy(update=update)
 
@@ -450,10 +460,9 @@ def record_job_failed(
         or agent.task_arn != task_arn
         or agent.task_stopped_at is not None
         or room.stop_requested_at is not None
-        or room.failed_at is not None
-        or not (room.wants_agent or expecting_human(room, now))
+        or not _wanted(room, now)
         or duration_seconds >= policy.long_job_seconds
-        or (room.next_launch_at is not None and now < room.next_launch_at)
+        or _backing_off(room, now)
     ):
         return None
     return room.model_copy(update=count_failure(room, now, policy))

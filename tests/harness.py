@@ -22,13 +22,14 @@ from control_plane.adapters.memory.runtime import (
 from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.controller import RoomController
 from control_plane.events import EventParticipant, EventRoom, LiveKitEvent
-from control_plane.ports import Ports
+from control_plane.pool import PoolPolicy
+from control_plane.ports import LaunchLimiter, Ports
 from control_plane.reconcile import Policy
 from control_plane.room import Room
 from control_plane.settings import TASK_STARTED_BY
 from control_plane.sweeper import Sweeper, SweepPolicy, SweepReport
 from control_plane.task_events import EcsTaskStateChange, TaskEventHandler, TaskEventOutcome
-from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
+from control_plane.worker_protocol import JobStarted, WorkerReady, WorkerRecord, WorkerStatus
 from tests.localstack import CLUSTER, ecs_task_state_change
 
 AGENT_NAME = "voice-agent"
@@ -50,11 +51,11 @@ SWEEP_POLICY = SweepPolicy(
     worker_stale_seconds=45,
     worker_start_timeout_seconds=300,
     max_agent_age_seconds=4 * 3600,
-    warm_tasks=0,
-    slots_per_task=1,
     concurrency=4,
     safety_margin_seconds=10,
 )
+
+POOL_POLICY = PoolPolicy(worker_stale_seconds=45, start_timeout_seconds=300)
 
 _ids = itertools.count(1)
 
@@ -93,6 +94,8 @@ class TwinStack:
     clock: VirtualClock = field(default_factory=VirtualClock)
     policy: Policy = POLICY
     sweep_policy: SweepPolicy = SWEEP_POLICY
+    pool: PoolPolicy = POOL_POLICY
+    limiter: LaunchLimiter | None = None
 
     def __post_init__(self) -> None:
         self.store = InMemoryStore()
@@ -108,6 +111,7 @@ class TwinStack:
             timers=self.timers,
             clock=self.clock,
             metrics=self.metrics,
+            limiter=self.limiter,
         )
         self.controller = self.controller_for(self.ports)
         self.sweeper = Sweeper(
@@ -118,7 +122,9 @@ class TwinStack:
         self.heartbeating: set[str] = set()
 
     def controller_for(self, ports: Ports) -> RoomController:
-        return RoomController(ports, self.policy, departure_timeout=70, event_ttl_seconds=86400)
+        return RoomController(
+            ports, self.policy, departure_timeout=70, event_ttl_seconds=86400, pool=self.pool
+        )
 
     def event_for(self, kind: str, sid: str, **kwargs: object) -> LiveKitEvent:
         """A webhook for a human ``sid``, timestamped now, without delivering it."""
@@ -163,6 +169,32 @@ class TwinStack:
         self.heartbeating.add(task.arn)
         self.run_due_timers()
         return task.arn
+
+    def pool_worker_becomes_ready(self, task_arn: str, capacity: int = 1) -> None:
+        """A task launched for the pool (no room) registers and says so."""
+        self.livekit.register_worker(AGENT_NAME)
+        self.store.put_worker(
+            WorkerRecord(
+                task_arn=task_arn, status=WorkerStatus.READY, capacity=capacity, heartbeat_at=self.clock.now()
+            )
+        )
+        self.timers.send(WorkerReady(task_arn=task_arn), 0)
+        self.heartbeating.add(task_arn)
+        self.run_due_timers()
+
+    def pool_tasks(self) -> list[str]:
+        """Running tasks launched for the pool, oldest first."""
+        return [t.arn for t in self.runner.running() if t.room is None]
+
+    def job_started(self, room: str, task_arn: str, job_id: str = "AJ_1") -> None:
+        """The worker LiveKit handed the room's job to reports it (and lists it on heartbeat)."""
+        record = self.store.get_worker(task_arn)
+        assert record is not None
+        self.heartbeat(task_arn, {**record.jobs, room: job_id})
+        self.timers.send(
+            JobStarted(task_arn=task_arn, room=room, room_sid=self.room(room).sid, job_id=job_id), 0
+        )
+        self.run_due_timers()
 
     def run_due_timers(self) -> int:
         due = self.timers.take_due()

@@ -9,24 +9,29 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from aws_lambda_powertools import Metrics
 from botocore.config import Config
 
+from control_plane.adapters.dynamodb_launch_limiter import DynamoDBLaunchLimiter
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.adapters.ecs_runner import EcsRunner, TaskPlacement
 from control_plane.adapters.powertools_metrics import PowertoolsMetrics
 from control_plane.adapters.sqs_timers import SqsTimers
 from control_plane.controller import RoomController
-from control_plane.ports import Ports
+from control_plane.ports import LiveKitGateway, Ports
 from control_plane.settings import TASK_STARTED_BY, Settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_ecs.client import ECSClient
+    from mypy_boto3_sqs.client import SQSClient
 
     from control_plane.adapters.livekit_gateway import LiveKitApiGateway
     from control_plane.sweeper import Sweeper
@@ -56,10 +61,15 @@ def settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def secrets_provider() -> SecretsProvider:
-    """Our own provider (not Powertools' process-wide default), so :func:`reset` can drop it."""
+    """Our own provider (not Powertools' process-wide default), so :func:`reset` can drop it.
+
+    Its client comes from boto3's default session, like every other client here: left to
+    itself the provider opens a session of its own, which loads botocore's endpoint and
+    configuration data a second time (~50 ms of a cold webhook).
+    """
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-    return SecretsProvider()
+    return SecretsProvider(boto3_client=boto3.client("secretsmanager"))
 
 
 def livekit_credentials(*, force_fetch: bool = False) -> tuple[str, str]:
@@ -129,10 +139,15 @@ def client_config() -> Config:
 
 
 @lru_cache(maxsize=1)
+def dynamodb_client() -> DynamoDBClient:
+    return boto3.client("dynamodb", config=client_config())
+
+
+@lru_cache(maxsize=1)
 def store() -> DynamoDBStore:
     config = settings()
     return DynamoDBStore(
-        boto3.client("dynamodb", config=client_config()),
+        dynamodb_client(),
         config.table_name,
         config.history_ttl_seconds,
         task_role_id=config.agent_task_role_id,
@@ -146,6 +161,42 @@ def livekit_gateway() -> LiveKitApiGateway:
     from control_plane.adapters.livekit_gateway import LiveKitApiGateway
 
     return LiveKitApiGateway(settings().livekit_url, livekit_credentials)
+
+
+class ClientOnFirstCall:
+    """A boto3 client made on its first use: a webhook that never sends a timer (or never launches
+    a task) does not pay for loading that service's model (~20 ms each, cold)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+
+    def built(self) -> Any:
+        """The client, made now if it was not yet."""
+        if self._client is None:
+            self._client = self._make()
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.built(), name)
+
+
+@lru_cache(maxsize=1)
+def ecs_client() -> ClientOnFirstCall:
+    return ClientOnFirstCall(lambda: boto3.client("ecs", config=client_config()))
+
+
+@lru_cache(maxsize=1)
+def sqs_client() -> ClientOnFirstCall:
+    return ClientOnFirstCall(lambda: boto3.client("sqs"))
+
+
+class _LiveKitOnFirstCall:
+    """The LiveKit port, built on its first call: importing livekit-api loads aiohttp (~150 ms),
+    and most webhooks (joins and leaves while no worker is ready) never call LiveKit."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(livekit_gateway(), name)
 
 
 @lru_cache(maxsize=1)
@@ -165,11 +216,12 @@ def ports(metrics: Metrics) -> Ports:
     return Ports(
         rooms=table,
         workers=table,
-        runner=EcsRunner(boto3.client("ecs", config=client_config()), placement),
-        livekit=livekit_gateway(),
-        timers=SqsTimers(boto3.client("sqs"), config.timer_queue_url),
+        runner=EcsRunner(cast("ECSClient", ecs_client()), placement),
+        livekit=cast("LiveKitGateway", _LiveKitOnFirstCall()),
+        timers=SqsTimers(cast("SQSClient", sqs_client()), config.timer_queue_url),
         clock=SystemClock(),
         metrics=PowertoolsMetrics(metrics),
+        limiter=DynamoDBLaunchLimiter(dynamodb_client(), config.table_name, config.launch_limits),
     )
 
 
@@ -184,6 +236,7 @@ def controller_for(room_ports: Ports) -> RoomController:
         config.policy,
         departure_timeout=config.departure_timeout,
         event_ttl_seconds=config.event_dedupe_ttl_seconds,
+        pool=config.pool_policy,
     )
 
 
@@ -200,6 +253,19 @@ def task_event_handler(metrics: Metrics) -> TaskEventHandler:
     return TaskEventHandler(ports(metrics), controller(metrics), TASK_STARTED_BY, settings().ecs_cluster)
 
 
+def prime(metrics: Metrics) -> None:
+    """Build the ports and every AWS client now, calling nothing (SnapStart's before-snapshot hook).
+
+    Client objects hold no connection until their first call, and a restored function gets
+    fresh credentials through the container credentials endpoint, so a snapshot may keep them.
+    The LiveKit secret is not read here: no secret, connection or unique value in the snapshot.
+    """
+    ports(metrics)
+    secrets_provider()
+    ecs_client().built()
+    sqs_client().built()
+
+
 def reset() -> None:
     """Forget cached settings and clients (tests change the environment between cases)."""
     if livekit_gateway.cache_info().currsize:
@@ -209,4 +275,6 @@ def reset() -> None:
     secret_refetch_gate.cache_clear()
     settings.cache_clear()
     store.cache_clear()
+    ecs_client.cache_clear()
+    sqs_client.cache_clear()
     ports.cache_clear()

@@ -15,17 +15,26 @@ from enum import StrEnum
 from functools import partial
 
 from control_plane import reconcile
+from control_plane.capacity import Capacity, LaunchBlocked
 from control_plane.events import EventType, LiveKitEvent
+from control_plane.pool import PoolPolicy
 from control_plane.ports import (
     Dispatch,
-    LaunchedTask,
     LaunchFailed,
     LaunchOutcomeUnknown,
     LiveRoom,
     Ports,
     VersionConflict,
 )
-from control_plane.reconcile import Decision, EnsureDispatch, LaunchTask, Policy, RemoveAgent, World
+from control_plane.reconcile import (
+    AcquireSlot,
+    Decision,
+    EnsureDispatch,
+    Policy,
+    RemoveAgent,
+    RoomEffect,
+    World,
+)
 from control_plane.room import (
     Room,
     clear_failure,
@@ -38,9 +47,12 @@ from control_plane.worker_protocol import (
     JobEnded,
     JobFailureReason,
     JobOutcome,
+    JobStarted,
     Respawn,
     TimerMessage,
+    WakeRooms,
     WorkerReady,
+    WorkerRecord,
 )
 
 log = logging.getLogger(__name__)
@@ -60,11 +72,19 @@ class EventOutcome(StrEnum):
 
 
 class RoomController:
-    def __init__(self, ports: Ports, policy: Policy, departure_timeout: int, event_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        ports: Ports,
+        policy: Policy,
+        departure_timeout: int,
+        event_ttl_seconds: int,
+        pool: PoolPolicy | None = None,
+    ) -> None:
         self._ports = ports
         self._policy = policy
         self._departure_timeout = departure_timeout
         self._event_ttl = event_ttl_seconds
+        self.capacity = Capacity(ports, pool or PoolPolicy(worker_stale_seconds=policy.worker_stale_seconds))
 
     # --- triggers -------------------------------------------------------------------------
 
@@ -101,12 +121,61 @@ class RoomController:
                 return room
             return self.reconcile(message.room, room)
         if isinstance(message, WorkerReady):
-            log.info("worker ready", extra={"task_arn": message.task_arn, "room": message.room})
-            return self.reconcile(message.room) if message.room else None
+            return self.worker_ready(message)
+        if isinstance(message, JobStarted):
+            return self.job_started(message)
         if isinstance(message, JobEnded):
             return self.job_ended(message)
+        if isinstance(message, WakeRooms):
+            self.wake_waiting()
+            return None
         assert isinstance(message, Respawn)
         return self.reconcile(message.room)
+
+    def worker_ready(self, message: WorkerReady) -> Room | None:
+        """A worker can take rooms: the room it was launched for first, then those waiting."""
+        worker = self._ports.workers.get_worker(message.task_arn)
+        cold_start = None
+        if worker is not None and worker.launched_at is not None:
+            cold_start = max(0.0, self._now() - worker.launched_at)
+            self._ports.workers.record_cold_start(cold_start)
+            self._ports.metrics.count("WorkerColdStartSeconds", cold_start, unit="Seconds")
+        log.info(
+            "worker ready",
+            extra={"task_arn": message.task_arn, "room": message.room, "cold_start_seconds": cold_start},
+        )
+        room = self.reconcile(message.room) if message.room else None
+        self.wake_waiting()
+        return room
+
+    def wake_waiting(self) -> None:
+        """Give opened slots to the rooms waiting longest, then top the pool up."""
+        capacity = self.capacity
+        for name in capacity.waiting():
+            if not capacity.slot_open():
+                break
+            after = self.reconcile(name)
+            if after is None or not reconcile.waiting_for_slot(after):
+                self._ports.workers.remove_waiting(name)
+        capacity.replenish()
+
+    def job_started(self, message: JobStarted) -> Room | None:
+        """A worker took a room's job: record where the agent lives; move the slot if LiveKit
+        chose another worker than the one whose slot was reserved."""
+        before = self._ports.rooms.get(message.room)
+        after = self._record(
+            message.room,
+            lambda r: reconcile.record_job_started(r, message.task_arn, message.room_sid, message.job_id),
+        )
+        extra = {"room": message.room, "task_arn": message.task_arn, "job_id": message.job_id}
+        if after is None:
+            log.warning("job started for an agent the room no longer has", extra=extra)
+            return before
+        log.info("agent job started", extra=extra)
+        previous = before.agent.task_arn if before is not None and before.agent is not None else None
+        if previous is not None and previous != message.task_arn:
+            self.capacity.job_moved(message.room, previous, message.task_arn)
+        return after
 
     def create_room(self, name: str) -> LiveRoom:
         """Create a LiveKit room that outlives our grace period (LiveKit's default is 20 s)."""
@@ -303,8 +372,11 @@ class RoomController:
     def _observe(self, room: Room, now: float) -> World:
         if not reconcile.needs_worker_check(room):
             return World()
-        assert room.agent is not None and room.agent.task_arn is not None
-        worker = self._ports.workers.get_worker(room.agent.task_arn)
+        agent = room.agent
+        assert agent is not None
+        if not agent.slot_reserved or agent.task_arn is None:
+            return World(slot_open=self.capacity.slot_open())
+        worker = self._ports.workers.get_worker(agent.task_arn)
         ready = worker is not None and worker.is_ready(now, self._policy.worker_stale_seconds)
         return World(worker_ready=ready)
 
@@ -312,8 +384,8 @@ class RoomController:
         result: Room | None = room
         for effect in decision.effects:
             try:
-                if isinstance(effect, LaunchTask):
-                    result = self._launch(room, effect)
+                if isinstance(effect, AcquireSlot):
+                    result = self._acquire(room, effect)
                 elif isinstance(effect, EnsureDispatch):
                     result = self._dispatch(room, effect)
                 else:
@@ -323,22 +395,45 @@ class RoomController:
                 raise
         return result
 
-    def _release(self, name: str, effect: LaunchTask | EnsureDispatch | RemoveAgent) -> None:
+    def _release(self, name: str, effect: RoomEffect) -> None:
         """Best effort: if even this fails, the claim simply expires after the lease."""
         try:
             self._record(name, lambda r: reconcile.release_claim(r, effect))
         except Exception:
             log.exception("could not release a failed claim", extra={"room": name})
 
-    def _launch(self, room: Room, effect: LaunchTask) -> Room | None:
-        runner = self._ports.runner
+    def _acquire(self, room: Room, effect: AcquireSlot) -> Room | None:
+        """A slot on a ready worker if one is free; else (``launch``) capacity for the room."""
+        capacity = self.capacity
+        token = effect.launch_token
+        if effect.first:
+            self._ports.workers.count_arrival(self._now())
+        if effect.takeover:
+            found = self._ports.runner.find_launched(token)
+            if found:
+                return self._record(room.name, lambda r: reconcile.record_launch(r, token, found))
+        workers = capacity.workers()
+        prefer = room.agent.task_arn if room.agent is not None else None
+        task_arn = capacity.take_slot(room.name, prefer, workers)
+        if task_arn is not None:
+            after = self._record(room.name, lambda r: reconcile.record_slot(r, token, task_arn))
+            if after is None:
+                self._ports.workers.release_slot(task_arn, room.name, unassign=True)
+                return None
+            self._ports.workers.remove_waiting(room.name)
+            self._ports.metrics.count("SlotsTaken")
+            capacity.replenish()
+            return after
+        if not effect.launch:
+            self._ports.workers.put_waiting(room.name, self._now())
+            return self._record(room.name, lambda r: reconcile.record_no_slot(r, token))
+        return self._launch(room, token, workers)
+
+    def _launch(self, room: Room, token: str, workers: list[WorkerRecord]) -> Room | None:
+        # Waiting from here on: a slot another worker frees before this launch is ready wakes it.
+        self._ports.workers.put_waiting(room.name, self._now())
         try:
-            found = runner.find_launched(effect.launch_token) if effect.takeover else None
-            launched = (
-                LaunchedTask(found, effect.launch_token)
-                if found
-                else runner.launch(room.name, effect.launch_token)
-            )
+            launched = self.capacity.launch_for_room(room.name, token, workers)
         except LaunchOutcomeUnknown as error:
             # ECS may have started it: keep the token, its claim expiring in a few seconds, so
             # the retry finds the task with ``find_launched`` before it launches anything.
@@ -346,8 +441,7 @@ class RoomController:
             self._ports.metrics.count("TaskLaunchOutcomeUnknown")
             retry_at = self._now() + UNKNOWN_LAUNCH_RETRY_SECONDS
             after = self._record(
-                room.name,
-                lambda r: reconcile.defer_launch_takeover(r, effect.launch_token, retry_at, self._policy),
+                room.name, lambda r: reconcile.defer_launch_takeover(r, token, retry_at, self._policy)
             )
             self._ports.timers.send(
                 Respawn(room=room.name, attempt=room.launches), UNKNOWN_LAUNCH_RETRY_SECONDS
@@ -356,23 +450,28 @@ class RoomController:
         except LaunchFailed as error:
             log.error("task launch failed", extra={"room": room.name, "error": str(error)})
             self._ports.metrics.count("TaskLaunchFailures")
-            after = self._record(
-                room.name, lambda r: reconcile.record_launch_failed(r, effect.launch_token, self._now())
-            )
+            after = self._record(room.name, lambda r: reconcile.record_launch_failed(r, token, self._now()))
             if after is not None:
                 delay = reconcile.launch_backoff_seconds(after.launch_failures)
                 self._ports.timers.send(Respawn(room=room.name, attempt=after.launch_failures), delay)
             return after
+        if isinstance(launched, LaunchBlocked):
+            retry_at = self._now() + launched.retry_after
+            after = self._record(
+                room.name, lambda r: reconcile.record_launch_queued(r, token, retry_at, self._policy)
+            )
+            self._ports.timers.send(
+                Respawn(room=room.name, attempt=room.launches), max(1, math.ceil(launched.retry_after))
+            )
+            return after
         self._ports.metrics.count("AgentTasksLaunched")
         log.info("task launched", extra={"room": room.name, "task_arn": launched.task_arn})
-        after = self._record(
-            room.name, lambda r: reconcile.record_launch(r, effect.launch_token, launched.task_arn)
-        )
+        after = self._record(room.name, lambda r: reconcile.record_launch(r, token, launched.task_arn))
         if after is None:
             log.warning(
                 "launched task no longer wanted", extra={"room": room.name, "task_arn": launched.task_arn}
             )
-            self._ports.runner.stop(launched.task_arn, "launch superseded")
+            self.capacity.release(room.name, launched.task_arn, slot_reserved=False)
         return after
 
     def _dispatch(self, room: Room, effect: EnsureDispatch) -> Room | None:
@@ -386,6 +485,11 @@ class RoomController:
                 "dispatch no longer wanted", extra={"room": room.name, "dispatch_id": kept.dispatch_id}
             )
             self._ports.livekit.delete_dispatch(room.name, kept.dispatch_id)
+            return None
+        agent = after.agent
+        if agent is not None and agent.wanted_at is not None and agent.dispatched_at is not None:
+            waited = max(0.0, agent.dispatched_at - agent.wanted_at)
+            self._ports.metrics.count("JoinToDispatchSeconds", waited, unit="Seconds")
         return after
 
     def _ensure_one_dispatch(self, room_name: str, token: str) -> Dispatch:
@@ -425,8 +529,8 @@ class RoomController:
         for dispatch_id in sorted(ours):
             livekit.delete_dispatch(room.name, dispatch_id)
         if effect.task_arn:
-            self._ports.runner.stop(effect.task_arn, f"room {room.name} closed")
-            self._ports.workers.mark_draining(effect.task_arn)
+            self.capacity.release(room.name, effect.task_arn, effect.slot_reserved)
+        self._ports.workers.remove_waiting(room.name)
         self._ports.metrics.count("AgentsRemoved")
         log.info(
             "agent removed",

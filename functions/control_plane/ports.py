@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from control_plane.pool import Demand
 from control_plane.room import ParticipantChange, Room
 from control_plane.worker_protocol import TimerMessage, WorkerRecord
 
@@ -104,7 +105,50 @@ class ObservedTaskState:
 class WorkerRegistry(Protocol):
     def get_worker(self, task_arn: str) -> WorkerRecord | None: ...
 
-    def put_worker(self, record: WorkerRecord) -> None: ...
+    def put_worker(self, record: WorkerRecord) -> None:
+        """Write what a worker reports (status, capacity, jobs, heartbeat); ``draining``,
+        ``reserved`` and ``assigned`` belong to the control plane and are kept."""
+        ...
+
+    def reserve_slot(self, worker: WorkerRecord, room: str, now: float, jobs_per_task: int) -> bool:
+        """Take one slot on ``worker`` for ``room`` with a conditional write: it must still be
+        ready, not draining, fresh, have a free slot (counting its jobs as read) and fewer than
+        ``jobs_per_task`` rooms in its life. False if any of that no longer holds."""
+        ...
+
+    def adopt_slot(self, task_arn: str, room: str, now: float) -> None:
+        """LiveKit gave ``room``'s job to this worker: record the slot it occupies (counted once)."""
+        ...
+
+    def release_slot(self, task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
+        """Free ``room``'s slot on the worker (``unassign``: the room never ran there, so it does
+        not count toward ``JOBS_PER_TASK``); returns the record after, None if unknown."""
+        ...
+
+    def drain_if_idle(self, task_arn: str) -> bool:
+        """Set ``draining`` only if the worker hosts no job and holds no slot (one conditional
+        write, so no reservation slips in between the check and the flag)."""
+        ...
+
+    def put_waiting(self, room: str, since: float) -> None:
+        """Remember that ``room`` waits for a slot (kept once, with its first ``since``)."""
+        ...
+
+    def remove_waiting(self, room: str) -> None: ...
+
+    def waiting_rooms(self) -> list[tuple[str, float]]:
+        """Rooms waiting for a slot with when they started waiting, oldest first."""
+        ...
+
+    def pool_demand(self) -> Demand: ...
+
+    def count_arrival(self, now: float) -> None:
+        """A room asked for an agent: one more arrival in the minute of ``now``."""
+        ...
+
+    def record_cold_start(self, seconds: float) -> None:
+        """A launched task became ready after ``seconds``: fold it into the running average."""
+        ...
 
     def mark_draining(self, task_arn: str) -> None:
         """Ask the worker to finish its jobs and exit (it polls its item on heartbeat)."""
@@ -146,8 +190,9 @@ class TaskSnapshot:
 
 
 class AgentRunner(Protocol):
-    def launch(self, room: str, launch_token: str) -> LaunchedTask:
-        """Start one worker task for ``room``. Idempotent per ``launch_token``; raises LaunchFailed."""
+    def launch(self, room: str | None, launch_token: str, count: int = 1) -> list[LaunchedTask]:
+        """Start ``count`` (1..10, one RunTask call) worker tasks, for ``room`` or for the warm
+        pool (None). Idempotent per ``launch_token``; raises LaunchFailed."""
         ...
 
     def find_launched(self, launch_token: str) -> str | None:
@@ -168,6 +213,23 @@ class AgentRunner(Protocol):
 
     def describe_tasks(self, task_arns: Sequence[str]) -> list[TaskSnapshot]:
         """These tasks in whatever state; ones ECS no longer knows are left out."""
+        ...
+
+
+@dataclass(frozen=True)
+class LaunchGrant:
+    """What the launch limiter allows now: ``tasks`` (0..asked) in one RunTask call, and when
+    to ask again for the rest."""
+
+    tasks: int
+    retry_after: float = 0.0
+
+
+class LaunchLimiter(Protocol):
+    def acquire(self, tasks: int, now: float) -> LaunchGrant:
+        """Take tokens for one RunTask call of up to ``tasks`` tasks (≤ 10) from the buckets every
+        Lambda shares: Fargate's task launch rate and RunTask's call rate. Grants what fits now,
+        possibly nothing; never blocks."""
         ...
 
 
@@ -248,3 +310,4 @@ class Ports:
     timers: Timers
     clock: Clock
     metrics: MetricsSink
+    limiter: LaunchLimiter | None = None

@@ -41,15 +41,23 @@ class Policy:
 
 @dataclass(frozen=True)
 class World:
-    """Facts observed outside the record, gathered only when a decision needs them."""
+    """Facts observed outside the record, gathered only when a decision needs them:
+    ``worker_ready`` for the worker holding the room's slot, ``slot_open`` for any ready
+    worker with a free slot (a room whose own task is still starting may take it)."""
 
     worker_ready: bool = False
+    slot_open: bool = False
 
 
 @dataclass(frozen=True)
-class LaunchTask:
+class AcquireSlot:
+    """Take a free slot on a ready worker; with ``launch``, start capacity if there is none
+    (``takeover``: a dead claimer may have sent RunTask for the token: look it up first)."""
+
     launch_token: str
+    launch: bool = True
     takeover: bool = False
+    first: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class EnsureDispatch:
 class RemoveAgent:
     task_arn: str | None
     dispatch_id: str | None
+    slot_reserved: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,13 +78,14 @@ class ScheduleGraceExpiry:
     delay_seconds: int
 
 
-Effect = LaunchTask | EnsureDispatch | RemoveAgent | ScheduleGraceExpiry
+Effect = AcquireSlot | EnsureDispatch | RemoveAgent | ScheduleGraceExpiry
+RoomEffect = AcquireSlot | EnsureDispatch | RemoveAgent
 
 
 @dataclass(frozen=True)
 class Decision:
     room: Room
-    effects: tuple[LaunchTask | EnsureDispatch | RemoveAgent, ...]
+    effects: tuple[RoomEffect, ...]
     before_save: tuple[ScheduleGraceExpiry, ...]
     reasons: tuple[str, ...]
 
@@ -87,15 +97,21 @@ def launch_token(room: Room, launch_number: int) -> str:
 
 
 def needs_worker_check(room: Room) -> bool:
-    """Whether ``decide`` might use ``World.worker_ready`` (so the caller may skip the read)."""
+    """Whether ``decide`` might use the ``World`` (so the caller may skip the reads)."""
     agent = room.agent
     return (
         agent is not None
-        and agent.task_arn is not None
+        and (agent.task_arn is not None or agent.launch_queued)
         and agent.dispatch_id is None
         and room.stop_requested_at is None
         and bool(room.humans or room.expected)
     )
+
+
+def waiting_for_slot(room: Room) -> bool:
+    """The room's agent has no slot yet (its own task is starting, or its launch is queued)."""
+    agent = room.agent
+    return agent is not None and not agent.slot_reserved and room.stop_requested_at is None
 
 
 def expecting_human(room: Room, now: float) -> bool:
@@ -192,8 +208,9 @@ def decide(room: Room, world: World, now: float, policy: Policy) -> Decision | N
 
 def _advance_agent(
     room: Room, world: World, now: float, policy: Policy
-) -> tuple[Room, LaunchTask | EnsureDispatch | None, str | None]:
-    """One step toward an agent in the room: launch, take over a dead launch, or dispatch."""
+) -> tuple[Room, AcquireSlot | EnsureDispatch | None, str | None]:
+    """One step toward an agent in the room: take a slot (launching capacity if none is free),
+    take over a dead claim, take a slot that opened while the room's own task starts, dispatch."""
     agent = room.agent
     lease = policy.claim_lease_seconds
     if agent is None:
@@ -201,8 +218,8 @@ def _advance_agent(
             return room, None, None
         number = room.launches + 1
         token = launch_token(room, number)
-        fresh = Agent(launch_token=token, launch_claimed_at=now, room_sid=room.sid)
-        launched = room.model_copy(
+        fresh = Agent(launch_token=token, launch_claimed_at=now, room_sid=room.sid, wanted_at=now)
+        claimed = room.model_copy(
             update={
                 "agent": fresh,
                 "launches": number,
@@ -211,26 +228,44 @@ def _advance_agent(
                 "expires_at": None,
             }
         )
-        return launched, LaunchTask(token), "agent wanted: launching a worker task"
+        return claimed, AcquireSlot(token, first=True), "agent wanted: taking a slot"
     if agent.task_arn is None:
-        if now - agent.launch_claimed_at < lease:
+        slot_now = agent.launch_queued and world.slot_open and _present(room, now)
+        if now - agent.launch_claimed_at < lease and not slot_now:
             return room, None, None
-        retaken = agent.model_copy(update={"launch_claimed_at": now})
+        retaken = agent.model_copy(update={"launch_claimed_at": now, "launch_queued": False})
+        why = "queued launch due" if agent.launch_queued else "launch claim expired"
         return (
             room.model_copy(update={"agent": retaken}),
-            LaunchTask(agent.launch_token, takeover=True),
-            "launch claim expired",
+            AcquireSlot(agent.launch_token, takeover=not agent.launch_queued),
+            why,
         )
     # A failed job holds the next dispatch back like a crash holds the next launch.
     if _backing_off(room, now):
+        return room, None, None
+    if not agent.slot_reserved:
+        # The room's own task is starting; a slot that opens first (that task's or another
+        # worker's) is taken at once.
+        fresh_claim = agent.slot_claimed_at is not None and now - agent.slot_claimed_at < lease
+        if world.slot_open and _present(room, now) and not fresh_claim:
+            slot_claim = agent.model_copy(update={"slot_claimed_at": now})
+            return (
+                room.model_copy(update={"agent": slot_claim}),
+                AcquireSlot(agent.launch_token, launch=False),
+                "slot open",
+            )
         return room, None, None
     # Never dispatch into a room nobody is in or about to join (grace after a dispatch was
     # lost): the agent would join an empty room and be billed for it.
     if agent.dispatch_id is None and world.worker_ready and _present(room, now):
         if agent.dispatch_claimed_at is not None and now - agent.dispatch_claimed_at < lease:
             return room, None, None
-        claimed = agent.model_copy(update={"dispatch_claimed_at": now})
-        return room.model_copy(update={"agent": claimed}), EnsureDispatch(agent.launch_token), "worker ready"
+        dispatch_claim = agent.model_copy(update={"dispatch_claimed_at": now})
+        return (
+            room.model_copy(update={"agent": dispatch_claim}),
+            EnsureDispatch(agent.launch_token),
+            "slot reserved",
+        )
     return room, None, None
 
 
@@ -295,7 +330,7 @@ def _retry_stop(room: Room, now: float, policy: Policy) -> Decision | None:
 def _removal(agent: Agent) -> RemoveAgent:
     """Remove the agent's dispatches and task; a task ECS already stopped needs no StopTask."""
     task_arn = None if agent.task_stopped_at is not None else agent.task_arn
-    return RemoveAgent(task_arn, agent.dispatch_id)
+    return RemoveAgent(task_arn, agent.dispatch_id, agent.slot_reserved)
 
 
 def closed(room: Room, now: float, policy: Policy) -> Room:
@@ -317,14 +352,67 @@ def closed(room: Room, now: float, policy: Policy) -> Room:
 
 
 def record_launch(room: Room, token: str, task_arn: str) -> Room | None:
-    """The room with the launched task recorded, or None if that launch is no longer wanted."""
+    """The room with the task launched for it recorded (no slot yet: it is starting), or None if
+    that launch is no longer wanted."""
     agent = room.agent
     if agent is None or agent.launch_token != token or room.stop_requested_at is not None:
         return None
-    if agent.task_arn == task_arn:
+    if agent.task_arn == task_arn or agent.slot_reserved:
         return room
     return room.model_copy(
         update={"agent": agent.model_copy(update={"task_arn": task_arn}), "launch_failures": 0}
+    )
+
+
+def record_slot(room: Room, token: str, task_arn: str) -> Room | None:
+    """The room holds a slot on ``task_arn``; None if the agent moved on (release the slot)."""
+    agent = room.agent
+    if agent is None or agent.launch_token != token or room.stop_requested_at is not None:
+        return None
+    if agent.slot_reserved:
+        return room if agent.task_arn == task_arn else None
+    held = agent.model_copy(
+        update={"task_arn": task_arn, "slot_reserved": True, "slot_claimed_at": None, "launch_queued": False}
+    )
+    return room.model_copy(update={"agent": held, "launch_failures": 0})
+
+
+def record_no_slot(room: Room, token: str) -> Room | None:
+    """A slot attempt found none free (the room keeps waiting on its own task): release the
+    claim so the next opening wakes it at once."""
+    agent = room.agent
+    if agent is None or agent.launch_token != token or agent.slot_reserved or agent.slot_claimed_at is None:
+        return None
+    return room.model_copy(update={"agent": agent.model_copy(update={"slot_claimed_at": None})})
+
+
+def record_launch_queued(room: Room, token: str, retry_at: float, policy: Policy) -> Room | None:
+    """No slot free and the launch held back (launch limiter, ``MAX_TASKS``): keep the token,
+    its claim expiring at ``retry_at``; a slot that opens earlier wakes the room sooner."""
+    agent = room.agent
+    if agent is None or agent.launch_token != token or agent.task_arn is not None:
+        return None
+    queued = agent.model_copy(
+        update={"launch_claimed_at": retry_at - policy.claim_lease_seconds, "launch_queued": True}
+    )
+    return room.model_copy(update={"agent": queued})
+
+
+def record_job_started(room: Room, task_arn: str, room_sid: str | None, job_id: str) -> Room | None:
+    """LiveKit gave the room's job to ``task_arn`` (maybe not the worker whose slot it
+    reserved): the agent now lives there. None if the job is not this room's current agent's."""
+    agent = room.agent
+    if (
+        agent is None
+        or not agent.slot_reserved
+        or room.stop_requested_at is not None
+        or (room_sid is not None and room_sid != agent.room_sid)
+    ):
+        return None
+    if agent.task_arn == task_arn and agent.job_id == job_id:
+        return room
+    return room.model_copy(
+        update={"agent": agent.model_copy(update={"task_arn": task_arn, "job_id": job_id})}
     )
 
 
@@ -359,7 +447,7 @@ def record_dispatch(room: Room, token: str, dispatch_id: str, now: float) -> Roo
     )
 
 
-def release_claim(room: Room, effect: LaunchTask | EnsureDispatch | RemoveAgent) -> Room | None:
+def release_claim(room: Room, effect: RoomEffect) -> Room | None:
     """Expire the claim of an effect that failed, so the very next trigger retries it.
 
     The claim stays in place (backdated to the epoch) rather than being removed: removing a
@@ -372,8 +460,10 @@ def release_claim(room: Room, effect: LaunchTask | EnsureDispatch | RemoveAgent)
         return room.model_copy(update={"stop_requested_at": 0.0}) if room.stop_requested_at else None
     if agent.launch_token != effect.launch_token:
         return None
-    if isinstance(effect, LaunchTask):
-        return room.model_copy(update={"agent": agent.model_copy(update={"launch_claimed_at": 0.0})})
+    if isinstance(effect, AcquireSlot):
+        field = "launch_claimed_at" if effect.launch else "slot_claimed_at"
+        released = 0.0 if effect.launch else None
+        return room.model_copy(update={"agent": agent.model_copy(update={field: released})})
     return room.model_copy(update={"agent": agent.model_copy(update={"dispatch_claimed_at": None})})
 
 

@@ -58,10 +58,17 @@ class Human(BaseModel):
 class Agent(BaseModel):
     """Our agent for the current session: one launch token, at most one task and dispatch.
 
+    ``task_arn`` is the task the agent is on: with ``slot_reserved``, the worker holding the
+    room's slot (LiveKit's choice once the job started, ``job_id``); without, a task launched
+    for the room that is not ready yet (the room takes any slot that opens first, that task's
+    or another's). ``launch_queued`` marks a launch the limiter or ``MAX_TASKS`` held back: no
+    RunTask was sent for the token, so a retry need not look for its task.
+
     ``*_claimed_at`` mark a side effect a reconciler has won the right to perform; a claim
     older than the lease with no recorded result is taken over (its owner crashed).
     ``task_stopped_at`` records that ECS reported the task gone without our asking: the
     agent is then removed like any unwanted one, and a new launch follows if still wanted.
+    ``wanted_at`` is when the room first asked for this agent (for ``JoinToDispatchSeconds``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -70,6 +77,11 @@ class Agent(BaseModel):
     launch_claimed_at: float
     room_sid: str | None = None
     task_arn: str | None = None
+    slot_reserved: bool = False
+    slot_claimed_at: float | None = None
+    launch_queued: bool = False
+    wanted_at: float | None = None
+    job_id: str | None = None
     dispatch_id: str | None = None
     dispatch_claimed_at: float | None = None
     dispatched_at: float | None = None

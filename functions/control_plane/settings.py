@@ -11,6 +11,8 @@ from functools import cached_property
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from control_plane.launch_limit import LaunchLimits
+from control_plane.pool import PoolPolicy, parse_schedule
 from control_plane.reconcile import Policy
 from control_plane.sweeper.plan import SweepPolicy
 
@@ -73,10 +75,32 @@ class Settings(BaseSettings):
         300, gt=0, description="A task with no ready worker this long after it started is stopped"
     )
     warm_tasks: int = Field(
-        0, ge=0, description="Idle ready workers kept for instant joins; more are drained"
+        0, ge=0, description="Idle ready workers kept for instant joins (replenished as rooms take them)"
     )
     slots_per_task: int = Field(
         1, ge=1, description="Rooms one worker task serves (the agent container's SLOTS_PER_TASK)"
+    )
+    jobs_per_task: int = Field(
+        1, ge=1, description="Rooms a task serves in its life before it is recycled (fresh process per room)"
+    )
+    max_tasks: int = Field(
+        100, ge=1, description="Hard cap on agent tasks; rooms over it wait (PoolExhausted, join API 429)"
+    )
+    warm_adaptive: bool = Field(
+        False, description="Size the warm pool from the arrival rate and the measured cold start"
+    )
+    warm_target_wait_share: float = Field(
+        0.05, gt=0, lt=1, description="Adaptive pool: share of first joins allowed to wait for a cold start"
+    )
+    fargate_launch_share: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of the account's Fargate launch rate (100 burst, 20/s) and RunTask rate our "
+        "launch limiter may use",
+    )
+    warm_schedule: str = Field(
+        "", description="Time-of-day warm floors, UTC: '08:00-18:00=4,18:00-22:00=2' (empty: none)"
     )
     crash_loop_limit: int = Field(
         3, ge=1, description="Agent crashes within the crash window that mark a room failed"
@@ -97,6 +121,12 @@ class Settings(BaseSettings):
         description="LiveKit calls per second the sweep may make (0: unlimited); LiveKit Cloud allows "
         "a project 1,000 a minute by default, shared with webhooks and the API",
     )
+
+    @field_validator("warm_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
 
     @field_validator("capacity_provider")
     @classmethod
@@ -128,8 +158,6 @@ class Settings(BaseSettings):
             worker_stale_seconds=self.worker_stale_seconds,
             worker_start_timeout_seconds=self.worker_start_timeout_seconds,
             max_agent_age_seconds=self.max_agent_age_seconds,
-            warm_tasks=self.warm_tasks,
-            slots_per_task=self.slots_per_task,
             concurrency=self.sweep_concurrency,
             safety_margin_seconds=self.sweep_safety_margin_seconds,
             audit_period_seconds=self.sweep_audit_period_seconds,
@@ -147,3 +175,21 @@ class Settings(BaseSettings):
             crash_loop_limit=self.crash_loop_limit,
             crash_window_seconds=self.crash_window_seconds,
         )
+
+    @cached_property
+    def pool_policy(self) -> PoolPolicy:
+        return PoolPolicy(
+            warm_tasks=self.warm_tasks,
+            slots_per_task=self.slots_per_task,
+            jobs_per_task=self.jobs_per_task,
+            max_tasks=self.max_tasks,
+            adaptive=self.warm_adaptive,
+            target_wait_share=self.warm_target_wait_share,
+            schedule=parse_schedule(self.warm_schedule),
+            worker_stale_seconds=self.worker_stale_seconds,
+            start_timeout_seconds=self.worker_start_timeout_seconds,
+        )
+
+    @property
+    def launch_limits(self) -> LaunchLimits:
+        return LaunchLimits(share=self.fargate_launch_share)

@@ -173,7 +173,7 @@ class TaskEventHandler:
         crashed = is_crash(detail.stop_code, exit_codes, draining=worker is not None and worker.draining)
         rooms = {detail.environment(LAUNCHED_FOR_ROOM_ENV)}
         if worker is not None:
-            rooms |= {worker.launched_for, *worker.jobs}
+            rooms |= {worker.launched_for, *worker.jobs, *worker.reserved}
         token = detail.environment(LAUNCH_TOKEN_ENV)
         log.info(
             "agent task stopped",

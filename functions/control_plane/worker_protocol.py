@@ -50,14 +50,15 @@ def worker_pk(task_arn: str, task_role_id: str) -> str:
     return WORKER_PK_FORMAT.format(task_role_id=task_role_id, task_id=task_id(task_arn))
 
 
-TASK_MESSAGE_KINDS = frozenset({"worker_ready", "job_ended"})
+TASK_MESSAGE_KINDS = frozenset({"worker_ready", "job_started", "job_ended"})
 """Timer-queue messages an agent task may send, each only about itself (its own task_arn)."""
 
 
 def sender_may_send(kind: str, task_arn: str | None, sender_id: str | None, task_role_id: str) -> bool:
     """Whether a timer-queue message may be acted on, judged by SQS's ``SenderId``.
 
-    Agent tasks may send the queue only their own ``worker_ready`` and ``job_ended`` (SQS stamps
+    Agent tasks may send the queue only their own ``worker_ready``, ``job_started`` and
+    ``job_ended`` (SQS stamps
     a task role's messages ``<role id>:<task id>``); anything else a task sends, or one of those
     naming another task, is forged. Without a configured role id (local runs) there is nothing to
     check against.
@@ -78,7 +79,14 @@ class WorkerStatus(StrEnum):
 
 
 class WorkerRecord(BaseModel):
-    """A worker item (key :data:`WORKER_PK_FORMAT`). ``jobs`` maps room name to LiveKit job id."""
+    """A worker item (key :data:`WORKER_PK_FORMAT`).
+
+    The worker owns ``jobs`` (room name to LiveKit job id, what it runs now). The control plane
+    owns ``reserved`` (room name to when a slot was reserved for that room's agent) and
+    ``assigned`` (how many rooms it has ever been given, for ``JOBS_PER_TASK``): a slot is taken
+    only by a conditional write on them (see ``control_plane.pool``), so two rooms never count
+    on the same slot.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -86,7 +94,10 @@ class WorkerRecord(BaseModel):
     status: WorkerStatus
     capacity: int = Field(ge=0)
     jobs: dict[str, str] = Field(default_factory=dict)
+    reserved: dict[str, float] = Field(default_factory=dict)
+    assigned: int = Field(0, ge=0)
     heartbeat_at: float
+    launched_at: float | None = None
     launched_for: str | None = None
     draining: bool = False
     ecs_version: int = 0
@@ -99,6 +110,15 @@ class WorkerRecord(BaseModel):
         return (
             self.status is WorkerStatus.READY and not self.draining and now - self.heartbeat_at <= stale_after
         )
+
+    def rooms(self) -> set[str]:
+        """Rooms this worker hosts or is holding a slot for."""
+        return set(self.jobs) | set(self.reserved)
+
+    def free_slots(self, jobs_per_task: int) -> int:
+        """Slots a new room may reserve: capacity less every room it hosts or holds, and never
+        past ``jobs_per_task`` rooms in its life (the task is then recycled)."""
+        return max(0, min(self.capacity - len(self.rooms()), jobs_per_task - self.assigned))
 
 
 class GraceExpired(BaseModel):
@@ -124,6 +144,18 @@ class Respawn(BaseModel):
     kind: Literal["respawn"] = "respawn"
     room: str
     attempt: int
+
+
+class JobStarted(BaseModel):
+    """Sent by a worker when LiveKit hands it a job: which task hosts the room's agent now
+    (LiveKit picks the worker, which may not be the one whose slot was reserved)."""
+
+    kind: Literal["job_started"] = "job_started"
+    task_arn: str
+    room: str
+    room_sid: str | None = None
+    job_id: str
+    dispatch_id: str | None = None
 
 
 class JobOutcome(StrEnum):
@@ -154,5 +186,13 @@ class JobEnded(BaseModel):
     duration_seconds: float = Field(ge=0)
 
 
-TimerMessage = Annotated[GraceExpired | WorkerReady | Respawn | JobEnded, Field(discriminator="kind")]
+class WakeRooms(BaseModel):
+    """Capacity freed or became ready: let the rooms waiting for a slot try again."""
+
+    kind: Literal["wake_rooms"] = "wake_rooms"
+
+
+TimerMessage = Annotated[
+    GraceExpired | WorkerReady | Respawn | JobStarted | JobEnded | WakeRooms, Field(discriminator="kind")
+]
 TIMER_MESSAGE = TypeAdapter(TimerMessage)

@@ -221,7 +221,7 @@ def ecs() -> StubbedEcs:
 
 
 def test_launched_task_is_listed_with_its_room_and_token(runner: Runner) -> None:
-    launched = runner.port.launch("room-1", "token-1")
+    (launched,) = runner.port.launch("room-1", "token-1")
 
     [task] = runner.port.list_tasks()
 
@@ -232,8 +232,8 @@ def test_launched_task_is_listed_with_its_room_and_token(runner: Runner) -> None
 
 
 def test_stopped_task_leaves_the_listing_but_can_still_be_described(runner: Runner) -> None:
-    kept = runner.port.launch("room-1", "token-1")
-    stopped = runner.port.launch("room-2", "token-2")
+    (kept,) = runner.port.launch("room-1", "token-1")
+    (stopped,) = runner.port.launch("room-2", "token-2")
 
     runner.port.stop(stopped.task_arn, "room closed")
     runner.port.stop(stopped.task_arn, "again")  # already stopped: not an error
@@ -245,7 +245,7 @@ def test_stopped_task_leaves_the_listing_but_can_still_be_described(runner: Runn
 
 
 def test_describing_a_task_ecs_no_longer_knows_leaves_it_out(runner: Runner) -> None:
-    known = runner.port.launch("room-1", "token-1")
+    (known,) = runner.port.launch("room-1", "token-1")
     gone = "arn:aws:ecs:us-east-1:123456789012:task/livekit-agents/0123456789abcdef0123456789abcdef"
 
     described = runner.port.describe_tasks([known.task_arn, gone])
@@ -254,7 +254,7 @@ def test_describing_a_task_ecs_no_longer_knows_leaves_it_out(runner: Runner) -> 
 
 
 def test_more_than_a_hundred_tasks_are_described_in_chunks(runner: Runner) -> None:
-    launched = {runner.port.launch(f"room-{n}", f"token-{n}").task_arn for n in range(101)}
+    launched = {runner.port.launch(f"room-{n}", f"token-{n}")[0].task_arn for n in range(101)}
     before = runner.describe_calls()
 
     listed = runner.port.list_tasks()
@@ -274,7 +274,7 @@ def test_a_throttled_listing_is_reported_as_unavailable(runner: Runner) -> None:
 def test_any_room_name_launches_and_is_described_as_itself(runner: Runner, subtests: pytest.Subtests) -> None:
     for number, name in enumerate(NASTY_ROOM_NAMES):
         with subtests.test(name=name):
-            launched = runner.port.launch(name, f"token-{number}")
+            (launched,) = runner.port.launch(name, f"token-{number}")
 
             [task] = runner.port.describe_tasks([launched.task_arn])
 
@@ -306,10 +306,10 @@ def test_a_refused_launch_starts_nothing(runner: Runner) -> None:
 
 
 def test_a_reused_token_with_other_parameters_returns_the_task_it_started(runner: Runner) -> None:
-    first = runner.port.launch("room-1", "token-1")
+    (first,) = runner.port.launch("room-1", "token-1")
     runner.conflict_next_launch(first.task_arn)
 
-    again = runner.port.launch("room-1 renamed", "token-1")
+    (again,) = runner.port.launch("room-1 renamed", "token-1")
 
     assert again.task_arn == first.task_arn
     assert [t.task_arn for t in runner.port.list_tasks()] == [first.task_arn]
@@ -407,7 +407,7 @@ def test_a_conflict_naming_the_task_only_in_its_message_returns_that_task(ecs: S
     other = TASK_ARN.replace("0123", "4567")
     ecs.replies.append(_error("ConflictException", f"The clientToken is already used by {other}."))
 
-    assert ecs.port.launch("room-1", "token-1").task_arn == other
+    assert ecs.port.launch("room-1", "token-1")[0].task_arn == other
 
 
 def test_a_reply_with_failures_and_no_task_is_a_refusal(ecs: StubbedEcs) -> None:

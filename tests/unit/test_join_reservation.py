@@ -95,7 +95,9 @@ def test_an_empty_room_with_a_reservation_launches_and_one_without_does_not() ->
 
 
 def test_grace_runs_from_the_end_of_the_reservation() -> None:
-    agent = Agent(launch_token="t", launch_claimed_at=0.0, room_sid="RM_1", task_arn="arn:task")
+    agent = Agent(
+        launch_token="t", launch_claimed_at=0.0, room_sid="RM_1", task_arn="arn:task", slot_reserved=True
+    )
     room = Room(name="r", sid="RM_1", agent=agent, expected={"alice": 30.0})
 
     decision = decide(room, World(), 0.0, POLICY)
@@ -107,7 +109,9 @@ def test_grace_runs_from_the_end_of_the_reservation() -> None:
 
 
 def test_a_reservation_pushes_a_running_grace_later_never_earlier() -> None:
-    agent = Agent(launch_token="t", launch_claimed_at=0.0, room_sid="RM_1", task_arn="arn:task")
+    agent = Agent(
+        launch_token="t", launch_claimed_at=0.0, room_sid="RM_1", task_arn="arn:task", slot_reserved=True
+    )
     in_grace = Room(
         name="r",
         sid="RM_1",
@@ -125,7 +129,9 @@ def test_a_reservation_pushes_a_running_grace_later_never_earlier() -> None:
 
 
 def test_a_worker_ready_before_the_human_arrives_is_dispatched() -> None:
-    agent = Agent(launch_token="t", launch_claimed_at=0.0, room_sid="RM_1", task_arn="arn:task")
+    agent = Agent(
+        launch_token="t", launch_claimed_at=0.0, room_sid="RM_1", task_arn="arn:task", slot_reserved=True
+    )
     room = Room(
         name="r",
         sid="RM_1",

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from control_plane.ports import Dispatch
+from control_plane.ports import Dispatch, ObservedTaskState
 from control_plane.room import RoomState
 from control_plane.worker_protocol import Respawn, WorkerRecord, WorkerStatus
 from tests.harness import AGENT_NAME, SWEEP_POLICY, TwinStack
@@ -322,7 +322,11 @@ def test_task_that_never_becomes_ready_is_stopped(stack: TwinStack) -> None:
 
 
 def idle_worker(stack: TwinStack, created_ago: float = 600) -> str:
-    arn = stack.runner.start_foreign("gone-room", "tok-idle", created_at=stack.clock.now() - created_ago)
+    launched_at = stack.clock.now() - created_ago
+    arn = stack.runner.start_foreign("gone-room", "tok-idle", created_at=launched_at)
+    stack.store.record_task_state(
+        ObservedTaskState(arn, version=1, last_status="RUNNING", seen_at=launched_at)
+    )
     stack.store.put_worker(
         WorkerRecord(task_arn=arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=stack.clock.now())
     )
@@ -344,7 +348,7 @@ def test_idle_worker_beyond_the_warm_pool_is_drained_then_stopped(stack: TwinSta
 
 
 def test_warm_pool_keeps_its_idle_workers() -> None:
-    stack = TwinStack(sweep_policy=replace(TwinStack().sweep_policy, warm_tasks=1))
+    stack = TwinStack(pool=replace(TwinStack().pool, warm_tasks=1))
     kept = idle_worker(stack, created_ago=600)
     surplus = idle_worker(stack, created_ago=900)
 

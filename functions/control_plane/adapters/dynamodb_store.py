@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from control_plane.aws_names import room_key
+from control_plane.pool import ARRIVAL_RING, Demand, arrivals_from_ring, smoothed_cold_start
 from control_plane.ports import ObservedTaskState, VersionConflict
 from control_plane.room import (
     DEFAULT_RETENTION_SECONDS,
@@ -42,8 +43,13 @@ if TYPE_CHECKING:
 
 ATTENTION_INDEX = "attention-index"
 ROOM_ATTENTION = "room"
+WAITING_ATTENTION = "waiting"
 EVENT_PK_PREFIX = "EVENT#"
+WAITING_PK_PREFIX = "WAIT#"
 SWEEP_CURSOR_PK = "SWEEP#cursor"
+POOL_PK = "POOL#demand"
+# Fields only the control plane writes on a worker item; worker-side writes create them empty.
+CONTROL_PLANE_WORKER_FIELDS = frozenset({"draining", "reserved", "assigned", "launched_at"})
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -306,10 +312,16 @@ class DynamoDBStore:
         record gets ``expires_at``, so finished tasks leave the table."""
         if record.status is WorkerStatus.STOPPED and record.expires_at is None:
             record = record.model_copy(update={"expires_at": int(record.heartbeat_at) + self._retention})
-        fields = record.model_dump(mode="python", exclude={"draining"}, exclude_none=True)
+        fields = record.model_dump(mode="python", exclude=set(CONTROL_PLANE_WORKER_FIELDS), exclude_none=True)
         names = {f"#{key}": key for key in fields}
         values = {f":{key}": _serializer.serialize(_to_dynamo(value)) for key, value in fields.items()}
-        sets = [f"#{key} = :{key}" for key in fields]
+        names |= {"#reserved": "reserved", "#assigned": "assigned"}
+        values |= {":no_rooms": {"M": {}}, ":zero": {"N": "0"}}
+        sets = [
+            *(f"#{key} = :{key}" for key in fields),
+            "#reserved = if_not_exists(#reserved, :no_rooms)",
+            "#assigned = if_not_exists(#assigned, :zero)",
+        ]
         expression = "SET " + ", ".join(sets)
         if record.status is WorkerStatus.STOPPED:
             expression += " REMOVE attention"
@@ -338,6 +350,181 @@ class DynamoDBStore:
             if not _is_condition_failure(error):
                 raise
 
+    def reserve_slot(self, worker: WorkerRecord, room: str, now: float, jobs_per_task: int) -> bool:
+        room_left = worker.capacity - len(set(worker.jobs) - set(worker.reserved))
+        if room_left <= 0:
+            return False
+        return self._conditional_worker_update(
+            worker.task_arn,
+            "SET #reserved.#room = :now ADD #assigned :one",
+            "#status = :ready AND attribute_not_exists(#reserved.#room) AND size(#reserved) < :room_left"
+            " AND (attribute_not_exists(#draining) OR #draining = :false)"
+            " AND (attribute_not_exists(#assigned) OR #assigned < :jobs_per_task)",
+            {"#status": "status", "#draining": "draining"},
+            {
+                ":now": {"N": repr(now)},
+                ":one": {"N": "1"},
+                ":ready": {"S": WorkerStatus.READY.value},
+                ":room_left": {"N": str(room_left)},
+                ":false": {"BOOL": False},
+                ":jobs_per_task": {"N": str(jobs_per_task)},
+            },
+            room,
+        )
+
+    def adopt_slot(self, task_arn: str, room: str, now: float) -> None:
+        self._conditional_worker_update(
+            task_arn,
+            "SET #reserved.#room = :now ADD #assigned :one",
+            "attribute_exists(#reserved) AND attribute_not_exists(#reserved.#room)",
+            {},
+            {":now": {"N": repr(now)}, ":one": {"N": "1"}},
+            room,
+        )
+
+    def release_slot(self, task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
+        expression = "REMOVE #reserved.#room" + (" ADD #assigned :minus_one" if unassign else "")
+        values = {":minus_one": {"N": "-1"}} if unassign else {}
+        self._conditional_worker_update(
+            task_arn, expression, "attribute_exists(#reserved.#room)", {}, values, room
+        )
+        return self.get_worker(task_arn)
+
+    def drain_if_idle(self, task_arn: str) -> bool:
+        return self._conditional_worker_update(
+            task_arn,
+            "SET #draining = :true",
+            "attribute_exists(pk) AND (attribute_not_exists(#reserved) OR size(#reserved) = :zero)"
+            " AND (attribute_not_exists(#jobs) OR size(#jobs) = :zero)",
+            {"#draining": "draining", "#jobs": "jobs"},
+            {":true": {"BOOL": True}, ":zero": {"N": "0"}},
+        )
+
+    def _conditional_worker_update(
+        self,
+        task_arn: str,
+        expression: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        room: str | None = None,
+    ) -> bool:
+        names = {**names, "#reserved": "reserved", "#assigned": "assigned"}
+        if room is not None:
+            names["#room"] = room
+        used = {key: value for key, value in names.items() if key in expression + condition}
+        try:
+            if values:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=self._worker_key(task_arn),
+                    UpdateExpression=expression,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=used,
+                    ExpressionAttributeValues=values,
+                )
+            else:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=self._worker_key(task_arn),
+                    UpdateExpression=expression,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=used,
+                )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    # --- the pool: rooms waiting for a slot, demand -------------------------------------
+
+    def put_waiting(self, room: str, since: float) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": WAITING_PK_PREFIX + room_key(room)[len(ROOM_PK_PREFIX) :]},
+                    "room": {"S": room},
+                    "since": {"N": repr(since)},
+                    "attention": {"S": WAITING_ATTENTION},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+
+    def remove_waiting(self, room: str) -> None:
+        self._client.delete_item(
+            TableName=self._table,
+            Key={"pk": {"S": WAITING_PK_PREFIX + room_key(room)[len(ROOM_PK_PREFIX) :]}},
+        )
+
+    def waiting_rooms(self) -> list[tuple[str, float]]:
+        found = [
+            (item["room"]["S"], float(item["since"]["N"]))
+            for item in self._query_attention(WAITING_ATTENTION)
+            if item["pk"]["S"].startswith(WAITING_PK_PREFIX) and "room" in item and "since" in item
+        ]
+        return sorted(found, key=lambda entry: (entry[1], entry[0]))
+
+    def pool_demand(self) -> Demand:
+        response = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": POOL_PK}}, ConsistentRead=True
+        )
+        item = _deserialize(response.get("Item", {}))
+        ring = {
+            slot: (int(item[f"m{slot}"]), int(item[f"c{slot}"]))
+            for slot in range(ARRIVAL_RING)
+            if f"m{slot}" in item and f"c{slot}" in item
+        }
+        cold = item.get("cold_start_seconds")
+        return (
+            Demand(arrivals_from_ring(ring), float(cold))
+            if cold is not None
+            else Demand(arrivals_from_ring(ring))
+        )
+
+    def count_arrival(self, now: float) -> None:
+        """One ``ADD`` while the ring slot holds this minute; else restart the slot at 1."""
+        minute = int(now // 60)
+        slot = minute % ARRIVAL_RING
+        names = {"#m": f"m{slot}", "#c": f"c{slot}"}
+        values = {":minute": {"N": str(minute)}, ":one": {"N": "1"}}
+        for _ in range(3):
+            for expression, condition in (
+                ("ADD #c :one", "#m = :minute"),
+                ("SET #m = :minute, #c = :one", "attribute_not_exists(#m) OR #m <> :minute"),
+            ):
+                try:
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key={"pk": {"S": POOL_PK}},
+                        UpdateExpression=expression,
+                        ConditionExpression=condition,
+                        ExpressionAttributeNames=names,
+                        ExpressionAttributeValues=values,
+                    )
+                    return
+                except ClientError as error:
+                    if not _is_condition_failure(error):
+                        raise
+
+    def record_cold_start(self, seconds: float) -> None:
+        """Read, average, write: a lost race loses one sample of a running average, no more."""
+        stored = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": POOL_PK}}, ConsistentRead=True
+        ).get("Item", {})
+        previous = stored.get("cold_start_seconds", {}).get("N")
+        value = seconds if previous is None else smoothed_cold_start(float(previous), seconds)
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": POOL_PK}},
+            UpdateExpression="SET cold_start_seconds = :value",
+            ExpressionAttributeValues={":value": {"N": repr(round(value, 3))}},
+        )
+
     def live_workers(self) -> Iterable[WorkerRecord]:
         """Live worker items whose ``task_arn`` is the task their key belongs to: IAM keeps a
         task to its own item, not to honest contents, so a record claiming another task (or an
@@ -354,8 +541,11 @@ class DynamoDBStore:
             "#ecs_version": "ecs_version",
             "#last_status": "last_status",
             "#heartbeat_at": "heartbeat_at",
+            "#launched_at": "launched_at",
             "#capacity": "capacity",
             "#jobs": "jobs",
+            "#reserved": "reserved",
+            "#assigned": "assigned",
             "#status": "status",
         }
         values: dict[str, Any] = {
@@ -372,8 +562,11 @@ class DynamoDBStore:
             "#ecs_version = :version",
             "#last_status = :last_status",
             "#heartbeat_at = if_not_exists(#heartbeat_at, :seen_at)",
+            "#launched_at = if_not_exists(#launched_at, :seen_at)",
             "#capacity = if_not_exists(#capacity, :zero)",
             "#jobs = if_not_exists(#jobs, :no_jobs)",
+            "#reserved = if_not_exists(#reserved, :no_jobs)",
+            "#assigned = if_not_exists(#assigned, :zero)",
         ]
         condition = "(attribute_not_exists(#ecs_version) OR #ecs_version < :version)"
         if state.stop_code is not None:

@@ -33,7 +33,7 @@ from control_plane.worker_protocol import LAUNCH_TOKEN_ENV, LAUNCHED_FOR_ROOM_EN
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs.client import ECSClient
-    from mypy_boto3_ecs.type_defs import RunTaskResponseTypeDef, TaskTypeDef
+    from mypy_boto3_ecs.type_defs import KeyValuePairTypeDef, RunTaskResponseTypeDef, TagTypeDef, TaskTypeDef
 
 ROOM_TAG = "livekit-room"
 TOKEN_TAG = "launch-token"
@@ -78,31 +78,37 @@ class EcsRunner:
         self._client = client
         self._placement = placement
 
-    def launch(self, room: str, launch_token: str) -> LaunchedTask:
+    def launch(self, room: str | None, launch_token: str, count: int = 1) -> list[LaunchedTask]:
         try:
-            response = self._run_task(room, launch_token)
+            response = self._run_task(room, launch_token, count)
         except ClientError as error:
             existing = _task_named_by_conflict(error)
             if existing is None:
                 raise _launch_error(error) from error
-            return LaunchedTask(task_arn=existing, launch_token=launch_token)
+            return [LaunchedTask(task_arn=existing, launch_token=launch_token)]
         except ParamValidationError as error:  # botocore refused it before sending anything
             raise LaunchFailed(f"RunTask not sent: {error}") from error
         except BotoCoreError as error:
             raise LaunchOutcomeUnknown(f"RunTask {type(error).__name__}: {error}") from error
         tasks = response.get("tasks", [])
         if tasks:
-            return LaunchedTask(task_arn=tasks[0]["taskArn"], launch_token=launch_token)
+            return [LaunchedTask(task_arn=task["taskArn"], launch_token=launch_token) for task in tasks]
         failures = response.get("failures", [])
         reasons = ", ".join(f"{f.get('reason', '?')} {f.get('detail', '')}".strip() for f in failures)
         raise LaunchFailed(f"RunTask returned no task: {reasons or 'no reason given'}")
 
-    def _run_task(self, room: str, launch_token: str) -> RunTaskResponseTypeDef:
+    def _run_task(self, room: str | None, launch_token: str, count: int) -> RunTaskResponseTypeDef:
+        """A room's launch names the room (env and tag); a pool launch names none."""
         p = self._placement
+        environment: list[KeyValuePairTypeDef] = [{"name": LAUNCH_TOKEN_ENV, "value": launch_token}]
+        tags: list[TagTypeDef] = [{"key": TOKEN_TAG, "value": launch_token}]
+        if room is not None:
+            environment.insert(0, {"name": LAUNCHED_FOR_ROOM_ENV, "value": room})
+            tags.insert(0, {"key": ROOM_TAG, "value": encode_room_tag(room)})
         return self._client.run_task(
             cluster=p.cluster,
             taskDefinition=p.task_definition,
-            count=1,
+            count=count,
             clientToken=launch_token,
             startedBy=p.started_by,
             capacityProviderStrategy=[{"capacityProvider": p.capacity_provider, "weight": 1}],
@@ -113,21 +119,8 @@ class EcsRunner:
                     "assignPublicIp": "ENABLED" if p.assign_public_ip else "DISABLED",
                 }
             },
-            overrides={
-                "containerOverrides": [
-                    {
-                        "name": p.container_name,
-                        "environment": [
-                            {"name": LAUNCHED_FOR_ROOM_ENV, "value": room},
-                            {"name": LAUNCH_TOKEN_ENV, "value": launch_token},
-                        ],
-                    }
-                ]
-            },
-            tags=[
-                {"key": ROOM_TAG, "value": encode_room_tag(room)},
-                {"key": TOKEN_TAG, "value": launch_token},
-            ],
+            overrides={"containerOverrides": [{"name": p.container_name, "environment": environment}]},
+            tags=tags,
             enableECSManagedTags=True,
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -53,8 +53,6 @@ class SweepPolicy:
     worker_stale_seconds: float
     worker_start_timeout_seconds: float
     max_agent_age_seconds: float
-    warm_tasks: int
-    slots_per_task: int
     concurrency: int
     safety_margin_seconds: float
     # Every room's dispatches are audited once per this period, a share of the rooms each sweep.
@@ -224,7 +222,6 @@ class TaskStop:
 @dataclass(frozen=True)
 class TaskPlan:
     stop: tuple[TaskStop, ...]
-    drain: tuple[str, ...]
     gone_workers: tuple[WorkerRecord, ...]
     vanished: tuple[tuple[str, str], ...]  # (room, task arn) whose task ECS no longer lists
 
@@ -238,8 +235,8 @@ def plan_task_cleanup(
 ) -> TaskPlan:
     """What to do about our tasks, judged from ECS, the worker records and the rooms.
 
-    A task is claimed by the room that launched it (task ARN, or launch token while the launch
-    is unrecorded) or, for a worker serving jobs, by those jobs.
+    A task is claimed by the room whose agent is on it (task ARN, or launch token while the
+    launch is unrecorded) or, for a worker serving jobs or holding slots, by those rooms.
     """
     listed = {task.task_arn: task for task in tasks}
     records = {worker.task_arn: worker for worker in workers}
@@ -264,7 +261,9 @@ def plan_task_cleanup(
     for task in tasks:
         record = records.get(task.task_arn)
         owner = claims.get(task.task_arn)
-        reason = _stop_reason(task, record, owner is not None or bool(record and record.jobs), now, policy)
+        if owner is None and record is not None and record.rooms():
+            owner = min(record.rooms())
+        reason = _stop_reason(task, record, owner is not None, now, policy)
         if reason is not None:
             stops.append(TaskStop(task, reason, owner))
     stopping = {stop.task.task_arn for stop in stops}
@@ -275,24 +274,22 @@ def plan_task_cleanup(
         if record.task_arn in listed
         and record.task_arn not in claims
         and record.task_arn not in stopping
-        and not record.jobs
+        and not record.rooms()
         and now - record.heartbeat_at <= policy.worker_stale_seconds
     ]
-    # Asked to drain on an earlier sweep and still there with nothing to do: stop it.
+    # Asked to drain (the pool's scale-in, or a recycle) on an earlier sweep and still there
+    # with nothing to do: stop it. Scale-in itself is the pool's (``Capacity.replenish``).
     stops += [
         TaskStop(listed[record.task_arn], StopReason.IDLE, None)
         for record in idle
         if record.draining and record.status is not WorkerStatus.STARTING
     ]
-    drain = _surplus_idle(
-        [r for r in idle if r.status is WorkerStatus.READY and not r.draining], records, listed, now, policy
-    )
     gone = tuple(
         record
         for record in records.values()
         if record.task_arn not in listed and now - record.heartbeat_at > policy.worker_stale_seconds
     )
-    return TaskPlan(stop=tuple(stops), drain=drain, gone_workers=gone, vanished=tuple(vanished))
+    return TaskPlan(stop=tuple(stops), gone_workers=gone, vanished=tuple(vanished))
 
 
 def _stop_reason(
@@ -312,26 +309,3 @@ def _stop_reason(
     if claimed and age is not None and age > policy.max_agent_age_seconds:
         return StopReason.MAX_AGE
     return None
-
-
-def _surplus_idle(
-    idle: list[WorkerRecord],
-    records: Mapping[str, WorkerRecord],
-    listed: Mapping[str, TaskSnapshot],
-    now: float,
-    policy: SweepPolicy,
-) -> tuple[str, ...]:
-    """Idle workers to drain, oldest first, keeping WARM_TASKS * SLOTS_PER_TASK free slots."""
-    free = sum(
-        max(record.capacity - len(record.jobs), 0)
-        for record in records.values()
-        if record.task_arn in listed and record.is_ready(now, policy.worker_stale_seconds)
-    )
-    wanted = policy.warm_tasks * policy.slots_per_task
-    surplus: list[str] = []
-    for record in sorted(idle, key=lambda r: listed[r.task_arn].created_at or 0.0):
-        if free - record.capacity < wanted:
-            break
-        surplus.append(record.task_arn)
-        free -= record.capacity
-    return tuple(surplus)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from control_plane.controller import RoomController
 from control_plane.humans import is_human
+from control_plane.pool import usable
 from control_plane.ports import (
     Dispatch,
     LiveKitGateway,
@@ -159,6 +160,8 @@ class _SweepRun:
         self._count_gauges(rooms, tasks)
         if tasks is not None:
             await self._clean_tasks(tasks, workers, rooms)
+        # The pool's backstop: waiting rooms take open slots, then it launches or scales in.
+        await self.blocking(self.controller.wake_waiting)
         await self._list_live_rooms()
         return await self._sweep_rooms(rooms, remaining_seconds)
 
@@ -197,6 +200,10 @@ class _SweepRun:
             if r.agent is not None and r.state in (RoomState.STARTING, RoomState.ACTIVE, RoomState.GRACE)
         )
         self.metrics.count("ActiveAgents", active)
+        pool = self.controller.capacity.policy
+        now = self.now()
+        free = sum(w.free_slots(pool.jobs_per_task) for w in self.workers.values() if usable(w, now, pool))
+        self.metrics.count("WarmSlots", free)
         if tasks is not None:
             now = self.now()
             ages = [age for age in (task.age(now) for task in tasks) if age is not None]
@@ -211,7 +218,6 @@ class _SweepRun:
         plan = plan_task_cleanup(tasks, workers, rooms, self.now(), self.policy)
         await asyncio.gather(
             *(self._guarded(self._stop_task, stop, stop.task.task_arn) for stop in plan.stop),
-            *(self._guarded(self._drain, arn, arn) for arn in plan.drain),
             *(self._guarded(self._forget_worker, record, record.task_arn) for record in plan.gone_workers),
         )
         if plan.vanished:
@@ -245,11 +251,6 @@ class _SweepRun:
             self.controller.task_stopped(
                 stop.room, task.task_arn, task.launch_token, stop.reason in CRASH_REASONS
             )
-
-    def _drain(self, task_arn: str) -> None:
-        log.info("draining idle worker beyond the warm pool", extra={"task_arn": task_arn})
-        self.ports.workers.mark_draining(task_arn)
-        self.metrics.count("TasksDrained")
 
     def _forget_worker(self, record: WorkerRecord) -> None:
         """ECS no longer runs it and it stopped heartbeating: out of the live index."""

@@ -36,7 +36,7 @@ class VirtualClock:
 @dataclass
 class FakeTask:
     arn: str
-    room: str
+    room: str | None
     launch_token: str
     created_at: float
     running: bool = True
@@ -83,27 +83,32 @@ class InMemoryRunner:
     def run_task_calls(self) -> int:
         return self.calls["RunTask"]
 
-    def launch(self, room: str, launch_token: str) -> LaunchedTask:
+    def launch(self, room: str | None, launch_token: str, count: int = 1) -> list[LaunchedTask]:
         with self._lock:
             self.calls["RunTask"] += 1
             if self.fail_next_launches:
                 self.fail_next_launches -= 1
                 raise LaunchFailed("RESOURCE:FARGATE capacity unavailable")
-            launched = self._task_for(room, launch_token)
+            launched = self._tasks_for(room, launch_token, count)
             if self.lose_next_launch_replies:
                 self.lose_next_launch_replies -= 1
                 raise LaunchOutcomeUnknown("ReadTimeoutError: RunTask reply lost (twin)")
             return launched
 
-    def _task_for(self, room: str, launch_token: str) -> LaunchedTask:
-        """The task a token already started (whatever the room, as ECS answers a reused
-        ``clientToken``), else a new one."""
-        for task in self.tasks.values():
-            if task.launch_token == launch_token:
-                return LaunchedTask(task.arn, launch_token)
-        arn = f"arn:aws:ecs:us-east-1:123456789012:task/agents/{next(self._ids):032x}"
-        self.tasks[arn] = FakeTask(arn=arn, room=room, launch_token=launch_token, created_at=self._now())
-        return LaunchedTask(arn, launch_token)
+    def _tasks_for(self, room: str | None, launch_token: str, count: int) -> list[LaunchedTask]:
+        """The tasks a token already started (whatever the room, as ECS answers a reused
+        ``clientToken``), else new ones."""
+        known = [
+            LaunchedTask(t.arn, launch_token) for t in self.tasks.values() if t.launch_token == launch_token
+        ]
+        if known:
+            return known
+        launched = []
+        for _ in range(count):
+            arn = f"arn:aws:ecs:us-east-1:123456789012:task/agents/{next(self._ids):032x}"
+            self.tasks[arn] = FakeTask(arn=arn, room=room, launch_token=launch_token, created_at=self._now())
+            launched.append(LaunchedTask(arn, launch_token))
+        return launched
 
     def find_launched(self, launch_token: str) -> str | None:
         with self._lock:

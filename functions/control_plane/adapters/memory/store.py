@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
+from control_plane.pool import ARRIVAL_RING, Demand, arrivals_from_ring, smoothed_cold_start
 from control_plane.ports import ObservedTaskState, VersionConflict
 from control_plane.room import (
     DEFAULT_RETENTION_SECONDS,
@@ -54,6 +55,10 @@ class InMemoryStore:
         self._events: dict[str, int] = {}
         self._workers: dict[str, WorkerRecord] = {}
         self._sweep_cursor: str | None = None
+        self._waiting: dict[str, float] = {}
+        # The pool item as DynamoDB stores it: a ring of (minute, count) slots and the average.
+        self._arrival_ring: dict[int, tuple[int, int]] = {}
+        self._cold_start: float | None = None
         self.reads = 0
         self.writes = 0
 
@@ -147,7 +152,12 @@ class InMemoryStore:
         with self._lock:
             self.writes += 1
             current = self._workers.get(record.task_arn)
-            update: dict[str, object] = {"draining": current.draining if current else record.draining}
+            update: dict[str, object] = {
+                "draining": current.draining if current else record.draining,
+                "reserved": current.reserved if current else record.reserved,
+                "assigned": current.assigned if current else record.assigned,
+                "launched_at": current.launched_at if current else record.launched_at,
+            }
             if record.status is WorkerStatus.STOPPED and record.expires_at is None:
                 update["expires_at"] = int(record.heartbeat_at) + self._retention
             self._workers[record.task_arn] = record.model_copy(update=update)
@@ -158,6 +168,96 @@ class InMemoryStore:
             current = self._workers.get(task_arn)
             if current is not None:
                 self._workers[task_arn] = current.model_copy(update={"draining": True})
+
+    def reserve_slot(self, worker: WorkerRecord, room: str, now: float, jobs_per_task: int) -> bool:
+        room_left = worker.capacity - len(set(worker.jobs) - set(worker.reserved))
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(worker.task_arn)
+            if (
+                room_left <= 0
+                or current is None
+                or current.status is not WorkerStatus.READY
+                or current.draining
+                or room in current.reserved
+                or len(current.reserved) >= room_left
+                or current.assigned >= jobs_per_task
+            ):
+                return False
+            self._workers[worker.task_arn] = current.model_copy(
+                update={"reserved": {**current.reserved, room: now}, "assigned": current.assigned + 1}
+            )
+            return True
+
+    def adopt_slot(self, task_arn: str, room: str, now: float) -> None:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(task_arn)
+            if current is None or room in current.reserved:
+                return
+            self._workers[task_arn] = current.model_copy(
+                update={"reserved": {**current.reserved, room: now}, "assigned": current.assigned + 1}
+            )
+
+    def release_slot(self, task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(task_arn)
+            if current is None or room not in current.reserved:
+                return current
+            reserved = {name: at for name, at in current.reserved.items() if name != room}
+            assigned = current.assigned - 1 if unassign else current.assigned
+            after = current.model_copy(update={"reserved": reserved, "assigned": assigned})
+            self._workers[task_arn] = after
+            return after
+
+    def drain_if_idle(self, task_arn: str) -> bool:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(task_arn)
+            if current is None or current.reserved or current.jobs:
+                return False
+            self._workers[task_arn] = current.model_copy(update={"draining": True})
+            return True
+
+    def put_waiting(self, room: str, since: float) -> None:
+        with self._lock:
+            self.writes += 1
+            self._waiting.setdefault(room, since)
+
+    def remove_waiting(self, room: str) -> None:
+        with self._lock:
+            self.writes += 1
+            self._waiting.pop(room, None)
+
+    def waiting_rooms(self) -> list[tuple[str, float]]:
+        with self._lock:
+            self.reads += 1
+            return sorted(self._waiting.items(), key=lambda item: (item[1], item[0]))
+
+    def pool_demand(self) -> Demand:
+        with self._lock:
+            self.reads += 1
+            ring = dict(self._arrival_ring)
+            cold = self._cold_start
+        return (
+            Demand(arrivals_from_ring(ring), cold) if cold is not None else Demand(arrivals_from_ring(ring))
+        )
+
+    def count_arrival(self, now: float) -> None:
+        minute = int(now // 60)
+        with self._lock:
+            self.writes += 1
+            slot = minute % ARRIVAL_RING
+            held_minute, count = self._arrival_ring.get(slot, (minute, 0))
+            self._arrival_ring[slot] = (minute, count + 1 if held_minute == minute else 1)
+
+    def record_cold_start(self, seconds: float) -> None:
+        with self._lock:
+            self.writes += 1
+            previous = self._cold_start
+            value = seconds if previous is None else smoothed_cold_start(previous, seconds)
+            self._cold_start = round(value, 3)
 
     def live_workers(self) -> Iterable[WorkerRecord]:
         with self._lock:
@@ -176,11 +276,14 @@ class InMemoryStore:
                 status=WorkerStatus.STARTING,
                 capacity=0,
                 heartbeat_at=state.seen_at,
+                launched_at=state.seen_at,
                 launched_for=state.launched_for,
             )
             update: dict[str, object] = {"ecs_version": state.version, "last_status": state.last_status}
             if state.stop_code is not None:
                 update["stop_code"] = state.stop_code
+            if base.launched_at is None:
+                update["launched_at"] = state.seen_at
             if base.launched_for is None and state.launched_for is not None:
                 update["launched_for"] = state.launched_for
             if state.stopped:

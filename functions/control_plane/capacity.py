@@ -1,0 +1,187 @@
+"""Carries out the warm pool's decisions (``control_plane.pool``) against the ports.
+
+Everything here is safe to repeat and to run in many Lambdas at once: a slot is taken only by
+a conditional write on one worker; pool launches use a launch token derived from the listing
+they were planned on (two Lambdas planning on the same listing launch once, ECS ``clientToken``);
+every launch first takes tokens from the shared launch limiter; scale-in only sets ``draining``
+on a worker that hosts nothing, by a conditional write, and the worker exits by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from control_plane.pool import PoolPlan, PoolPolicy, plan_pool, slot_candidates, spent, usable
+from control_plane.ports import LaunchedTask, LaunchGrant, ObservedTaskState, Ports
+from control_plane.worker_protocol import WakeRooms, WorkerRecord
+
+log = logging.getLogger(__name__)
+
+# RunTask launches at most this many tasks per call.
+RUN_TASK_MAX_COUNT = 10
+# A room held back by MAX_TASKS tries again after this long even if no slot frees to wake it.
+EXHAUSTED_RETRY_SECONDS = 15.0
+# How many waiting rooms one wake reconciles at most (more wait for the next wake or sweep).
+WAKE_BATCH = 50
+
+
+@dataclass(frozen=True)
+class LaunchBlocked:
+    """No launch now: the limiter's wait, or the pool is at ``MAX_TASKS``."""
+
+    retry_after: float
+    exhausted: bool
+
+
+class Capacity:
+    def __init__(self, ports: Ports, policy: PoolPolicy) -> None:
+        self._ports = ports
+        self._policy = policy
+
+    @property
+    def policy(self) -> PoolPolicy:
+        return self._policy
+
+    def workers(self) -> list[WorkerRecord]:
+        return list(self._ports.workers.live_workers())
+
+    def slot_open(self, workers: Sequence[WorkerRecord] | None = None) -> bool:
+        now = self._ports.clock.now()
+        listed = self.workers() if workers is None else workers
+        return bool(slot_candidates(listed, now, self._policy))
+
+    def take_slot(self, room: str, prefer: str | None, workers: Sequence[WorkerRecord]) -> str | None:
+        """Reserve a slot for ``room`` on the best ready worker; the task ARN, or None if every
+        candidate was taken first (each try is one conditional write)."""
+        now = self._ports.clock.now()
+        for worker in slot_candidates(workers, now, self._policy, prefer=prefer):
+            if self._ports.workers.reserve_slot(worker, room, now, self._policy.jobs_per_task):
+                log.info("slot reserved", extra={"room": room, "task_arn": worker.task_arn})
+                return worker.task_arn
+        return None
+
+    def launch_for_room(
+        self, room: str, launch_token: str, workers: Sequence[WorkerRecord]
+    ) -> LaunchedTask | LaunchBlocked:
+        """Start one task for a room that found no slot, if ``MAX_TASKS`` and the limiter allow."""
+        now = self._ports.clock.now()
+        plan = plan_pool(workers, self._ports.workers.pool_demand(), now, self._policy)
+        if plan.live_tasks >= self._policy.max_tasks:
+            self._ports.metrics.count("PoolExhausted")
+            log.warning(
+                "pool exhausted: room waits for a slot",
+                extra={"room": room, "live_tasks": plan.live_tasks, "max_tasks": self._policy.max_tasks},
+            )
+            return LaunchBlocked(EXHAUSTED_RETRY_SECONDS, exhausted=True)
+        grant = self._grant(1, now)
+        if grant.tasks < 1:
+            self._ports.metrics.count("LaunchesQueued")
+            log.info(
+                "launch queued by the launch limiter", extra={"room": room, "retry_after": grant.retry_after}
+            )
+            return LaunchBlocked(max(grant.retry_after, 1.0), exhausted=False)
+        (launched,) = self._ports.runner.launch(room, launch_token)[:1]
+        self._record_starting([launched], now)
+        return launched
+
+    def replenish(self, workers: Sequence[WorkerRecord] | None = None) -> PoolPlan:
+        """Launch what the pool lacks and drain what it has too much of (idle workers only)."""
+        now = self._ports.clock.now()
+        listed = self.workers() if workers is None else list(workers)
+        plan = plan_pool(listed, self._ports.workers.pool_demand(), now, self._policy)
+        if plan.exhausted:
+            self._ports.metrics.count("PoolExhausted")
+        self._launch_pool(plan.launch, listed, now)
+        for task_arn in plan.drain:
+            self.retire(task_arn, "pool surplus")
+        return plan
+
+    def retire(self, task_arn: str, reason: str) -> bool:
+        """Drain a worker that hosts nothing (a conditional write, so no slot is taken meanwhile):
+        it stops taking jobs and exits by itself; the sweep stops it if it is still there next
+        time. Never StopTask here: a job LiveKit handed it meanwhile finishes first."""
+        if not self._ports.workers.drain_if_idle(task_arn):
+            return False
+        self._ports.metrics.count("WorkersRetired")
+        log.info("idle worker retired", extra={"task_arn": task_arn, "reason": reason})
+        return True
+
+    def release(self, room: str, task_arn: str, slot_reserved: bool) -> None:
+        """The room's agent is gone: free its slot and retire the worker unless the pool wants
+        it (it may take another room: not spent, and the pool is short of free slots)."""
+        workers = self._ports.workers
+        after = workers.release_slot(task_arn, room) if slot_reserved else workers.get_worker(task_arn)
+        if after is not None and after.rooms() - {room}:
+            self._wake()
+            return
+        now = self._ports.clock.now()
+        keep = False
+        if after is not None and not spent(after, self._policy) and usable(after, now, self._policy):
+            # Kept for a room waiting for a slot, or if without it the pool would be short.
+            plan = plan_pool(self.workers(), workers.pool_demand(), now, self._policy)
+            spare = after.free_slots(self._policy.jobs_per_task)
+            short = plan.free_slots + plan.pending_slots - spare < plan.wanted_slots
+            keep = short or bool(workers.waiting_rooms())
+        if keep:
+            log.info("worker kept warm", extra={"task_arn": task_arn, "room": room})
+            self._wake()
+            return
+        # The worker's own copy of the job may still be listed for a moment: it is ours to end.
+        workers.mark_draining(task_arn)
+        self._ports.runner.stop(task_arn, f"room {room} closed")
+
+    def job_moved(self, room: str, reserved_on: str, running_on: str) -> None:
+        """LiveKit ran the room's job on another worker than the one holding its slot: the slot
+        follows the job (adopted there first, so it is never counted nowhere)."""
+        now = self._ports.clock.now()
+        self._ports.workers.adopt_slot(running_on, room, now)
+        self._ports.workers.release_slot(reserved_on, room, unassign=True)
+        log.info(
+            "job ran on another worker: slot moved",
+            extra={"room": room, "from": reserved_on, "to": running_on},
+        )
+
+    def _wake(self) -> None:
+        if self._ports.workers.waiting_rooms():
+            self._ports.timers.send(WakeRooms(), 0)
+
+    def waiting(self) -> list[str]:
+        return [room for room, _ in self._ports.workers.waiting_rooms()[:WAKE_BATCH]]
+
+    def _grant(self, tasks: int, now: float) -> LaunchGrant:
+        limiter = self._ports.limiter
+        return LaunchGrant(tasks) if limiter is None else limiter.acquire(tasks, now)
+
+    def _launch_pool(self, count: int, workers: Sequence[WorkerRecord], now: float) -> None:
+        """Pool launches in RunTask calls of up to 10, each behind the limiter. The token hashes
+        the listing the plan was made on: Lambdas planning on the same listing launch once."""
+        listing = ",".join(sorted(w.task_arn for w in workers))
+        batch = 0
+        while count > 0:
+            grant = self._grant(min(count, RUN_TASK_MAX_COUNT), now)
+            if grant.tasks < 1:
+                self._ports.metrics.count("LaunchesQueued")
+                log.info(
+                    "pool launch queued by the launch limiter",
+                    extra={"tasks": count, "retry_after": grant.retry_after},
+                )
+                self._ports.timers.send(WakeRooms(), max(1, math.ceil(grant.retry_after)))
+                return
+            digest = hashlib.sha256(f"{listing}\0{int(now // 10)}\0{batch}".encode()).hexdigest()[:40]
+            launched = self._ports.runner.launch(None, f"pool-{digest}", grant.tasks)
+            self._record_starting(launched, now)
+            self._ports.metrics.count("PoolTasksLaunched", len(launched))
+            log.info("pool tasks launched", extra={"tasks": len(launched)})
+            count -= grant.tasks
+            batch += 1
+
+    def _record_starting(self, launched: Sequence[LaunchedTask], now: float) -> None:
+        """Count a launched task as capacity on the way at once, before its first ECS event."""
+        for task in launched:
+            self._ports.workers.record_task_state(
+                ObservedTaskState(task_arn=task.task_arn, version=0, last_status="PROVISIONING", seen_at=now)
+            )

@@ -170,6 +170,11 @@ class TwinStack:
         self.run_due_timers()
         return task.arn
 
+    def worker_registered(self, task_arn: str) -> bool:
+        """The task's worker has reported in (a ``starting`` record only says ECS launched it)."""
+        record = self.store.get_worker(task_arn)
+        return record is not None and record.status is not WorkerStatus.STARTING
+
     def pool_worker_becomes_ready(self, task_arn: str, capacity: int = 1) -> None:
         """A task launched for the pool (no room) registers and says so."""
         self.livekit.register_worker(AGENT_NAME)

@@ -1,8 +1,8 @@
 """Provision the control plane's AWS resources in moto and drive its Lambda handlers.
 
-Used by the integration and scenario tests and by ``make demo``: the same table, queue,
-cluster, task definition and secret the SAM template creates, and API Gateway / SQS event
-shapes exactly as AWS delivers them.
+Used by the integration and scenario tests: the same table, queue, cluster, task definition and
+secret the SAM template creates, and the event shapes AWS delivers (the Lambda context, API
+Gateway and ECS events are the local stack's own, ``local.stack.events``, re-exported here).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -21,23 +21,17 @@ from livekit.api import AccessToken
 
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
+from local.livekit_sim import FakeLiveKitServer
+from local.stack.events import (  # noqa: F401  (re-exported for the tests)
+    CLUSTER,
+    TASK_FAMILY,
+    LambdaContext,
+    ecs_task_state_change,
+    http_api_event,
+)
 from tests.aws import create_table
-from tests.fakes.livekit_server import FakeLiveKitServer
 
 TABLE = "livekit-agent-lifecycle"
-CLUSTER = "livekit-agents"
-TASK_FAMILY = "livekit-agent-worker"
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "local-function"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local-function"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @dataclass
@@ -111,7 +105,13 @@ def worker_registers(aws: LocalAws, room: str = "room-1", task_role_id: str = ""
     task_arn = tracked.agent.task_arn
     aws.livekit.state.register_worker("voice-agent")
     store.put_worker(
-        WorkerRecord(task_arn=task_arn, status=WorkerStatus.READY, capacity=1, heartbeat_at=time.time())
+        WorkerRecord(
+            task_arn=task_arn,
+            status=WorkerStatus.READY,
+            capacity=1,
+            heartbeat_at=time.time(),
+            launched_for=room,
+        )
     )
     aws.client("sqs").send_message(
         QueueUrl=aws.queue_url, MessageBody=WorkerReady(task_arn=task_arn, room=room).model_dump_json()
@@ -125,43 +125,6 @@ def signed_headers(
     digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
     token = AccessToken(api_key, api_secret).with_sha256(digest).with_ttl(ttl).to_jwt()
     return {"authorization": token, "content-type": "application/webhook+json"}
-
-
-def http_api_event(
-    body: bytes,
-    headers: dict[str, str],
-    path: str = "/livekit/webhook",
-    method: str = "POST",
-    base64_encoded: bool = True,
-) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event; LiveKit's content type arrives base64-encoded."""
-    return {
-        "version": "2.0",
-        "routeKey": f"{method} {path}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "local",
-            "domainName": "local.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "local",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "test",
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": f"{method} {path}",
-            "stage": "$default",
-            "time": "22/Nov/2026:00:00:00 +0000",
-            "timeEpoch": 0,
-        },
-        "body": base64.b64encode(body).decode() if base64_encoded else body.decode(),
-        "isBase64Encoded": base64_encoded,
-    }
 
 
 def webhook_body(
@@ -216,82 +179,6 @@ def sqs_event(queue_url: str, max_messages: int = 10, sender_id: str | None = No
             }
             for m in messages
         ]
-    }
-
-
-def ecs_task_state_change(
-    task_arn: str,
-    last_status: str,
-    version: int,
-    *,
-    room: str | None = None,
-    launch_token: str | None = None,
-    desired_status: str | None = None,
-    stop_code: str | None = None,
-    stopped_reason: str | None = None,
-    exit_code: int | None = None,
-    started_by: str = "livekit-agent-lifecycle",
-    cluster: str = CLUSTER,
-    at: datetime | None = None,
-) -> dict[str, Any]:
-    """An "ECS Task State Change" event as EventBridge delivers it for a Fargate RunTask task."""
-    moment = (at or datetime(2026, 11, 22, tzinfo=UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    region, account = "us-east-1", "123456789012"
-    stopped = last_status == "STOPPED"
-    environment = [
-        {"name": name, "value": value}
-        for name, value in (("LAUNCHED_FOR_ROOM", room), ("LAUNCH_TOKEN", launch_token))
-        if value is not None
-    ]
-    container: dict[str, Any] = {
-        "containerArn": f"arn:aws:ecs:{region}:{account}:container/{cluster}/{uuid.uuid4()}",
-        "lastStatus": last_status if last_status in ("PENDING", "RUNNING", "STOPPED") else "RUNNING",
-        "name": "agent",
-        "image": "agent:local",
-        "taskArn": task_arn,
-        "networkInterfaces": [],
-        "cpu": "0",
-    }
-    detail: dict[str, Any] = {
-        "attachments": [],
-        "availabilityZone": f"{region}a",
-        "capacityProviderName": "FARGATE",
-        "clusterArn": f"arn:aws:ecs:{region}:{account}:cluster/{cluster}",
-        "connectivity": "CONNECTED",
-        "containers": [container],
-        "cpu": "1024",
-        "memory": "2048",
-        "createdAt": moment,
-        "desiredStatus": desired_status or ("STOPPED" if stopped else "RUNNING"),
-        "enableExecuteCommand": False,
-        "group": f"family:{TASK_FAMILY}",
-        "lastStatus": last_status,
-        "overrides": {"containerOverrides": [{"name": "agent", "environment": environment}]},
-        "platformVersion": "1.4.0",
-        "startedBy": started_by,
-        "taskArn": task_arn,
-        "taskDefinitionArn": f"arn:aws:ecs:{region}:{account}:task-definition/{TASK_FAMILY}:1",
-        "updatedAt": moment,
-        "version": version,
-    }
-    if last_status != "PENDING":
-        detail["startedAt"] = moment
-    if stopped:
-        detail |= {"stoppedReason": stopped_reason or "", "stoppingAt": moment, "stoppedAt": moment}
-        if stop_code is not None:
-            detail["stopCode"] = stop_code
-        if exit_code is not None:
-            container["exitCode"] = exit_code
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "ECS Task State Change",
-        "source": "aws.ecs",
-        "account": account,
-        "time": moment,
-        "region": region,
-        "resources": [task_arn],
-        "detail": detail,
     }
 
 

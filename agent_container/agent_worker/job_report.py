@@ -1,4 +1,9 @@
-"""How each job ended, told to the control plane and to the logs.
+"""Each job's start and end, told to the control plane, and how it ended, to the logs.
+
+Every job sends one :class:`JobStarted` when it starts (its task, room and room sid, job and
+dispatch ids): LiveKit picks the worker, which may not be the one whose slot the control plane
+reserved, so this is how the control plane learns which task hosts the room's agent. A lost
+start report is logged, never fails the job (the worker's heartbeat lists its jobs too).
 
 Every job sends one :class:`JobEnded` on the timer queue when it ends (its task, room, job id,
 outcome, and for a failure a reason from a small fixed set, the exception's type and how long
@@ -24,13 +29,13 @@ from livekit.agents.tts import TTSError
 from livekit.agents.voice.events import CloseEvent
 
 from agent_worker.clock import Clock
-from control_plane.worker_protocol import JobEnded, JobFailureReason, JobOutcome
+from control_plane.worker_protocol import JobEnded, JobFailureReason, JobOutcome, JobStarted
 
 log = logging.getLogger(__name__)
 
 
 class JobReportSink(Protocol):
-    def send(self, message: JobEnded) -> None:
+    def send(self, message: JobStarted | JobEnded) -> None:
         """Deliver the report to the control plane (the timer queue)."""
         ...
 
@@ -49,19 +54,41 @@ def close_failure(event: CloseEvent) -> tuple[JobFailureReason, BaseException | 
 
 
 class JobReport:
-    """One job's outcome: the first failure recorded wins; :meth:`end` reports it once."""
+    """One job's start and outcome: the first failure recorded wins; :meth:`end` reports it once."""
 
     def __init__(
-        self, *, task_arn: str | None, room: str, job_id: str, clock: Clock, sink: JobReportSink | None
+        self,
+        *,
+        task_arn: str | None,
+        room: str,
+        job_id: str,
+        clock: Clock,
+        sink: JobReportSink | None,
+        room_sid: str | None = None,
+        dispatch_id: str | None = None,
     ) -> None:
         self._task_arn = task_arn
         self._room = room
+        self._room_sid = room_sid
         self._job_id = job_id
+        self._dispatch_id = dispatch_id
         self._clock = clock
         self._sink = sink
         self._started_at = clock.now()
         self._failure: tuple[JobFailureReason, str | None, str] | None = None
         self.sent: JobEnded | None = None
+
+    def start(self) -> JobStarted:
+        """Report that this task now hosts the room's agent."""
+        message = JobStarted(
+            task_arn=self._task_arn or "unknown",
+            room=self._room,
+            room_sid=self._room_sid,
+            job_id=self._job_id,
+            dispatch_id=self._dispatch_id,
+        )
+        self._deliver(message)
+        return message
 
     def failed(self, reason: JobFailureReason, detail: str, error: BaseException | None = None) -> None:
         if self._failure is None:
@@ -95,13 +122,19 @@ class JobReport:
                     "duration_seconds": message.duration_seconds,
                 },
             )
+        self._deliver(message)
+        return message
+
+    def _deliver(self, message: JobStarted | JobEnded) -> None:
         if self._sink is None or self._task_arn is None:
-            return message
+            return
         try:
             self._sink.send(message)
-        except Exception as error:  # a lost report costs a backoff, never the job's clean exit
-            log.warning("job report not sent", extra={"job_id": self._job_id, "error": type(error).__name__})
-        return message
+        except Exception as error:  # logged; the job runs, or ends cleanly, all the same
+            log.warning(
+                "job report not sent",
+                extra={"job_id": self._job_id, "kind": message.kind, "error": type(error).__name__},
+            )
 
 
 async def run_job(

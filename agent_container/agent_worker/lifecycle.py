@@ -7,6 +7,9 @@ virtual clock.
 - The control plane asks for a drain (``draining`` on the record, or the record already
   says stopped): drain with no deadline, since each job ends on its own grace timer or age
   cap, then exit 0.
+- Recycled: the worker has taken its ``JOBS_PER_TASK`` jobs and they have all ended: drain
+  (nothing is left to wait for) and exit 0, so the next room gets a fresh process and the pool
+  launches the replacement. Until then it declines new jobs but keeps serving its own.
 - SIGTERM (ECS ``StopTask``, scale-in, Spot reclaim): drain, but exit 0 after
   ``drain_timeout`` even with jobs left, so ECS never has to SIGKILL us at ``stopTimeout``.
 - LiveKit out of reach for ``unreachable_limit`` seconds, counted from boot or from the
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 from agent_worker.clock import Clock
 
 log = logging.getLogger(__name__)
+
+RECYCLED = "recycled: took its JOBS_PER_TASK jobs and they have ended"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,12 @@ class WorkerLifecycle:
         elif not connected and self._unreachable_since is None:
             self._unreachable_since = now
             log.warning("lost the connection to LiveKit", extra={"at": now})
+
+    def jobs_seen(self, *, spent: bool, busy: bool) -> None:
+        """``spent``: the worker has taken every job it will take; ``busy``: one of them is
+        running or about to. Spent and idle is the end of this task's life."""
+        if spent and not busy:
+            self.drain_requested(RECYCLED)
 
     def drain_requested(self, reason: str) -> None:
         if self._drain_reason is None:

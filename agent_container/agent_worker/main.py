@@ -11,6 +11,7 @@ import boto3
 
 from agent_worker.clock import SystemClock
 from agent_worker.ecs_metadata import resolve_task_arn
+from agent_worker.job_budget import JobBudget
 from agent_worker.lifecycle import WorkerLifecycle
 from agent_worker.logs import configure_logging
 from agent_worker.registry import DynamoWorkerRecord, SqsReadySignal
@@ -43,14 +44,16 @@ async def serve(settings: AgentSettings, log_handler: RateLimitedHandler) -> int
             "record_key": record.key,
             "agent_name": settings.agent_name,
             "slots": settings.slots_per_task,
+            "jobs_per_task": settings.jobs_per_task,
             "launched_for": settings.launched_for_room,
             "job_grace_seconds": settings.job_grace_seconds,
             "llm": f"{settings.llm_provider.value}:{settings.llm_model}",
         },
     )
     clock = SystemClock()
+    budget = JobBudget(settings.jobs_per_task)
     runtime = WorkerRuntime(
-        worker=LiveKitWorker(build_server(settings)),
+        worker=LiveKitWorker(build_server(settings, budget)),
         record=record,
         ready_signal=SqsReadySignal(
             boto3.client("sqs"), settings.timer_queue_url, task_arn=task_arn, room=settings.launched_for_room
@@ -62,6 +65,7 @@ async def serve(settings: AgentSettings, log_handler: RateLimitedHandler) -> int
         ),
         clock=clock,
         heartbeat_seconds=settings.heartbeat_seconds,
+        budget=budget,
     )
     loop = asyncio.get_running_loop()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):

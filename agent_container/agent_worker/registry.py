@@ -2,8 +2,11 @@
 
 The worker writes only the fields it owns (status, capacity, jobs, heartbeat, the room it
 was launched for) with one ``UpdateItem``; it never writes ``draining`` nor the ECS fields
-the task-events function keeps. The same call returns the whole item, so a heartbeat is
-also how the worker hears that the control plane wants it gone.
+the task-events function keeps. The control plane's slot fields, ``reserved`` and ``assigned``,
+it only creates when absent (an empty map, zero), so the control plane's conditional slot
+writes (``SET reserved.#room = …``) always find the map, and never changes once they exist.
+The same call returns the whole item, so a heartbeat is also how the worker hears that the
+control plane wants it gone.
 
 Its item is keyed by its own credentials (:func:`worker_key`), the only ``TASK#`` key the task
 role lets it write: a compromised task can misreport itself, but no other worker.
@@ -20,6 +23,7 @@ from botocore.exceptions import ClientError
 from control_plane.worker_protocol import (
     WORKER_ATTENTION,
     JobEnded,
+    JobStarted,
     WorkerReady,
     WorkerRecord,
     WorkerStatus,
@@ -85,6 +89,13 @@ class DynamoWorkerRecord:
         names = {f"#{name}": name for name in fields}
         values = {f":{name}": _serializer.serialize(_to_dynamo(value)) for name, value in fields.items()}
         assignments = [f"#{name} = :{name}" for name in fields]
+        # the control plane's slot fields: created empty when absent, never overwritten
+        assignments += [
+            "#reserved = if_not_exists(#reserved, :no_rooms)",
+            "#assigned = if_not_exists(#assigned, :zero)",
+        ]
+        names |= {"#reserved": "reserved", "#assigned": "assigned"}
+        values |= {":no_rooms": {"M": {}}, ":zero": {"N": "0"}}
         if status is WorkerStatus.STOPPED:
             expression = f"SET {', '.join(assignments)} REMOVE attention"
         else:
@@ -117,7 +128,8 @@ class DynamoWorkerRecord:
 
 
 class SqsReadySignal:
-    """Wakes the control plane for the room this task was launched for (and any waiting room)."""
+    """Wakes the control plane: the rooms waiting for a slot, first the one this task was
+    launched for (a hint: the worker takes whichever room's job LiveKit hands it)."""
 
     def __init__(self, client: SQSClient, queue_url: str, *, task_arn: str, room: str | None) -> None:
         self._client = client
@@ -129,14 +141,14 @@ class SqsReadySignal:
 
 
 class SqsJobReports:
-    """Sends a job's :class:`JobEnded` report on the timer queue (only about this task: the
-    control plane drops one whose ``task_arn`` is not the sender's)."""
+    """Sends a job's :class:`JobStarted` and :class:`JobEnded` reports on the timer queue (only
+    about this task: the control plane drops one whose ``task_arn`` is not the sender's)."""
 
     def __init__(self, client: SQSClient, queue_url: str) -> None:
         self._client = client
         self._queue_url = queue_url
 
-    def send(self, message: JobEnded) -> None:
+    def send(self, message: JobStarted | JobEnded) -> None:
         self._client.send_message(QueueUrl=self._queue_url, MessageBody=message.model_dump_json())
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agent_worker.clock import Clock
+from agent_worker.job_budget import JobBudget
 from agent_worker.lifecycle import Drain, Exit, WorkerLifecycle
 from control_plane.worker_protocol import WorkerStatus
 
@@ -50,14 +51,18 @@ class WorkerRuntime:
         lifecycle: WorkerLifecycle,
         clock: Clock,
         heartbeat_seconds: float,
+        budget: JobBudget | None = None,
         tick_seconds: float = 1.0,
     ) -> None:
+        """``budget``: the jobs the worker takes in its life, shared with its job request handler;
+        None for a worker that keeps no such count."""
         self._worker = worker
         self._record = record
         self._ready_signal = ready_signal
         self._lifecycle = lifecycle
         self._clock = clock
         self._heartbeat_seconds = heartbeat_seconds
+        self._budget = budget
         self._tick_seconds = tick_seconds
         self._wake = asyncio.Event()
         self._registered = False
@@ -89,6 +94,9 @@ class WorkerRuntime:
         if self._serving is not None and self._serving.done():
             self._lifecycle.worker_failed(_describe_end(self._serving))
         self._lifecycle.livekit_connection(self._worker.connected())
+        if self._budget is not None:
+            busy = self._budget.settling or bool(self._worker.jobs())
+            self._lifecycle.jobs_seen(spent=self._budget.spent, busy=busy)
         step = self._lifecycle.next_step()
         if isinstance(step, Exit):
             return await self._exit(step)

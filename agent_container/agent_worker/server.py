@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from livekit.agents import AgentServer, JobRequest
 
+from agent_worker.job_budget import JobBudget
 from agent_worker.session import entrypoint
 from agent_worker.settings import JOB_SHUTDOWN_SECONDS, AgentSettings
 
@@ -19,47 +20,60 @@ LIVEKIT_MAX_RETRY_DELAY = 10
 """livekit-agents waits ``min(2 * attempt, 10)`` seconds between reconnection attempts."""
 
 
-def slot_load(slots: int) -> Callable[[AgentServer], float]:
-    """Load as the share of job slots in use: LiveKit sends no job to a worker at 1.0."""
+def slot_load(slots: int, budget: JobBudget) -> Callable[[AgentServer], float]:
+    """Load as the share of job slots in use, and full once the worker has taken its last job:
+    LiveKit sends no job to a worker at 1.0."""
 
     def load(server: AgentServer) -> float:
+        if budget.spent:
+            return FULL_LOAD
         return min(len(server.active_jobs) / slots, FULL_LOAD)
 
     return load
 
 
-def serve_launched_room(launched_for: str | None) -> Callable[[JobRequest], Awaitable[None]]:
-    """A task launched for a room takes only that room's job.
-
-    The control plane launches one task per room and stops that task when the room's agent
-    goes. Tasks register with LiveKit in any order, so LiveKit could place room B's job on the
-    task launched for room A; stopping A's task would then cut B's agent off mid-call.
-    Declining without terminating makes LiveKit offer the job to the next worker: the room's
-    own task, which is ready by the time the room's dispatch exists. A task started without a
-    room (by hand) takes any job.
-    """
+def accept_jobs(budget: JobBudget) -> Callable[[JobRequest], Awaitable[None]]:
+    """Take any room's job while the worker has jobs left: workers are fungible, and the
+    control plane reserves a slot on some ready worker before it dispatches, so a task launched
+    for one room may well host another (``LAUNCHED_FOR_ROOM`` is only a hint). Once spent,
+    decline without terminating, so LiveKit offers the job to another worker."""
 
     async def on_request(request: JobRequest) -> None:
-        if launched_for is not None and request.room.name != launched_for:
+        if not budget.take():
             log.info(
-                "declined a job for another room",
-                extra={"room": request.room.name, "launched_for": launched_for, "job_id": request.id},
+                "declined a job: this worker has taken its JOBS_PER_TASK jobs",
+                extra={"room": request.room.name, "job_id": request.id, "jobs_per_task": budget.limit},
             )
             await request.reject(terminate=False)
             return
-        await request.accept()
+        started = False
+        try:
+            await request.accept()
+            started = True
+        finally:
+            budget.settled(started=started)
+        log.info(
+            "accepted a job",
+            extra={
+                "room": request.room.name,
+                "job_id": request.id,
+                "taken": budget.taken,
+                "of": budget.limit,
+            },
+        )
 
     return on_request
 
 
-def build_server(settings: AgentSettings) -> AgentServer:
+def build_server(settings: AgentSettings, budget: JobBudget) -> AgentServer:
     server = AgentServer(
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key.get_secret_value(),
         api_secret=settings.livekit_api_secret.get_secret_value(),
-        load_fnc=slot_load(settings.slots_per_task),
+        load_fnc=slot_load(settings.slots_per_task, budget),
         load_threshold=FULL_LOAD,
-        num_idle_processes=settings.slots_per_task,
+        # a warm process per job it may still run at once, no more
+        num_idle_processes=min(settings.slots_per_task, settings.jobs_per_task),
         drain_timeout=settings.drain_timeout_seconds,
         shutdown_process_timeout=JOB_SHUTDOWN_SECONDS,
         port=settings.health_port,
@@ -67,9 +81,7 @@ def build_server(settings: AgentSettings) -> AgentServer:
         max_retry=math.ceil(settings.livekit_unreachable_exit_seconds / LIVEKIT_MAX_RETRY_DELAY) + 5,
         log_level=settings.log_level,
     )
-    server.rtc_session(
-        entrypoint, agent_name=settings.agent_name, on_request=serve_launched_room(settings.launched_for_room)
-    )
+    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=accept_jobs(budget))
     return server
 
 

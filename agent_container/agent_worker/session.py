@@ -1,6 +1,6 @@
 """What each job runs: an ``AgentSession`` (Deepgram STT and TTS, the configured LLM) plus
-the room-presence watch that ends the job when the humans are gone, and the job's report of
-how it ended (:mod:`agent_worker.job_report`)."""
+the room-presence watch that ends the job when the humans are gone, and the job's reports of
+its start and how it ended (:mod:`agent_worker.job_report`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import boto3
 from livekit.agents import NOT_GIVEN, Agent, AgentSession, JobContext, inference, llm, room_io
 from livekit.agents.voice.events import CloseEvent
 from livekit.plugins import deepgram, openai
+from livekit.protocol import agent
 
 from agent_worker.clock import Clock, Scheduler, SystemClock
 from agent_worker.ecs_metadata import TaskArnUnknown, resolve_task_arn
@@ -121,8 +122,9 @@ def on_session_closed(event: CloseEvent, presence: RoomPresence, report: JobRepo
     presence.end(f"agent session closed ({event.reason.value})")
 
 
-async def job_report(settings: AgentSettings, *, room: str, job_id: str) -> JobReport:
-    """The job's report, sent on the timer queue; only logged if the task's ARN is unknown."""
+async def job_report(settings: AgentSettings, job: agent.Job) -> JobReport:
+    """The job's reports, sent on the timer queue; only logged if the task's ARN is unknown.
+    Ids LiveKit leaves empty (a job with no dispatch) are reported as None."""
     try:
         task_arn: str | None = await resolve_task_arn(
             configured=settings.task_arn, metadata_uri=settings.ecs_container_metadata_uri_v4
@@ -130,14 +132,25 @@ async def job_report(settings: AgentSettings, *, room: str, job_id: str) -> JobR
     except TaskArnUnknown:
         task_arn = None
     sink = SqsJobReports(boto3.client("sqs"), settings.timer_queue_url)
-    return JobReport(task_arn=task_arn, room=room, job_id=job_id, clock=SystemClock(), sink=sink)
+    return JobReport(
+        task_arn=task_arn,
+        room=job.room.name,
+        room_sid=job.room.sid or None,
+        job_id=job.id,
+        dispatch_id=job.dispatch_id or None,
+        clock=SystemClock(),
+        sink=sink,
+    )
 
 
 async def entrypoint(ctx: JobContext) -> None:
     settings = load_settings()
-    report = await job_report(settings, room=ctx.job.room.name, job_id=ctx.job.id)
+    report = await job_report(settings, ctx.job)
+    # sent beside the job, not before it: the human is waiting for the agent to join
+    started = asyncio.create_task(asyncio.to_thread(report.start), name="job_started_report")
 
     async def report_end(reason: str) -> None:
+        await asyncio.gather(started, return_exceptions=True)  # the start goes out first
         await asyncio.to_thread(report.end)
 
     ctx.add_shutdown_callback(report_end)

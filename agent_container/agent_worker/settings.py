@@ -55,6 +55,9 @@ class AgentSettings(BaseSettings):
     )
     max_agent_age_seconds: int = Field(4 * 3600, gt=0, description="Job ends after this long, humans or not")
     slots_per_task: int = Field(1, ge=1, description="Jobs (rooms) one worker serves at once")
+    jobs_per_task: int = Field(
+        1, ge=1, description="Jobs one worker takes in its life, then drains and exits (the pool replaces it)"
+    )
     heartbeat_seconds: float = Field(15.0, gt=0, description="Period of the worker record heartbeat")
     drain_timeout_seconds: int = Field(90, gt=0, description="Longest wait for jobs after SIGTERM")
     stop_timeout_seconds: int = Field(
@@ -67,7 +70,9 @@ class AgentSettings(BaseSettings):
     table_name: str = Field("livekit-agent-lifecycle", min_length=1, description="DynamoDB table")
     timer_queue_url: str = Field(min_length=1, description="SQS queue for the worker-ready signal")
     launched_for_room: str | None = Field(
-        None, validation_alias=LAUNCHED_FOR_ROOM_ENV, description="Set by RunTask: room the task is for"
+        None,
+        validation_alias=LAUNCHED_FOR_ROOM_ENV,
+        description="Set by RunTask: the room the task was launched for (a hint; it takes any room)",
     )
     agent_task_role_id: str = Field(
         min_length=1, description="RoleId of the task role (AGENT_TASK_ROLE_ID): part of the record's key"

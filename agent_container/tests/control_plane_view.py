@@ -26,6 +26,12 @@ class ControlPlaneView:
     def mark_draining(self) -> None:
         self._store.mark_draining(self._task_arn)
 
+    def reserve_slot(self, room: str, now: float, jobs_per_task: int = 1) -> bool:
+        """Take a slot on this worker for ``room``, by the control plane's conditional write."""
+        worker = self.get()
+        assert worker is not None
+        return self._store.reserve_slot(worker, room, now, jobs_per_task)
+
     def record_ecs_state(self, version: int, last_status: str) -> None:
         self._store.record_task_state(
             ObservedTaskState(

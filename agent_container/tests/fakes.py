@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from livekit.protocol import agent, models
+
+from agent_worker import session
 from agent_worker.settings import AgentSettings
+from control_plane.worker_protocol import JobEnded, JobStarted
+
+TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/agents/0123456789abcdef"
 
 
 class VirtualTimer:
@@ -79,6 +88,40 @@ class FakeRoom:
             handler(participant)
 
 
+ACCEPTED = "accepted"
+DECLINED = "declined, offered to another worker"
+REJECTED = "rejected, job ends"
+
+
+class JobOffer:
+    """What LiveKit's job request looks like to the request handler: a job for a room, accept,
+    reject. ``assigned`` (if given) is awaited inside ``accept``, as livekit-agents waits for
+    LiveKit's assignment there; ``on_accept`` runs once the job would be running."""
+
+    def __init__(
+        self,
+        room: str,
+        *,
+        assigned: Callable[[], Awaitable[None]] | None = None,
+        on_accept: Callable[[JobOffer], None] | None = None,
+    ) -> None:
+        self.id = f"AJ_{room}"
+        self.room = SimpleNamespace(name=room, sid=f"RM_{room}")
+        self.answer: str | None = None
+        self._assigned = assigned
+        self._on_accept = on_accept
+
+    async def accept(self) -> None:
+        self.answer = ACCEPTED
+        if self._assigned is not None:
+            await self._assigned()
+        if self._on_accept is not None:
+            self._on_accept(self)
+
+    async def reject(self, *, terminate: bool = True) -> None:
+        self.answer = REJECTED if terminate else DECLINED
+
+
 class FakeLiveKitWorker:
     """The LiveKit side of the worker: registration, jobs, drain and close, all by hand."""
 
@@ -126,6 +169,22 @@ class FakeLiveKitWorker:
     def disconnect(self) -> None:
         self.is_connected = False
 
+    async def offer(self, room: str, on_request: Callable[[Any], Awaitable[None]]) -> str | None:
+        """LiveKit offers this worker ``room``'s job through its request handler; an accepted
+        job runs until the test finishes it."""
+
+        def running(offer: JobOffer) -> None:
+            self.running_jobs[room] = offer.id
+
+        offer = JobOffer(room, on_accept=running)
+        await on_request(offer)
+        return offer.answer
+
+    def finish_job(self, room: str) -> None:
+        self.running_jobs.pop(room)
+        if not self.running_jobs:
+            self._jobs_done.set()
+
     def finish_all_jobs(self) -> None:
         self.running_jobs.clear()
         self._jobs_done.set()
@@ -148,3 +207,59 @@ def agent_settings(**overrides: object) -> AgentSettings:
         **overrides,
     }
     return AgentSettings.model_validate(values)
+
+
+class RecordingSink:
+    """The timer queue, as the job's reports see it."""
+
+    def __init__(self) -> None:
+        self.sent: list[JobStarted | JobEnded] = []
+
+    def send(self, message: JobStarted | JobEnded) -> None:
+        self.sent.append(message)
+
+
+class BrokenSink:
+    def send(self, message: JobStarted | JobEnded) -> None:
+        raise ConnectionError("sqs unreachable")
+
+
+class FakeJobContext:
+    """The part of ``JobContext`` the entrypoint uses, around a real LiveKit job message;
+    ``connect`` raises ``error`` if given."""
+
+    def __init__(
+        self, error: BaseException | None = None, *, room_sid: str = "RM_standup", dispatch_id: str = ""
+    ) -> None:
+        self.job = agent.Job(
+            id="AJ_1", dispatch_id=dispatch_id, room=models.Room(name="standup", sid=room_sid)
+        )
+        self.error = error
+        self.connected = False
+        self.shutdowns: list[str] = []
+        self.callbacks: list[Callable[[str], Awaitable[None]]] = []
+
+    async def connect(self) -> None:
+        if self.error is not None:
+            raise self.error
+        self.connected = True
+
+    def add_shutdown_callback(self, callback: Callable[[str], Awaitable[None]]) -> None:
+        self.callbacks.append(callback)
+
+    def shutdown(self, reason: str = "user requested") -> None:
+        self.shutdowns.append(reason)
+
+    async def run_shutdown_callbacks(self) -> None:
+        for callback in self.callbacks:
+            await callback(self.shutdowns[-1])
+
+
+def capture_job_reports(monkeypatch: pytest.MonkeyPatch) -> RecordingSink:
+    """Run the real ``session.entrypoint`` and ``session.job_report`` with the timer queue
+    replaced by a :class:`RecordingSink` (returned) and the task's ARN set to ``TASK_ARN``."""
+    sink = RecordingSink()
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setattr(session, "load_settings", functools.partial(agent_settings, task_arn=TASK_ARN))
+    monkeypatch.setattr(session, "SqsJobReports", lambda client, queue_url: sink)
+    return sink

@@ -35,12 +35,24 @@ def test_defaults_match_the_control_plane_and_fargate(environment: pytest.Monkey
     assert settings.agent_name == "voice-agent"
     assert settings.grace_period_seconds == 60
     assert settings.slots_per_task == 1
+    assert settings.jobs_per_task == 1, "a fresh process for each room"
     assert settings.drain_timeout_seconds < settings.stop_timeout_seconds <= 120
     assert settings.livekit_unreachable_exit_seconds == 300
     assert settings.log_rate_limit == 400
     assert settings.health_port == 8081
     assert settings.llm_provider is LLMProvider.OPENAI
     assert settings.launched_for_room is None
+
+
+def test_jobs_per_task_comes_from_the_same_variable_the_control_plane_reads(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    environment.setenv("JOBS_PER_TASK", "5")
+    assert AgentSettings().jobs_per_task == 5
+
+    environment.setenv("JOBS_PER_TASK", "0")
+    with pytest.raises(ValidationError, match="jobs_per_task"):
+        AgentSettings()
 
 
 def test_the_room_a_task_was_launched_for_comes_from_the_runtask_override(

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aiohttp import web
+from fakes import ACCEPTED, DECLINED, JobOffer
 from fakes import agent_settings as settings
-from livekit.agents import AgentServer, AgentSession, inference
+from livekit.agents import AgentServer, AgentSession, AssignmentTimeoutError, JobRequest, inference
 from livekit.plugins import deepgram, openai
 from livekit.protocol import agent
 
 from agent_worker.healthcheck import healthy
-from agent_worker.server import LiveKitWorker, build_server, serve_launched_room, slot_load
+from agent_worker.job_budget import JobBudget
+from agent_worker.server import LiveKitWorker, accept_jobs, build_server, slot_load
 from agent_worker.session import ROOM_OPTIONS, build_llm, build_session
 from agent_worker.settings import AgentSettings, LLMProvider
 
@@ -63,7 +67,7 @@ def test_the_session_outlives_the_person_it_listens_to() -> None:
 
 
 def test_the_worker_registers_under_the_agent_name_and_drains_before_fargate_kills_it() -> None:
-    server = build_server(settings(agent_name="support-agent", drain_timeout_seconds=80))
+    server = build_server(settings(agent_name="support-agent", drain_timeout_seconds=80), JobBudget(1))
 
     assert server._agent_name == "support-agent"
     assert server._drain_timeout == 80
@@ -76,53 +80,73 @@ def test_load_is_the_share_of_slots_in_use_so_livekit_stops_sending_jobs_when_fu
 ) -> None:
     server = SimpleNamespace(active_jobs=[object()] * running)
 
-    assert slot_load(slots)(server) == load  # type: ignore[arg-type]
+    assert slot_load(slots, JobBudget(10))(server) == load  # type: ignore[arg-type]
 
 
-class JobOffer:
-    """What LiveKit's job request looks like to the request handler: a room, accept, reject."""
+def test_load_is_full_once_the_worker_has_taken_its_last_job_so_livekit_sends_it_no_more() -> None:
+    budget = JobBudget(1)
+    budget.take()
+    budget.settled(started=True)
+    server = SimpleNamespace(active_jobs=[])  # its one job has even ended: it is about to go
 
-    def __init__(self, room: str) -> None:
-        self.id = f"AJ_{room}"
-        self.room = SimpleNamespace(name=room)
-        self.answer: str | None = None
-
-    async def accept(self) -> None:
-        self.answer = "accepted"
-
-    async def reject(self, *, terminate: bool = True) -> None:
-        self.answer = "rejected, job ends" if terminate else "declined, offered to another worker"
+    assert slot_load(4, budget)(server) == 1.0  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("launched_for", "offered", "answer"),
-    [
-        ("room-a", "room-a", "accepted"),
-        ("room-a", "room-b", "declined, offered to another worker"),
-        (None, "room-b", "accepted"),
-    ],
-)
-def test_a_task_takes_only_the_job_of_the_room_it_was_launched_for(
-    launched_for: str | None, offered: str, answer: str
-) -> None:
-    offer = JobOffer(offered)
-
-    asyncio.run(serve_launched_room(launched_for)(offer))  # type: ignore[arg-type]
-
-    assert offer.answer == answer
+def offer(on_request: Callable[[JobRequest], Awaitable[None]], room: str, **kwargs: Any) -> JobOffer:
+    job = JobOffer(room, **kwargs)
+    asyncio.run(on_request(job))  # type: ignore[arg-type]
+    return job
 
 
-def test_the_server_routes_job_offers_through_the_room_filter() -> None:
-    server = build_server(settings(launched_for_room="room-a"))
-    offer = JobOffer("room-b")
+def test_a_task_launched_for_one_room_takes_another_rooms_job() -> None:
+    """Workers are fungible: the control plane reserved a slot on this worker for room B."""
+    server = build_server(settings(launched_for_room="room-a"), JobBudget(1))
 
-    asyncio.run(server._request_fnc(offer))  # type: ignore[misc]
+    assert offer(server._request_fnc, "room-b").answer == ACCEPTED  # type: ignore[arg-type]
 
-    assert offer.answer == "declined, offered to another worker"
+
+def test_after_jobs_per_task_jobs_the_next_is_declined_for_another_worker_not_ended() -> None:
+    on_request = accept_jobs(JobBudget(2))
+
+    answers = [offer(on_request, room).answer for room in ("room-a", "room-b", "room-c")]
+
+    assert answers == [ACCEPTED, ACCEPTED, DECLINED]
+
+
+def test_two_offers_at_once_cannot_both_take_the_last_job() -> None:
+    on_request = accept_jobs(JobBudget(1))
+
+    async def both() -> tuple[JobOffer, JobOffer]:
+        assigned = asyncio.Event()
+        first = JobOffer("room-a", assigned=assigned.wait)
+        second = JobOffer("room-b")
+        taking = asyncio.create_task(on_request(first))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # accepted, waiting for LiveKit's assignment
+        await on_request(second)  # type: ignore[arg-type]
+        assigned.set()
+        await taking
+        return first, second
+
+    first, second = asyncio.run(both())
+    assert (first.answer, second.answer) == (ACCEPTED, DECLINED)
+
+
+def test_a_job_livekit_never_assigns_is_given_back() -> None:
+    budget = JobBudget(1)
+    on_request = accept_jobs(budget)
+
+    async def never_assigned() -> None:
+        raise AssignmentTimeoutError()
+
+    with pytest.raises(AssignmentTimeoutError):  # livekit-agents logs it and moves on
+        offer(on_request, "room-a", assigned=never_assigned)
+
+    assert not budget.spent
+    assert offer(on_request, "room-b").answer == ACCEPTED
 
 
 def test_a_worker_that_has_not_registered_is_not_connected_and_has_no_jobs() -> None:
-    worker = LiveKitWorker(build_server(settings()))
+    worker = LiveKitWorker(build_server(settings(), JobBudget(1)))
 
     assert not worker.connected()
     assert worker.jobs() == {}
@@ -136,7 +160,7 @@ def free_port() -> int:
 
 def test_the_health_check_passes_while_the_worker_serves_its_health_port() -> None:
     port = free_port()
-    server = AgentServer(port=port, num_idle_processes=0, load_fnc=slot_load(1))
+    server = AgentServer(port=port, num_idle_processes=0, load_fnc=slot_load(1, JobBudget(1)))
     server.rtc_session(lambda ctx: asyncio.sleep(0), agent_name="voice-agent")
 
     async def main() -> tuple[bool, bool]:
@@ -181,7 +205,9 @@ def test_the_worker_reports_registration_and_a_lost_connection_to_livekit() -> N
         await site.start()
         port = runner.addresses[0][1]
 
-        server = build_server(settings(livekit_url=f"ws://127.0.0.1:{port}", health_port=free_port()))
+        server = build_server(
+            settings(livekit_url=f"ws://127.0.0.1:{port}", health_port=free_port()), JobBudget(1)
+        )
         server.update_options(num_idle_processes=0)
         worker = LiveKitWorker(server)
         registered = asyncio.Event()

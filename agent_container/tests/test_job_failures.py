@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
 
 import pytest
-from fakes import FakeParticipant, FakeRoom, VirtualClock, agent_settings
+from fakes import (
+    TASK_ARN,
+    BrokenSink,
+    FakeJobContext,
+    FakeParticipant,
+    FakeRoom,
+    RecordingSink,
+    VirtualClock,
+    agent_settings,
+    capture_job_reports,
+)
 from livekit.agents import APIConnectionError, APIStatusError
 from livekit.agents.llm import LLMError
 from livekit.agents.stt import STTError
@@ -19,21 +27,6 @@ from agent_worker import session
 from agent_worker.job_report import JobReport, run_job
 from agent_worker.session import job_presence, on_session_closed, watch_room
 from control_plane.worker_protocol import JobEnded, JobFailureReason, JobOutcome
-
-TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/agents/0123456789abcdef"
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.sent: list[JobEnded] = []
-
-    def send(self, message: JobEnded) -> None:
-        self.sent.append(message)
-
-
-class BrokenSink:
-    def send(self, message: JobEnded) -> None:
-        raise ConnectionError("sqs unreachable")
 
 
 class Job:
@@ -183,40 +176,10 @@ def test_a_report_that_cannot_be_sent_does_not_break_the_jobs_exit() -> None:
     assert sent is not None and sent.outcome is JobOutcome.FAILURE
 
 
-class FakeJobContext:
-    """The part of ``JobContext`` the entrypoint uses; ``connect`` raises ``error`` if given."""
-
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.job = SimpleNamespace(id="AJ_1", room=SimpleNamespace(name="standup"))
-        self.error = error
-        self.shutdowns: list[str] = []
-        self.callbacks: list[Callable[[str], Awaitable[None]]] = []
-
-    async def connect(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def add_shutdown_callback(self, callback: Callable[[str], Awaitable[None]]) -> None:
-        self.callbacks.append(callback)
-
-    def shutdown(self, reason: str = "user requested") -> None:
-        self.shutdowns.append(reason)
-
-    async def run_shutdown_callbacks(self) -> None:
-        for callback in self.callbacks:
-            await callback(self.shutdowns[-1])
-
-
 def test_the_entrypoint_raising_ends_the_job_and_the_shutdown_sends_the_report(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sink = RecordingSink()
-
-    async def report_for(settings: object, *, room: str, job_id: str) -> JobReport:
-        return JobReport(task_arn=TASK_ARN, room=room, job_id=job_id, clock=VirtualClock(), sink=sink)
-
-    monkeypatch.setattr(session, "load_settings", agent_settings)
-    monkeypatch.setattr(session, "job_report", report_for)
+    sink = capture_job_reports(monkeypatch)
     ctx = FakeJobContext(ConnectionError("livekit refused"))
 
     async def job() -> None:
@@ -226,7 +189,8 @@ def test_the_entrypoint_raising_ends_the_job_and_the_shutdown_sends_the_report(
     asyncio.run(job())
 
     assert ctx.shutdowns == ["job failed: ConnectionError"]
-    [sent] = sink.sent
+    [_, sent] = sink.sent  # JobStarted, then JobEnded
+    assert isinstance(sent, JobEnded)
     assert (sent.task_arn, sent.room, sent.job_id, sent.reason, sent.exception_type) == (
         TASK_ARN,
         "standup",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fakes import VirtualClock
 
-from agent_worker.lifecycle import Drain, Exit, Serve, WorkerLifecycle
+from agent_worker.lifecycle import RECYCLED, Drain, Exit, Serve, WorkerLifecycle
 
 UNREACHABLE_LIMIT = 300.0
 DRAIN_TIMEOUT = 90.0
@@ -86,6 +86,31 @@ def test_sigterm_during_a_requested_drain_bounds_it_without_starting_another() -
     assert lifecycle.next_step() == Serve()
     clock.advance(DRAIN_TIMEOUT)
     assert lifecycle.next_step() == Exit(0, "drain timed out after 90s (SIGTERM)")
+
+
+def test_a_worker_that_took_its_last_job_keeps_serving_it_then_drains_and_exits_0() -> None:
+    lifecycle, clock = connected_worker()
+    lifecycle.jobs_seen(spent=False, busy=False)
+    assert lifecycle.next_step() == Serve()
+    lifecycle.jobs_seen(spent=True, busy=True)
+    clock.advance(3600)
+    assert lifecycle.next_step() == Serve()
+
+    lifecycle.jobs_seen(spent=True, busy=False)
+
+    assert lifecycle.next_step() == Drain(RECYCLED)
+    lifecycle.drain_finished()
+    assert lifecycle.next_step() == Exit(0, f"drained ({RECYCLED})")
+
+
+def test_a_recycle_after_a_requested_drain_keeps_the_first_reason() -> None:
+    lifecycle, _ = connected_worker()
+    lifecycle.drain_requested("the control plane set draining")
+    assert lifecycle.next_step() == Drain("the control plane set draining")
+
+    lifecycle.jobs_seen(spent=True, busy=False)
+
+    assert lifecycle.next_step() == Serve(), "one drain, already under way"
 
 
 def test_a_livekit_worker_that_stops_on_its_own_exits_1() -> None:

@@ -28,6 +28,7 @@ from control_plane.worker_protocol import (
     JobEnded,
     JobFailureReason,
     JobOutcome,
+    JobStarted,
     WorkerReady,
     WorkerStatus,
 )
@@ -123,6 +124,52 @@ def test_heartbeats_leave_the_fields_the_control_plane_owns_alone(
     assert (worker.ecs_version, worker.last_status, worker.status) == (3, "RUNNING", WorkerStatus.READY)
 
 
+def test_the_first_write_creates_an_empty_slot_map_the_control_plane_can_reserve_in(
+    record: DynamoWorkerRecord, control_plane: ControlPlaneView, dynamodb: Any
+) -> None:
+    """The control plane's slot write is ``SET reserved.#room = …``, which fails on an item
+    with no ``reserved`` map: the worker's record must always have one."""
+    record.write(WorkerStatus.READY, {}, NOW)
+
+    item = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": record.key}})["Item"]
+    assert (item["reserved"], item["assigned"]) == ({"M": {}}, {"N": "0"})
+    assert control_plane.reserve_slot("standup", NOW + 1)
+    worker = control_plane.get()
+    assert worker is not None
+    assert (worker.reserved, worker.assigned) == ({"standup": NOW + 1}, 1)
+
+
+def test_heartbeats_never_touch_the_slots_the_control_plane_reserved(
+    record: DynamoWorkerRecord, control_plane: ControlPlaneView
+) -> None:
+    record.write(WorkerStatus.READY, {}, NOW)
+    assert control_plane.reserve_slot("standup", NOW + 1, jobs_per_task=2)
+    assert control_plane.reserve_slot("retro", NOW + 2, jobs_per_task=2)
+
+    record.write(WorkerStatus.READY, {"standup": "AJ_1"}, NOW + 15)
+    record.write(WorkerStatus.DRAINING, {}, NOW + 30)
+    record.write(WorkerStatus.STOPPED, {}, NOW + 45)
+
+    worker = control_plane.get()
+    assert worker is not None
+    assert (worker.reserved, worker.assigned) == ({"standup": NOW + 1, "retro": NOW + 2}, 2)
+
+
+def test_slots_written_before_the_workers_first_write_are_kept(
+    record: DynamoWorkerRecord, control_plane: ControlPlaneView, dynamodb: Any
+) -> None:
+    dynamodb.put_item(
+        TableName=TABLE,
+        Item={"pk": {"S": record.key}, "reserved": {"M": {"standup": {"N": "1"}}}, "assigned": {"N": "1"}},
+    )
+
+    record.write(WorkerStatus.STARTING, {}, NOW)
+
+    worker = control_plane.get()
+    assert worker is not None
+    assert (worker.reserved, worker.assigned) == ({"standup": 1.0}, 1)
+
+
 def test_a_stopped_record_leaves_the_sweep_and_is_never_revived(
     record: DynamoWorkerRecord, control_plane: ControlPlaneView, dynamodb: Any
 ) -> None:
@@ -149,7 +196,7 @@ def test_a_key_the_role_refuses_says_which_setting_is_wrong(aws: None) -> None:
     assert isinstance(refused.value.__cause__, ClientError)
 
 
-def test_the_ready_signal_is_a_timer_message_for_the_room_the_task_was_launched_for(aws: None) -> None:
+def test_the_ready_signal_is_a_timer_message_naming_the_room_the_task_was_launched_for(aws: None) -> None:
     sqs = boto3.client("sqs", region_name="eu-west-1")
     queue_url = sqs.create_queue(QueueName="timers")["QueueUrl"]
 
@@ -171,6 +218,17 @@ def test_a_job_report_is_a_timer_message_naming_this_task(aws: None) -> None:
         exception_type="APIConnectionError",
         duration_seconds=1.5,
     )
+
+    SqsJobReports(sqs, queue_url).send(report)
+
+    (message,) = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert TIMER_MESSAGE.validate_json(message["Body"]) == report
+
+
+def test_a_job_start_is_a_timer_message_naming_this_task(aws: None) -> None:
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    queue_url = sqs.create_queue(QueueName="timers")["QueueUrl"]
+    report = JobStarted(task_arn=TASK_ARN, room="standup", room_sid="RM_1", job_id="AJ_1", dispatch_id="AD_1")
 
     SqsJobReports(sqs, queue_url).send(report)
 

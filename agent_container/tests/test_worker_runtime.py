@@ -12,12 +12,14 @@ from typing import Any
 import boto3
 import pytest
 from control_plane_view import ControlPlaneView
-from fakes import FakeLiveKitWorker, VirtualClock
+from fakes import ACCEPTED, DECLINED, FakeLiveKitWorker, JobOffer, VirtualClock
 from moto import mock_aws
 
+from agent_worker.job_budget import JobBudget
 from agent_worker.lifecycle import WorkerLifecycle
 from agent_worker.registry import DynamoWorkerRecord, SqsReadySignal
 from agent_worker.runtime import WorkerRuntime
+from agent_worker.server import accept_jobs
 from control_plane.worker_protocol import TIMER_MESSAGE, WorkerReady, WorkerRecord, WorkerStatus
 from tests.aws import create_table
 
@@ -39,6 +41,11 @@ class Task:
     control_plane: ControlPlaneView
     sqs: Any
     queue_url: str
+    budget: JobBudget
+
+    async def offer(self, room: str) -> str | None:
+        """LiveKit offers this worker ``room``'s job, through the worker's real request handler."""
+        return await self.livekit.offer(room, accept_jobs(self.budget))
 
     def record(self) -> WorkerRecord:
         worker = self.control_plane.get()
@@ -63,8 +70,8 @@ def aws() -> Iterator[None]:
         yield
 
 
-def run_task(scenario: Callable[[Task], Awaitable[None]]) -> None:
-    """Build a task inside an event loop and play ``scenario`` on it."""
+def run_task(scenario: Callable[[Task], Awaitable[None]], jobs_per_task: int = 1) -> None:
+    """Build a task (launched for "standup") inside an event loop and play ``scenario`` on it."""
 
     async def main() -> None:
         dynamodb = boto3.client("dynamodb", region_name="eu-west-1")
@@ -73,6 +80,7 @@ def run_task(scenario: Callable[[Task], Awaitable[None]]) -> None:
         queue_url = sqs.create_queue(QueueName="timers")["QueueUrl"]
         clock = VirtualClock()
         livekit = FakeLiveKitWorker()
+        budget = JobBudget(jobs_per_task)
         runtime = WorkerRuntime(
             worker=livekit,
             record=DynamoWorkerRecord(
@@ -84,9 +92,10 @@ def run_task(scenario: Callable[[Task], Awaitable[None]]) -> None:
             ),
             clock=clock,
             heartbeat_seconds=HEARTBEAT,
+            budget=budget,
         )
         control_plane = ControlPlaneView(dynamodb, TABLE, task_role_id=ROLE_ID, task_arn=TASK_ARN)
-        await scenario(Task(runtime, livekit, clock, control_plane, sqs, queue_url))
+        await scenario(Task(runtime, livekit, clock, control_plane, sqs, queue_url, budget))
 
     asyncio.run(main())
 
@@ -232,5 +241,61 @@ def test_run_returns_0_soon_after_sigterm_when_no_job_is_running(aws: None) -> N
 
         assert await asyncio.wait_for(serving, timeout=5) == 0
         assert task.record().status is WorkerStatus.STOPPED
+
+    run_task(scenario)
+
+
+def test_a_task_takes_any_rooms_job_then_declines_the_next_and_exits_0_after_its_last(aws: None) -> None:
+    """JOBS_PER_TASK=2 on a task launched for "standup": rooms B and C get it (the control plane
+    reserved its slots for them), D is declined without ending D's job (LiveKit offers it to
+    another worker), and once B and C have ended the task drains and exits 0 for the pool to
+    replace it."""
+
+    async def scenario(task: Task) -> None:
+        task.livekit.register()
+        await task.runtime.tick()
+
+        assert await task.offer("room-b") == ACCEPTED
+        assert await task.offer("room-c") == ACCEPTED
+        assert await task.offer("room-d") == DECLINED
+        assert await task.after(HEARTBEAT) is None
+        assert task.record().status is WorkerStatus.READY, "still serving the jobs it took"
+        assert task.record().jobs == {"room-b": "AJ_room-b", "room-c": "AJ_room-c"}
+
+        task.livekit.finish_job("room-b")
+        assert await task.after(1) is None
+        assert not task.livekit.drain_started, "room C's job still runs"
+
+        task.livekit.finish_job("room-c")
+        assert await task.after(1) is None
+        assert task.livekit.drain_started
+        assert await task.after(0.2) == 0
+        assert task.livekit.closed
+        assert task.record().status is WorkerStatus.STOPPED
+
+    run_task(scenario, jobs_per_task=2)
+
+
+def test_a_worker_does_not_recycle_while_its_last_job_waits_for_livekits_assignment(aws: None) -> None:
+    """The job is taken at accept, but is not running until LiveKit assigns it: no drain yet."""
+
+    async def scenario(task: Task) -> None:
+        task.livekit.register()
+        await task.runtime.tick()
+        assigned = asyncio.Event()
+        job = JobOffer(
+            "room-b",
+            assigned=assigned.wait,
+            on_accept=lambda o: task.livekit.running_jobs.update({"room-b": o.id}),
+        )
+        accepting = asyncio.create_task(accept_jobs(task.budget)(job))  # type: ignore[arg-type]
+
+        assert await task.after(1) is None
+        assert not task.livekit.drain_started
+
+        assigned.set()
+        await accepting
+        assert await task.after(1) is None
+        assert not task.livekit.drain_started, "its job runs now"
 
     run_task(scenario)

@@ -49,27 +49,49 @@ class Capacity:
     def workers(self) -> list[WorkerRecord]:
         return list(self._ports.workers.live_workers())
 
-    def slot_open(self, workers: Sequence[WorkerRecord] | None = None) -> bool:
-        now = self._ports.clock.now()
+    def slot_open(self, room: str | None = None, workers: Sequence[WorkerRecord] | None = None) -> bool:
+        """A slot ``room`` may take is free now (one a waiting room's own task holds is not)."""
         listed = self.workers() if workers is None else workers
-        return bool(slot_candidates(listed, now, self._policy))
+        return bool(self._open_for(room, listed))
+
+    def _open_for(
+        self, room: str | None, workers: Sequence[WorkerRecord], prefer: str | None = None
+    ) -> list[WorkerRecord]:
+        now = self._ports.clock.now()
+        candidates = slot_candidates(workers, now, self._policy, prefer=prefer)
+        return [w for w in candidates if not self._held_for_another(w, room)]
+
+    def held(self, workers: Sequence[WorkerRecord]) -> frozenset[str]:
+        """Idle tasks launched for a room still waiting to take them: not the pool's to count."""
+        return frozenset(w.task_arn for w in workers if not w.rooms() and self._held_for_another(w, None))
 
     def take_slot(self, room: str, prefer: str | None, workers: Sequence[WorkerRecord]) -> str | None:
         """Reserve a slot for ``room`` on the best ready worker; the task ARN, or None if every
         candidate was taken first (each try is one conditional write)."""
         now = self._ports.clock.now()
-        for worker in slot_candidates(workers, now, self._policy, prefer=prefer):
+        for worker in self._open_for(room, workers, prefer):
             if self._ports.workers.reserve_slot(worker, room, now, self._policy.jobs_per_task):
                 log.info("slot reserved", extra={"room": room, "task_arn": worker.task_arn})
                 return worker.task_arn
         return None
+
+    def _held_for_another(self, worker: WorkerRecord, room: str | None) -> bool:
+        """A fresh task launched for a room still waiting is that room's first: taking it would
+        leave that room waiting on a task it no longer has."""
+        owner = worker.launched_for
+        return (
+            owner is not None
+            and owner != room
+            and worker.assigned == 0
+            and self._ports.workers.is_waiting(owner)
+        )
 
     def launch_for_room(
         self, room: str, launch_token: str, workers: Sequence[WorkerRecord]
     ) -> LaunchedTask | LaunchBlocked:
         """Start one task for a room that found no slot, if ``MAX_TASKS`` and the limiter allow."""
         now = self._ports.clock.now()
-        plan = plan_pool(workers, self._ports.workers.pool_demand(), now, self._policy)
+        plan = plan_pool(workers, self._ports.workers.pool_demand(), now, self._policy, self.held(workers))
         if plan.live_tasks >= self._policy.max_tasks:
             self._ports.metrics.count("PoolExhausted")
             log.warning(
@@ -85,14 +107,14 @@ class Capacity:
             )
             return LaunchBlocked(max(grant.retry_after, 1.0), exhausted=False)
         (launched,) = self._ports.runner.launch(room, launch_token)[:1]
-        self._record_starting([launched], now)
+        self._record_starting([launched], now, room)
         return launched
 
     def replenish(self, workers: Sequence[WorkerRecord] | None = None) -> PoolPlan:
         """Launch what the pool lacks and drain what it has too much of (idle workers only)."""
         now = self._ports.clock.now()
         listed = self.workers() if workers is None else list(workers)
-        plan = plan_pool(listed, self._ports.workers.pool_demand(), now, self._policy)
+        plan = plan_pool(listed, self._ports.workers.pool_demand(), now, self._policy, self.held(listed))
         if plan.exhausted:
             self._ports.metrics.count("PoolExhausted")
         self._launch_pool(plan.launch, listed, now)
@@ -122,7 +144,8 @@ class Capacity:
         keep = False
         if after is not None and not spent(after, self._policy) and usable(after, now, self._policy):
             # Kept for a room waiting for a slot, or if without it the pool would be short.
-            plan = plan_pool(self.workers(), workers.pool_demand(), now, self._policy)
+            listed = self.workers()
+            plan = plan_pool(listed, workers.pool_demand(), now, self._policy, self.held(listed))
             spare = after.free_slots(self._policy.jobs_per_task)
             short = plan.free_slots + plan.pending_slots - spare < plan.wanted_slots
             keep = short or bool(workers.waiting_rooms())
@@ -179,9 +202,15 @@ class Capacity:
             count -= grant.tasks
             batch += 1
 
-    def _record_starting(self, launched: Sequence[LaunchedTask], now: float) -> None:
+    def _record_starting(self, launched: Sequence[LaunchedTask], now: float, room: str | None = None) -> None:
         """Count a launched task as capacity on the way at once, before its first ECS event."""
         for task in launched:
             self._ports.workers.record_task_state(
-                ObservedTaskState(task_arn=task.task_arn, version=0, last_status="PROVISIONING", seen_at=now)
+                ObservedTaskState(
+                    task_arn=task.task_arn,
+                    version=0,
+                    last_status="PROVISIONING",
+                    seen_at=now,
+                    launched_for=room,
+                )
             )

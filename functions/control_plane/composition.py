@@ -274,6 +274,7 @@ def reset() -> None:
     secrets_provider.cache_clear()
     secret_refetch_gate.cache_clear()
     settings.cache_clear()
+    dynamodb_client.cache_clear()
     store.cache_clear()
     ecs_client.cache_clear()
     sqs_client.cache_clear()

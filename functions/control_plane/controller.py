@@ -151,12 +151,14 @@ class RoomController:
     def wake_waiting(self) -> None:
         """Give opened slots to the rooms waiting longest, then top the pool up."""
         capacity = self.capacity
+        listed = capacity.workers()
         for name in capacity.waiting():
-            if not capacity.slot_open():
-                break
+            if not capacity.slot_open(name, listed):
+                continue
             after = self.reconcile(name)
             if after is None or not reconcile.waiting_for_slot(after):
                 self._ports.workers.remove_waiting(name)
+                listed = capacity.workers()
         capacity.replenish()
 
     def job_started(self, message: JobStarted) -> Room | None:
@@ -375,7 +377,7 @@ class RoomController:
         agent = room.agent
         assert agent is not None
         if not agent.slot_reserved or agent.task_arn is None:
-            return World(slot_open=self.capacity.slot_open())
+            return World(slot_open=self.capacity.slot_open(room.name))
         worker = self._ports.workers.get_worker(agent.task_arn)
         ready = worker is not None and worker.is_ready(now, self._policy.worker_stale_seconds)
         return World(worker_ready=ready)

@@ -38,6 +38,8 @@ ADAPTER_ACTIONS: Final[Mapping[str, frozenset[str]]] = {
     # handlers.timer.SqsVisibility: hands timer messages it has no time left for back at once.
     "SqsVisibility": frozenset({"sqs:ChangeMessageVisibility"}),
     # api.room_index.RoomIndex: one page of the attention index for GET /rooms.
+    # control_plane.adapters.dynamodb_launch_limiter: the shared launch-rate bucket item.
+    "DynamoDBLaunchLimiter": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
     "RoomIndex": frozenset({"dynamodb:Query"}),
     # api.counters.CloudWatchCounters: the last hour of the functions' own metrics for GET /stats.
     "CloudWatchCounters": frozenset({"cloudwatch:GetMetricData"}),
@@ -54,6 +56,7 @@ IMPLIED_ACTIONS: Final[Mapping[str, Mapping[str, str]]] = {
 
 COMPOSITION_ADAPTERS: Final[tuple[str, ...]] = (
     "DynamoDBStore",
+    "DynamoDBLaunchLimiter",
     "EcsRunner",
     "SqsTimers",
     "secrets_provider",

@@ -167,8 +167,16 @@ class PoolPlan:
     exhausted: bool
 
 
-def plan_pool(workers: Sequence[WorkerRecord], demand: Demand, now: float, policy: PoolPolicy) -> PoolPlan:
+def plan_pool(
+    workers: Sequence[WorkerRecord],
+    demand: Demand,
+    now: float,
+    policy: PoolPolicy,
+    held: frozenset[str] = frozenset(),
+) -> PoolPlan:
     """How many tasks to launch for the pool and which idle workers to drain.
+
+    ``held``: tasks launched for a room still waiting to take them; theirs, not the pool's.
 
     Capacity counted: free slots on usable workers plus the slots of tasks still starting.
     Wanted: the warm slots. A room that finds no slot launches its own task (its launch is
@@ -176,12 +184,14 @@ def plan_pool(workers: Sequence[WorkerRecord], demand: Demand, now: float, polic
     ``max_tasks`` live tasks (``exhausted``). Surplus: whole idle workers (no job, no slot)
     beyond the wanted free slots, used ones first, drained, never stopped with a job.
     """
-    live = [w for w in workers if w.status is not WorkerStatus.STOPPED]
+    counted = [
+        w for w in workers if w.status is not WorkerStatus.STOPPED and (w.rooms() or _alive(w, now, policy))
+    ]
+    live = [w for w in workers if w.status is not WorkerStatus.STOPPED and w.task_arn not in held]
     free = sum(w.free_slots(policy.jobs_per_task) for w in live if usable(w, now, policy))
     starting = sum(1 for w in live if pending(w, now, policy))
     pending_slots = starting * min(policy.slots_per_task, policy.jobs_per_task)
     wanted = warm_slots(policy, demand, now)
-    counted = [w for w in live if usable(w, now, policy) or pending(w, now, policy) or w.rooms()]
     deficit = wanted - free - pending_slots
     per_task = min(policy.slots_per_task, policy.jobs_per_task)
     launch = math.ceil(deficit / per_task) if deficit > 0 else 0
@@ -211,6 +221,10 @@ def plan_pool(workers: Sequence[WorkerRecord], demand: Demand, now: float, polic
         live_tasks=len(counted),
         exhausted=exhausted,
     )
+
+
+def _alive(worker: WorkerRecord, now: float, policy: PoolPolicy) -> bool:
+    return usable(worker, now, policy) or pending(worker, now, policy)
 
 
 def spent(worker: WorkerRecord, policy: PoolPolicy) -> bool:

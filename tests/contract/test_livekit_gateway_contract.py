@@ -25,7 +25,7 @@ from livekit.protocol.room import CreateRoomRequest, DeleteRoomRequest, RoomPart
 from control_plane.adapters.livekit_gateway import LiveKitApiGateway, LiveKitRejectedError
 from control_plane.adapters.memory.livekit import InMemoryLiveKit
 from control_plane.ports import LiveKitGateway, LiveKitUnavailable
-from tests.fakes.livekit_server import FakeLiveKitServer, RejectedAuth
+from local.livekit_sim import FakeLiveKitServer, RejectedAuth
 
 AGENT = "voice-agent"
 STANDARD, SIP, AGENT_KIND = 0, 3, 4

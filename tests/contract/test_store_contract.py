@@ -344,3 +344,121 @@ def test_a_task_cannot_pass_its_own_item_off_as_another_worker_or_a_room() -> No
             Item={"pk": own_key, "name": {"S": "room-9"}, "attention": {"S": "room"}},
         )
         assert list(store.rooms_needing_attention()) == []
+
+
+# --- the warm pool: slots, drains, waiting rooms, demand ------------------------------------
+
+
+def ready_worker(
+    store: InMemoryStore | DynamoDBStore, arn: str = "arn:task/1", capacity: int = 1
+) -> WorkerRecord:
+    """A worker that was launched (ECS event first, as in production) and reported ready."""
+    store.record_task_state(ObservedTaskState(arn, version=1, last_status="RUNNING", seen_at=T0))
+    record = WorkerRecord(task_arn=arn, status=WorkerStatus.READY, capacity=capacity, heartbeat_at=T0 + 30)
+    store.put_worker(record)
+    stored = store.get_worker(arn)
+    assert stored is not None
+    return stored
+
+
+def test_two_rooms_racing_for_the_last_slot_only_one_gets_it(store: InMemoryStore | DynamoDBStore) -> None:
+    read_by_both = ready_worker(store)
+
+    first = store.reserve_slot(read_by_both, "room-a", T0 + 31, jobs_per_task=5)
+    second = store.reserve_slot(read_by_both, "room-b", T0 + 31, jobs_per_task=5)
+
+    assert (first, second) == (True, False)
+    after = store.get_worker("arn:task/1")
+    assert after is not None and after.reserved == {"room-a": T0 + 31} and after.assigned == 1
+    assert after.launched_at == T0, "first seen by ECS, kept through the worker's writes"
+
+
+def test_a_slot_is_refused_when_the_worker_drains_is_spent_or_runs_other_jobs(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    worker = ready_worker(store, capacity=2)
+    store.put_worker(worker.model_copy(update={"jobs": {"room-x": "AJ_x"}, "heartbeat_at": T0 + 40}))
+    busy = store.get_worker(worker.task_arn)
+    assert busy is not None
+    assert store.reserve_slot(busy, "room-a", T0 + 41, jobs_per_task=5) is True
+    assert store.reserve_slot(busy, "room-b", T0 + 41, jobs_per_task=5) is False, "room-x's job holds a slot"
+
+    spent = ready_worker(store, "arn:task/2", capacity=3)
+    assert store.reserve_slot(spent, "room-c", T0 + 41, jobs_per_task=1) is True
+    assert store.reserve_slot(spent, "room-d", T0 + 41, jobs_per_task=1) is False, "JOBS_PER_TASK reached"
+
+    draining = ready_worker(store, "arn:task/3")
+    store.mark_draining(draining.task_arn)
+    assert store.reserve_slot(draining, "room-e", T0 + 41, jobs_per_task=5) is False
+
+
+def test_a_worker_heartbeat_never_undoes_the_control_planes_slots(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    worker = ready_worker(store)
+    store.reserve_slot(worker, "room-a", T0 + 31, jobs_per_task=5)
+
+    store.put_worker(worker.model_copy(update={"heartbeat_at": T0 + 45, "reserved": {}, "assigned": 0}))
+
+    after = store.get_worker(worker.task_arn)
+    assert after is not None and after.reserved == {"room-a": T0 + 31} and after.assigned == 1
+
+
+def test_a_slot_follows_the_job_to_the_worker_livekit_chose(store: InMemoryStore | DynamoDBStore) -> None:
+    reserved_on = ready_worker(store, "arn:task/1")
+    ready_worker(store, "arn:task/2")
+    store.reserve_slot(reserved_on, "room-a", T0 + 31, jobs_per_task=1)
+
+    store.adopt_slot("arn:task/2", "room-a", T0 + 33)
+    store.adopt_slot("arn:task/2", "room-a", T0 + 34)  # a redelivered JobStarted counts once
+    released = store.release_slot("arn:task/1", "room-a", unassign=True)
+
+    ran_on = store.get_worker("arn:task/2")
+    assert ran_on is not None and ran_on.reserved == {"room-a": T0 + 33} and ran_on.assigned == 1
+    assert released is not None and released.reserved == {} and released.assigned == 0
+    assert store.release_slot("arn:task/1", "room-a") == released, "releasing twice changes nothing"
+
+
+def test_only_a_worker_hosting_nothing_is_drained(store: InMemoryStore | DynamoDBStore) -> None:
+    holding = ready_worker(store, "arn:task/1")
+    store.reserve_slot(holding, "room-a", T0 + 31, jobs_per_task=5)
+    running = ready_worker(store, "arn:task/2")
+    store.put_worker(running.model_copy(update={"jobs": {"room-b": "AJ_b"}}))
+    idle = ready_worker(store, "arn:task/3")
+
+    assert store.drain_if_idle("arn:task/1") is False
+    assert store.drain_if_idle("arn:task/2") is False
+    assert store.drain_if_idle(idle.task_arn) is True
+    drained = store.get_worker(idle.task_arn)
+    assert drained is not None and drained.draining
+    assert store.reserve_slot(idle, "room-c", T0 + 50, jobs_per_task=5) is False
+
+
+def test_waiting_rooms_are_listed_oldest_first_and_keep_their_first_time(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    store.put_waiting("room-b", T0 + 5)
+    store.put_waiting("room-a", T0 + 9)
+    store.put_waiting("room-b", T0 + 20)  # still waiting: keeps its place
+
+    assert store.waiting_rooms() == [("room-b", T0 + 5), ("room-a", T0 + 9)]
+    store.remove_waiting("room-b")
+    store.remove_waiting("room-b")
+    assert store.waiting_rooms() == [("room-a", T0 + 9)]
+    assert [room.name for room in store.rooms_needing_attention()] == [], "waiting items are not rooms"
+
+
+def test_demand_counts_arrivals_per_minute_and_averages_cold_starts(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    start = 60.0 * 30_000_000
+    for offset in (0, 10, 59, 60, 61):
+        store.count_arrival(start + offset)
+    store.count_arrival(start + 16 * 60)  # the ring slot of the first minute, reused
+    store.record_cold_start(40.0)
+    store.record_cold_start(80.0)
+
+    demand = store.pool_demand()
+    minute = int(start // 60)
+    assert demand.arrivals == {minute + 1: 2, minute + 16: 1}
+    assert demand.cold_start_seconds == pytest.approx(48.0)

@@ -389,7 +389,7 @@ def test_recorded_ecs_runner_calls_are_the_declared_ones() -> None:
             started_by=TASK_STARTED_BY,
         ),
     )
-    launched = runner.launch("room-1", "token-1")
+    (launched,) = runner.launch("room-1", "token-1")
     _exercise(
         runner, [("find_launched", lambda m: m("token-1")), ("stop", lambda m: m(launched.task_arn, "done"))]
     )

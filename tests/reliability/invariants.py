@@ -49,11 +49,13 @@ class RoomView:
     indexed: bool  # the record is in the sweeper's attention index
 
     def exempt_from_launch(self, now: float) -> bool:
-        """The control plane has announced it will not launch now: a crash loop, or a backoff."""
+        """The control plane has announced it will not launch now: a crash loop, a backoff, or
+        a launch the launch limiter queued (its Respawn timer launches it when tokens refill)."""
         record = self.record
         return record is not None and (
             record.failed_at is not None
             or (record.next_launch_at is not None and record.next_launch_at > now)
+            or (record.agent is not None and record.agent.launch_queued)
         )
 
 

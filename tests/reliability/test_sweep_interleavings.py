@@ -164,7 +164,7 @@ def violations_after(stack: TwinStack) -> list[str]:
             f"the record has humans {sorted(record.humans) if record else None}, LiveKit {sorted(humans)}"
         )
     stack.advance(stack.policy.grace_seconds + GRACE_SLACK_SECONDS)
-    while unready := [t for t in stack.runner.running() if stack.store.get_worker(t.arn) is None]:
+    while unready := [t for t in stack.runner.running() if not stack.worker_registered(t.arn)]:
         stack.worker_becomes_ready(unready[0].room)
     views = twin_views(stack, [ROOM])
     found += at_most_one_agent(views) + no_agent_without_humans(views)

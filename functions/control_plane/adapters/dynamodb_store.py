@@ -106,6 +106,11 @@ def _worker_from_item(item: dict[str, Any]) -> WorkerRecord | None:
         return None
 
 
+def _waiting_key(room: str) -> dict[str, Any]:
+    """``WAIT#`` plus the room's key without ``ROOM#`` (hashed like it for very long names)."""
+    return {"pk": {"S": WAITING_PK_PREFIX + room_key(room)[len(ROOM_PK_PREFIX) :]}}
+
+
 def _is_condition_failure(error: ClientError) -> bool:
     code = error.response.get("Error", {}).get("Code")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
@@ -444,7 +449,7 @@ class DynamoDBStore:
             self._client.put_item(
                 TableName=self._table,
                 Item={
-                    "pk": {"S": WAITING_PK_PREFIX + room_key(room)[len(ROOM_PK_PREFIX) :]},
+                    **_waiting_key(room),
                     "room": {"S": room},
                     "since": {"N": repr(since)},
                     "attention": {"S": WAITING_ATTENTION},
@@ -456,10 +461,11 @@ class DynamoDBStore:
                 raise
 
     def remove_waiting(self, room: str) -> None:
-        self._client.delete_item(
-            TableName=self._table,
-            Key={"pk": {"S": WAITING_PK_PREFIX + room_key(room)[len(ROOM_PK_PREFIX) :]}},
-        )
+        self._client.delete_item(TableName=self._table, Key=_waiting_key(room))
+
+    def is_waiting(self, room: str) -> bool:
+        response = self._client.get_item(TableName=self._table, Key=_waiting_key(room), ConsistentRead=True)
+        return "Item" in response
 
     def waiting_rooms(self) -> list[tuple[str, float]]:
         found = [

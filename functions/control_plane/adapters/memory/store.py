@@ -230,6 +230,11 @@ class InMemoryStore:
             self.writes += 1
             self._waiting.pop(room, None)
 
+    def is_waiting(self, room: str) -> bool:
+        with self._lock:
+            self.reads += 1
+            return room in self._waiting
+
     def waiting_rooms(self) -> list[tuple[str, float]]:
         with self._lock:
             self.reads += 1

@@ -6,7 +6,7 @@ call per 100 rooms (the room list plus the audit's share) within 5 s. The rooms 
 most are healthy, and some need each kind of repair (lost grace timer, duplicate or dead
 dispatch, missed leave, room closed in LiveKit, a lost first join) beside orphan tasks and
 leftover dispatches in untracked rooms. The real ``LiveKitApiGateway`` talks Twirp to
-``tests/fakes/livekit_server.py``; DynamoDB, ECS and SQS are the in-memory twins, counting the
+``local/livekit_sim/twirp.py``; DynamoDB, ECS and SQS are the in-memory twins, counting the
 calls the real adapters would make. The call budget is off (``LIVEKIT_API_RATE=0``, a
 self-hosted server): with LiveKit Cloud's default the repairing sweep would pace itself instead.
 
@@ -41,7 +41,7 @@ from control_plane.ports import Ports
 from control_plane.room import Agent, Grace, Human, Room
 from control_plane.sweeper import Sweeper
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
-from tests.fakes.livekit_server import FakeLiveKitServer
+from local.livekit_sim import FakeLiveKitServer
 from tests.harness import AGENT_NAME, POLICY, SWEEP_POLICY
 
 LATENCY_SECONDS = 0.020

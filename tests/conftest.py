@@ -13,8 +13,8 @@ import pytest
 from moto import mock_aws
 
 from control_plane import composition
+from local.livekit_sim import FakeLiveKitServer
 from tests.fakes.livekit_fixtures import fake_livekit  # noqa: F401  (fixture)
-from tests.fakes.livekit_server import FakeLiveKitServer
 from tests.localstack import LocalAws, provision
 
 

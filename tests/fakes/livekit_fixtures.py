@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.livekit_server import FakeLiveKitServer
+from local.livekit_sim import FakeLiveKitServer
 
 
 @pytest.fixture

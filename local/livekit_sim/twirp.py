@@ -1,27 +1,23 @@
-"""A local LiveKit server for tests: real HTTP, real Twirp, real protobuf, real JWT grant checks.
+"""LiveKit's RoomService and AgentDispatchService over Twirp: real HTTP, protobuf and JWT grants.
 
-It serves an ``InMemoryLiveKit``, so the twin and the server share one state model and a test
-drives both through the same helpers (``server.state.register_worker(...)``). What it adds is
-everything the twin cannot show: the wire format ``livekit-api`` speaks, LiveKit's error codes
-and HTTP statuses, and the grants LiveKit demands of each call. Two LiveKit quirks are kept on
-purpose because the adapter must cope with them: dispatch calls for a room that is not open
-answer 503 "no response from servers", and CreateDispatch opens a missing room.
-
-It runs an aiohttp server on its own event loop in a daemon thread, on 127.0.0.1 and a free
-port; ``latency`` delays every answer without blocking other requests, so a benchmark can keep
-thousands of calls in flight.
+``TwirpService`` decodes a call, checks the bearer token and the grant LiveKit demands of that
+method, and answers from a ``LiveKitState``: the in-memory twin itself (``FakeLiveKitServer``,
+what the contract and integration tests use) or the simulator's world, which adds webhooks,
+workers and room timeouts on top of it. Two LiveKit quirks are kept on purpose because the
+adapter must cope with them: dispatch calls for a room that is not open answer 503 "no response
+from servers", and CreateDispatch opens a missing room. ``latency`` delays every answer without
+blocking other requests, so a benchmark can keep thousands of calls in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from aiohttp import web
@@ -52,6 +48,7 @@ from livekit.protocol.room import (
 
 from control_plane.adapters.memory.livekit import InMemoryLiveKit
 from control_plane.ports import Dispatch, LiveKitUnavailable, LiveParticipant, LiveRoom
+from local.livekit_sim.server import BackgroundServer
 
 TWIRP_STATUS = {
     "invalid_argument": 400,
@@ -66,6 +63,23 @@ TWIRP_STATUS = {
 NO_ROOM_SERVER = "no response from servers"  # what LiveKit says for dispatch calls on a closed room
 
 
+class LiveKitState(Protocol):
+    """What the Twirp methods read and change: ``InMemoryLiveKit`` has exactly these."""
+
+    @property
+    def is_down(self) -> bool: ...
+    def create_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom: ...
+    def list_rooms(self) -> list[LiveRoom]: ...
+    def get_room(self, name: str) -> LiveRoom | None: ...
+    def close_room(self, name: str) -> bool: ...
+    def list_participants(self, room: str) -> list[LiveParticipant]: ...
+    def remove_participant(self, room: str, sid: str) -> bool: ...
+    def create_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch: ...
+    def get_dispatch(self, room: str, dispatch_id: str) -> Dispatch | None: ...
+    def delete_dispatch(self, room: str, dispatch_id: str) -> None: ...
+    def list_dispatches(self, room: str) -> list[Dispatch]: ...
+
+
 class FakeTwirpError(Exception):
     def __init__(self, code: str, msg: str) -> None:
         super().__init__(f"{code}: {msg}")
@@ -75,7 +89,7 @@ class FakeTwirpError(Exception):
 
 @dataclass(frozen=True)
 class RejectedAuth:
-    """One request the fake refused for its token: ``unauthenticated`` or ``permission_denied``."""
+    """One request refused for its token: ``unauthenticated`` or ``permission_denied``."""
 
     method: str
     code: str
@@ -105,24 +119,17 @@ def _needs_room_admin(claims: Claims, request: Any) -> str | None:
     return f"roomAdmin grant for room {request.room!r} required"
 
 
-class FakeLiveKitServer:
-    """LiveKit's RoomService and AgentDispatchService over Twirp, backed by an InMemoryLiveKit."""
+class TwirpService:
+    """The Twirp routes over a ``LiveKitState``; counts requests and keeps refused tokens."""
 
-    def __init__(
-        self,
-        state: InMemoryLiveKit | None = None,
-        *,
-        api_key: str = "fake-api-key",
-        api_secret: str | None = None,
-        latency: float = 0.0,
-    ) -> None:
-        self.state = state or InMemoryLiveKit()
+    def __init__(self, state: LiveKitState, api_key: str, api_secret: str, latency: float = 0.0) -> None:
+        self.state = state
         self.api_key = api_key
-        self.api_secret = api_secret or secrets.token_urlsafe(32)
+        self.api_secret = api_secret
         self.latency = latency
         self.requests: Counter[str] = Counter()
         self.rejected_auth: list[RejectedAuth] = []
-        self._verifier = TokenVerifier(self.api_key, self.api_secret)
+        self._verifier = TokenVerifier(api_key, api_secret)
         self._methods: dict[str, _Method] = {
             "livekit.RoomService/CreateRoom": _Method(
                 CreateRoomRequest, _needs_room_create, self._create_room
@@ -147,52 +154,9 @@ class FakeLiveKitServer:
                 ListAgentDispatchRequest, _needs_room_admin, self._list_dispatch
             ),
         }
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
-
-    def set_down(self, down: bool) -> None:
-        """While down every call answers 503 ``unavailable`` (the twin raises LiveKitUnavailable)."""
-        self.state.set_down(down)
-
-    # --- lifecycle -----------------------------------------------------------------------
-
-    def start(self) -> FakeLiveKitServer:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/twirp/{service}/{method}", self._serve)
-        loop = asyncio.new_event_loop()
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0, backlog=4096).start())
-        self._port = runner.addresses[0][1]
-        self._loop, self._runner = loop, runner
-        self._thread = threading.Thread(target=loop.run_forever, name="fake-livekit", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None or self._runner is None or self._thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
-        self._loop = self._runner = self._thread = None
-
-    def __enter__(self) -> FakeLiveKitServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    # --- Twirp ---------------------------------------------------------------------------
 
     async def _serve(self, request: web.Request) -> web.Response:
         route = f"{request.match_info['service']}/{request.match_info['method']}"
@@ -236,13 +200,13 @@ class FakeLiveKitServer:
 
     def _create_room(self, request: CreateRoomRequest) -> Room:
         room = self.state.create_room(request.name, request.departure_timeout, request.empty_timeout)
-        return _room_proto(room)
+        return room_proto(room)
 
     def _list_rooms(self, request: ListRoomsRequest) -> ListRoomsResponse:
         if not request.names:
-            return ListRoomsResponse(rooms=[_room_proto(room) for room in self.state.list_rooms()])
+            return ListRoomsResponse(rooms=[room_proto(room) for room in self.state.list_rooms()])
         named = (self.state.get_room(name) for name in request.names)  # no scan: 10,000 rooms in a bench
-        return ListRoomsResponse(rooms=[_room_proto(room) for room in named if room is not None])
+        return ListRoomsResponse(rooms=[room_proto(room) for room in named if room is not None])
 
     def _delete_room(self, request: DeleteRoomRequest) -> DeleteRoomResponse:
         if not self.state.close_room(request.room):
@@ -288,11 +252,82 @@ class FakeLiveKitServer:
             raise FakeTwirpError("unavailable", NO_ROOM_SERVER)
 
 
+class FakeLiveKitServer:
+    """The Twirp services alone, over an ``InMemoryLiveKit``, on 127.0.0.1 and a free port.
+
+    The twin and the server share one state model, so a test drives both through the same
+    helpers (``server.state.register_worker(...)``); what the server adds is everything the twin
+    cannot show: the wire format ``livekit-api`` speaks, LiveKit's error codes and HTTP
+    statuses, and the grants LiveKit demands of each call.
+    """
+
+    def __init__(
+        self,
+        state: InMemoryLiveKit | None = None,
+        *,
+        api_key: str = "fake-api-key",
+        api_secret: str | None = None,
+        latency: float = 0.0,
+    ) -> None:
+        self.state = state or InMemoryLiveKit()
+        self.twirp = TwirpService(self.state, api_key, api_secret or secrets.token_urlsafe(32), latency)
+        self._server = BackgroundServer("fake-livekit")
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def api_key(self) -> str:
+        return self.twirp.api_key
+
+    @property
+    def api_secret(self) -> str:
+        return self.twirp.api_secret
+
+    @property
+    def requests(self) -> Counter[str]:
+        return self.twirp.requests
+
+    @property
+    def rejected_auth(self) -> list[RejectedAuth]:
+        return self.twirp.rejected_auth
+
+    @property
+    def latency(self) -> float:
+        return self.twirp.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.twirp.latency = seconds
+
+    def set_down(self, down: bool) -> None:
+        """While down every call answers 503 ``unavailable`` (the twin raises LiveKitUnavailable)."""
+        self.state.set_down(down)
+
+    def start(self) -> FakeLiveKitServer:
+        app = web.Application()
+        self.twirp.add_routes(app)
+        self._server.start(app)
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> FakeLiveKitServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
 def _twirp_error(code: str, msg: str) -> web.Response:
     return web.json_response({"code": code, "msg": msg}, status=TWIRP_STATUS[code])
 
 
-def _room_proto(room: LiveRoom) -> Room:
+def room_proto(room: LiveRoom) -> Room:
     return Room(
         sid=room.sid,
         name=room.name,
@@ -308,7 +343,7 @@ def _participant_proto(participant: LiveParticipant) -> ParticipantInfo:
     return ParticipantInfo(
         sid=participant.sid,
         identity=participant.identity,
-        kind=participant.kind,  # type: ignore[arg-type]
+        kind=ParticipantInfo.Kind.Name(participant.kind),
         state=ParticipantInfo.ACTIVE,
         joined_at=int(participant.joined_at),
         joined_at_ms=int(participant.joined_at * 1000),

@@ -1,0 +1,232 @@
+"""``lkctl sim join|leave|refresh|state|faults``: play participants in the local LiveKit simulator.
+
+These talk to the simulator's control endpoint (``--simulator-url``, or ``LIVEKIT_SIM_URL``: the
+``simulator_url`` the local stack prints), not to the stack's API, so they need no AWS
+credentials. The simulator's package is imported only when a ``sim`` command runs: it is a
+development tool, and the rest of ``lkctl`` works without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+from rich.table import Table
+
+from cli.base import Cli, command
+from cli.errors import CliError, ExitCode
+from cli.printer import fields, seconds, table, when
+
+if TYPE_CHECKING:
+    from local.livekit_sim.client import SimulatorClient
+    from local.livekit_sim.models import Participant
+
+Answer = TypeVar("Answer")
+
+
+@dataclass(frozen=True)
+class SimulatorTarget:
+    url: str | None
+
+
+@click.group("sim")
+@click.option(
+    "--simulator-url",
+    envvar="LIVEKIT_SIM_URL",
+    help="The LiveKit simulator's URL (the local stack prints it as simulator_url).",
+)
+@click.pass_context
+def sim(ctx: click.Context, simulator_url: str | None) -> None:
+    """Join and remove participants in the local LiveKit simulator, and see what it holds."""
+    ctx.obj = SimulatorTarget(simulator_url or None)
+
+
+def _call(action: Callable[[SimulatorClient], Answer]) -> Answer:
+    """Run ``action`` against the simulator; its refusals become the CLI's errors."""
+    from local.livekit_sim.client import SimulatorClient, SimulatorError
+
+    target = click.get_current_context().find_object(SimulatorTarget)
+    if target is None or target.url is None:
+        raise CliError(
+            "No simulator URL: pass --simulator-url or set LIVEKIT_SIM_URL (the local stack prints it "
+            "as simulator_url).",
+            ExitCode.SETUP,
+        )
+    try:
+        return action(SimulatorClient(target.url))
+    except SimulatorError as error:
+        if error.status == 0:
+            raise CliError(f"{error.message}. Is the local stack running?", ExitCode.SETUP) from error
+        details = "; ".join(f"{name}: {reason}" for name, reason in error.fields.items())
+        raise CliError(error.message + (f": {details}" if details else "")) from error
+
+
+def _people(title: str, participants: list[Participant]) -> Table:
+    return table(
+        title,
+        ["sid", "identity", "kind", "joined"],
+        [(p.sid, p.identity, p.kind, when(p.joined_at)) for p in participants],
+    )
+
+
+@command("join")
+@click.argument("room")
+@click.argument("identity")
+@click.option("--kind", default="standard", show_default=True, help="standard, sip, agent, egress, ...")
+@click.option("--name", default="", help="Display name.")
+@click.option("--metadata", default="", help="Participant metadata (rides in the webhooks).")
+def join(cli: Cli, room: str, identity: str, kind: str, name: str, metadata: str) -> None:
+    """A participant connects to ROOM (LiveKit opens the room if needed)."""
+    from local.livekit_sim.models import ParticipantKind
+
+    if kind not in {k.value for k in ParticipantKind}:
+        raise click.BadParameter(f"one of {', '.join(k.value for k in ParticipantKind)}", param_hint="--kind")
+    result = _call(lambda client: client.join(room, identity, ParticipantKind(kind), name, metadata))
+    cli.printer.result(result, _people(f"joined {result.room} ({result.room_sid})", [result.participant]))
+
+
+@command("leave")
+@click.argument("room")
+@click.option("--sid", help="The connection that leaves.")
+@click.option("--identity", help="Every connection of this identity leaves.")
+def leave(cli: Cli, room: str, sid: str | None, identity: str | None) -> None:
+    """A participant disconnects from ROOM: one connection by --sid, or all of an --identity."""
+    if (sid is None) == (identity is None):
+        raise click.UsageError("give exactly one of --sid or --identity")
+    result = _call(lambda client: client.leave(room, sid=sid, identity=identity))
+    cli.printer.result(result, _people(f"left {result.room}", result.left))
+
+
+@command("refresh")
+@click.argument("room")
+@click.argument("identity")
+def refresh(cli: Cli, room: str, identity: str) -> None:
+    """A page refresh: IDENTITY joins ROOM again with a new sid, then its old connection leaves."""
+    result = _call(lambda client: client.refresh(room, identity))
+    cli.printer.result(
+        result,
+        _people(f"joined {result.room}", [result.joined]),
+        _people(f"left {result.room}", result.left),
+    )
+
+
+@command("state")
+def state(cli: Cli) -> None:
+    """Rooms, participants (with kinds), dispatches and jobs, workers, and webhook delivery."""
+    found = _call(lambda client: client.state())
+    now = found.now
+    rooms = table(
+        "rooms",
+        ["room", "sid", "humans", "agents", "departure timeout", "closes"],
+        [
+            (
+                r.name,
+                r.sid,
+                sum(not p.kind.is_dependent for p in r.participants),
+                sum(p.kind.is_dependent for p in r.participants),
+                seconds(r.departure_timeout),
+                when(r.closes_at, now) if r.closes_at is not None else "in use",
+            )
+            for r in found.rooms
+        ],
+    )
+    participants = table(
+        "participants",
+        ["room", "sid", "identity", "kind", "joined"],
+        [
+            (r.name, p.sid, p.identity, p.kind, when(p.joined_at, now))
+            for r in found.rooms
+            for p in r.participants
+        ],
+    )
+    jobs = table(
+        "dispatches",
+        ["room", "dispatch", "agent", "job", "status", "worker"],
+        [
+            (r.name, d.dispatch_id, d.agent_name, job_id, status, worker)
+            for r in found.rooms
+            for d in r.dispatches
+            for job_id, status, worker in (
+                [(j.job_id, j.status, j.worker_id) for j in d.jobs] or [("-", "no job", None)]
+            )
+        ],
+    )
+    workers = table(
+        "workers",
+        ["worker", "agent", "slots", "jobs"],
+        [(w.worker_id, w.agent_name, w.slots, ", ".join(w.jobs) or None) for w in found.workers],
+    )
+    hooks = found.webhooks
+    webhooks = fields(
+        "webhooks",
+        [
+            ("url", hooks.url or "none (not sent)"),
+            ("queued", hooks.queued),
+            ("delivered", hooks.delivered),
+            ("rejected (4xx)", hooks.rejected),
+            ("dropped", hooks.dropped),
+            ("lost / duplicated (faults)", f"{hooks.lost} / {hooks.duplicated}"),
+        ],
+    )
+    cli.printer.result(found, rooms, participants, jobs, workers, webhooks)
+    cli.printer.status(f"{len(found.rooms)} room(s), {len(found.workers)} worker(s)")
+
+
+@command("faults")
+@click.option("--duplicate", type=click.FloatRange(0, 1), help="Chance a webhook is sent twice.")
+@click.option("--reorder", type=click.FloatRange(0, 1), help="Chance a webhook is held behind later ones.")
+@click.option("--window", type=click.IntRange(1, 50), help="Later webhooks a held one lets pass.")
+@click.option("--loss", type=click.FloatRange(0, 1), help="Chance a webhook is never sent.")
+@click.option("--seed", type=int, help="Seed for the draws, to repeat a run.")
+@click.option("--clear", is_flag=True, help="No faults.")
+def faults(
+    cli: Cli,
+    duplicate: float | None,
+    reorder: float | None,
+    window: int | None,
+    loss: float | None,
+    seed: int | None,
+    clear: bool,
+) -> None:
+    """Show the webhook faults, or change the ones given (the rest stay as they are)."""
+    from local.livekit_sim.models import WebhookFaults
+
+    changes = {
+        name: value
+        for name, value in (
+            ("duplicate", duplicate),
+            ("reorder", reorder),
+            ("reorder_window", window),
+            ("loss", loss),
+            ("seed", seed),
+        )
+        if value is not None
+    }
+
+    def apply(client: SimulatorClient) -> WebhookFaults:
+        if not changes and not clear:
+            return client.faults()
+        base = WebhookFaults() if clear else client.faults()
+        return client.set_faults(WebhookFaults.model_validate(base.model_dump() | changes))
+
+    now = _call(apply)
+    cli.printer.result(
+        now,
+        fields(
+            "webhook faults",
+            [
+                ("duplicate", f"{now.duplicate:g}"),
+                ("reorder", f"{now.reorder:g} (window {now.reorder_window})"),
+                ("loss", f"{now.loss:g}"),
+                ("seed", now.seed),
+            ],
+        ),
+    )
+
+
+for _subcommand in (join, leave, refresh, state, faults):
+    sim.add_command(_subcommand)
+
+COMMANDS = (sim,)

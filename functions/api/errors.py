@@ -18,3 +18,12 @@ class BadCursor(ValueError):
 
 class LiveKitRefused(Exception):
     """LiveKit answered a 4xx (credentials, grants, arguments): retrying will not help."""
+
+
+class PoolExhausted(Exception):
+    """No free slot and the pool is at ``MAX_TASKS``: the agent could not be had now."""
+
+    def __init__(self, room: str, retry_after: int) -> None:
+        super().__init__(f"no agent capacity for room {room!r}: the pool is at MAX_TASKS")
+        self.room = room
+        self.retry_after = retry_after

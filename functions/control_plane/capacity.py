@@ -86,6 +86,15 @@ class Capacity:
             and self._ports.workers.is_waiting(owner)
         )
 
+    def exhausted_for(self, room: str) -> bool:
+        """No slot ``room`` may take is free and no task may be launched for it (``MAX_TASKS``)."""
+        workers = self.workers()
+        if self._open_for(room, workers):
+            return False
+        now = self._ports.clock.now()
+        plan = plan_pool(workers, self._ports.workers.pool_demand(), now, self._policy, self.held(workers))
+        return plan.live_tasks >= self._policy.max_tasks
+
     def launch_for_room(
         self, room: str, launch_token: str, workers: Sequence[WorkerRecord]
     ) -> LaunchedTask | LaunchBlocked:

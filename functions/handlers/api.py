@@ -19,7 +19,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api import spec, wiring
-from api.errors import BadCursor, LiveKitRefused, RoomNotFound
+from api.errors import BadCursor, LiveKitRefused, PoolExhausted, RoomNotFound
 from api.models import ErrorBody, FieldError
 from api.routes import gc, join, rooms, stats
 from api.routes.common import DEPS
@@ -97,6 +97,19 @@ def unavailable(error: Exception) -> Response[str]:
         HTTPStatus.SERVICE_UNAVAILABLE,
         ErrorBody(error=f"{what}; nothing was lost, try again in {RETRY_AFTER_SECONDS} s"),
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+@app.exception_handler(PoolExhausted)
+def pool_exhausted(error: PoolExhausted) -> Response[str]:
+    logger.warning("join refused: pool exhausted", extra={"room": error.room})
+    return _answer(
+        HTTPStatus.TOO_MANY_REQUESTS,
+        ErrorBody(
+            error=f"no agent capacity now (the pool is at MAX_TASKS); nothing was written, try again in "
+            f"{error.retry_after} s"
+        ),
+        headers={"Retry-After": str(error.retry_after)},
     )
 
 

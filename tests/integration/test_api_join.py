@@ -9,6 +9,7 @@ import boto3
 import jwt
 import pytest
 
+from api import wiring
 from handlers import timer, webhook
 from tests.api_harness import ApiCalls, room_path
 from tests.localstack import (
@@ -186,3 +187,26 @@ def test_livekit_refusing_our_credentials_is_not_retried(api: ApiCalls, backoff_
     assert answer.status == 502 and "LiveKit refused" in answer.body["error"]
     assert backoff_sleeps == [], "a 4xx is final"
     _nothing_written(api)
+
+
+def test_join_at_max_tasks_with_no_free_slot_is_refused_with_retry_after_and_writes_nothing(
+    api: ApiCalls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from control_plane import composition
+
+    monkeypatch.setenv("MAX_TASKS", "1")
+    composition.reset()
+    wiring.reset()
+    assert api.join("first", "alice").status == 200  # takes the only task the pool may run
+    items_before = api.table_items()
+    rooms_before = api.aws.livekit.state.list_rooms()
+
+    refused = api.join("second", "bob")
+
+    assert refused.status == 429, refused
+    assert refused.headers["Retry-After"] == "30"
+    assert "MAX_TASKS" in refused.body["error"]
+    assert api.table_items() == items_before, "nothing recorded for the refused room"
+    assert api.aws.livekit.state.list_rooms() == rooms_before, "no LiveKit room opened"
+    assert len(api.tasks()) == 1
+    assert api.join("first", "carol").status == 200, "a room that has its agent is never refused"

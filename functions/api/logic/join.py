@@ -4,7 +4,9 @@ The room is opened in LiveKit with ``departure_timeout`` = grace + margin (``cre
 the human's place is reserved in the room record and the room reconciled through the same
 ``reconcile`` as every webhook (``RoomController.expect_human``), so the cold start, or a warm
 slot, begins before the human has connected. An agent the room already has is reused. Both
-LiveKit steps are retried on outages (``backoff``); a repeated join is harmless.
+LiveKit steps are retried on outages (``backoff``); a repeated join is harmless. A room with no
+agent, when no slot is free and the pool is at ``MAX_TASKS``, is refused (429, ``Retry-After``)
+before anything is written.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 
 from api import views
 from api.backoff import with_livekit_retries
+from api.errors import PoolExhausted
 from api.models import JoinRequest, JoinResponse
 from api.tokens import participant_token
 from api.wiring import ApiDeps
@@ -20,11 +23,19 @@ from api.wiring import ApiDeps
 # How long a human handed a token is counted as present before LiveKit reports the join: the
 # time to open the app and connect. Capped in the core at room.MAX_RESERVATION_SECONDS.
 JOIN_RESERVATION_SECONDS = 60.0
+# When a caller refused for capacity should ask again: about one sweep, in which slots free up,
+# idle workers are retired and the pool relaunches.
+POOL_EXHAUSTED_RETRY_SECONDS = 30
 
 
 def join(deps: ApiDeps, room: str, request: JoinRequest, time_left: Callable[[], float]) -> JoinResponse:
     controller = deps.controller
     before = deps.ports.rooms.get(room)
+    has_agent = before is not None and before.agent is not None and before.stop_requested_at is None
+    if not has_agent and controller.capacity.exhausted_for(room):
+        # Refused before anything is written: no LiveKit room, no reservation, no token.
+        deps.ports.metrics.count("PoolExhausted")
+        raise PoolExhausted(room, POOL_EXHAUSTED_RETRY_SECONDS)
     live = with_livekit_retries(lambda: controller.create_room(room), what="create_room", time_left=time_left)
     until = deps.ports.clock.now() + JOIN_RESERVATION_SECONDS
     after = with_livekit_retries(

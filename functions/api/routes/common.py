@@ -30,6 +30,9 @@ INVALID = {
     HTTPStatus.BAD_REQUEST.value: _error("The body is not JSON, or the cursor is not one this API gave"),
     **UNPROCESSABLE,
 }
+POOL_EXHAUSTED = {
+    HTTPStatus.TOO_MANY_REQUESTS.value: _error("No agent capacity (pool at MAX_TASKS); see Retry-After"),
+}
 LIVEKIT_DOWN = {
     HTTPStatus.SERVICE_UNAVAILABLE.value: _error("LiveKit unavailable after retries; see Retry-After"),
     HTTPStatus.BAD_GATEWAY.value: _error("LiveKit refused the call (the stack's LiveKit secret or URL)"),

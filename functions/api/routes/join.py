@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.logic import join as logic
 from api.models import JoinRequest, JoinResponse
-from api.routes.common import INVALID, LIVEKIT_DOWN, RoomPath, deps_of, responses, time_left
+from api.routes.common import INVALID, LIVEKIT_DOWN, POOL_EXHAUSTED, RoomPath, deps_of, responses, time_left
 
 router = Router()
 
@@ -21,7 +21,7 @@ router = Router()
         "repeat: an existing agent is reused (`reused: true`)."
     ),
     tags=["apps"],
-    responses=responses("The token and the agent's status", INVALID, LIVEKIT_DOWN),
+    responses=responses("The token and the agent's status", INVALID, POOL_EXHAUSTED, LIVEKIT_DOWN),
 )
 def join(room: RoomPath, request: JoinRequest) -> JoinResponse:
     return logic.join(deps_of(router), room, request, time_left(router))

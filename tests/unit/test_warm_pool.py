@@ -145,7 +145,8 @@ def test_a_recycled_task_is_replaced_and_stopped_after_its_room() -> None:
     ready = [
         arn
         for arn in stack.pool_tasks()
-        if stack.store.get_worker(arn).status is WorkerStatus.READY and not stack.store.get_worker(arn).draining
+        if stack.store.get_worker(arn).status is WorkerStatus.READY
+        and not stack.store.get_worker(arn).draining
     ]
     assert len(ready) == 1, "the pool replaced it"
 

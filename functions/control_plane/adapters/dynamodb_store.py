@@ -388,10 +388,14 @@ class DynamoDBStore:
         )
 
     def release_slot(self, task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
-        expression = "REMOVE #reserved.#room" + (" ADD #assigned :minus_one" if unassign else "")
-        values = {":minus_one": {"N": "-1"}} if unassign else {}
+        # ADD 0 when the room still counts toward JOBS_PER_TASK: one expression either way.
         self._conditional_worker_update(
-            task_arn, expression, "attribute_exists(#reserved.#room)", {}, values, room
+            task_arn,
+            "REMOVE #reserved.#room ADD #assigned :delta",
+            "attribute_exists(#reserved.#room)",
+            {},
+            {":delta": {"N": "-1" if unassign else "0"}},
+            room,
         )
         return self.get_worker(task_arn)
 
@@ -419,23 +423,14 @@ class DynamoDBStore:
             names["#room"] = room
         used = {key: value for key, value in names.items() if key in expression + condition}
         try:
-            if values:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=self._worker_key(task_arn),
-                    UpdateExpression=expression,
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=used,
-                    ExpressionAttributeValues=values,
-                )
-            else:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=self._worker_key(task_arn),
-                    UpdateExpression=expression,
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=used,
-                )
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._worker_key(task_arn),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=used,
+                ExpressionAttributeValues=values,
+            )
         except ClientError as error:
             if _is_condition_failure(error):
                 return False
@@ -595,17 +590,4 @@ class DynamoDBStore:
             sets += ["#status = if_not_exists(#status, :starting)", "#attention = :attention"]
             expression = "SET " + ", ".join(sets)
             condition += " AND (attribute_not_exists(#status) OR #status <> :stopped)"
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._worker_key(state.task_arn),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._conditional_worker_update(state.task_arn, expression, condition, names, values)

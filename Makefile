@@ -8,7 +8,7 @@ INFRA_VENV := .venv-infra
 # The container runs Python 3.12; use it for the agent tests when this machine has it.
 AGENT_PYTHON ?= $(shell python3.12 --version >/dev/null 2>&1 && echo python3.12 || echo $(PYTHON))
 
-.PHONY: demo test check infra-lint unit test-agent bench simulate format clean openapi reliability
+.PHONY: demo dev test check infra-lint unit test-agent bench simulate format clean openapi reliability
 
 $(BIN)/.installed: pyproject.toml functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ $(INFRA_VENV)/.installed: infra/requirements-infra.txt
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/python local/demo.py
+	PYTHONPATH=functions:. $(BIN)/python -m local.demo
+
+# The control plane on this machine until Ctrl-C (`lkctl dev`, README "Local stack"); options in
+# ARGS, e.g. make dev ARGS="--grace 10 --livekit-url ws://localhost:7880".
+dev: $(BIN)/.installed
+	PYTHONPATH=functions:. $(BIN)/lkctl dev $(ARGS)
 
 test: check infra-lint unit test-agent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli import gc, join, rooms, stats
+from cli import dev, gc, join, rooms, sim, stats
 from cli.base import Cli
 from cli.client import Target
 
@@ -31,7 +31,7 @@ def lkctl(ctx: click.Context, url: str | None, stack: str, region: str | None, p
     ctx.obj = Cli(Target(url=url or None, stack=stack, region=region or None, profile=profile or None))
 
 
-for module in (rooms, join, stats, gc):
+for module in (rooms, join, stats, gc, sim, dev):
     for subcommand in module.COMMANDS:
         lkctl.add_command(subcommand)
 

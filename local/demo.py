@@ -1,163 +1,212 @@
-"""``make demo``: one room session through the real Lambda handlers, entirely on this machine.
+"""``make demo``: a coaching session played against the local stack, every webhook over HTTP.
 
-AWS is moto (in-process), LiveKit is the local fake Twirp server; webhooks are signed the
-way LiveKit signs them and go through the webhook handler as API Gateway events, timer
-messages go through the timer handler as SQS batches. The grace period is shortened to a
-few seconds so the whole story fits in half a minute of real time (SQS delays are real).
+The stack runs as ``lkctl dev`` runs it (moto, the functions behind their HTTP routes, the timer
+queue poller, the sweeper, agent tasks as local processes) against the LiveKit simulator, with a
+short grace period. The story goes through the simulator's control endpoint, so each webhook is
+one LiveKit would send: signed, over HTTP, with its delivery rules. The coach joins; the client
+joins (LiveKit delivers that webhook twice); the client refreshes the page; the client leaves;
+the coach leaves and is back within the grace period; everyone leaves. A sampler watches the
+simulator and the tasks throughout; the summary at the end is checked, and the exit code says
+whether it holds.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import logging
-import os
 import sys
+import tempfile
+import threading
 import time
-import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
-GRACE_SECONDS = 4
-os.environ.update(
-    {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "demo",
-        "AWS_SECRET_ACCESS_KEY": "demo",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
-)
+from local.livekit_sim import SimulatorClient, WebhookFaults
+from local.livekit_sim.models import ParticipantKind, SimState
+from local.stack.runner import LocalRunner
+from local.stack.session import DevSession
+from local.stack.stack import StackOptions
+from local.stack.timeline import Timeline
 
-import boto3  # noqa: E402
-from moto import mock_aws  # noqa: E402
-
-from control_plane import composition  # noqa: E402
-from control_plane.adapters.dynamodb_store import DynamoDBStore  # noqa: E402
-from handlers import timer, webhook  # noqa: E402
-from tests.fakes.livekit_server import FakeLiveKitServer  # noqa: E402
-from tests.localstack import (  # noqa: E402
-    TABLE,
-    LambdaContext,
-    LocalAws,
-    http_api_event,
-    provision,
-    signed_headers,
-    sqs_event,
-    webhook_body,
-    worker_registers,
-)
-
-ROOM = "demo-room"
-STARTED = time.monotonic()
+ROOM = "coaching"
+GRACE_SECONDS = 5
+SWEEP_INTERVAL_SECONDS = 10.0
+SAMPLE_SECONDS = 0.1
+IDLE_ALLOWANCE_SECONDS = 5.0  # the reliability invariant: no agent beyond grace + 5 s
+AGENT_WAIT_SECONDS = 20.0
+END_WAIT_SECONDS = 20.0  # after the grace period
 
 
-def say(line: str) -> None:
-    print(f"[{time.monotonic() - STARTED:5.1f}s] {line}", flush=True)
+@dataclass
+class Tally:
+    """What the sampler saw: agents in the room, humans, tasks, dispatches."""
+
+    most_agents: int = 0
+    most_tasks: int = 0
+    idle_beyond_grace: float = 0.0
+    first_human_at: float | None = None
+    first_agent_at: float | None = None
+    humans_left_at: float | None = None
+    agents_now: int = 0
+    humans_now: int = 0
+    dispatches_now: int = 0
+    tasks_now: int = 0
+    duplicates_delivered: int = 0
 
 
-def quietly(call: Any, *args: Any) -> Any:
-    """Run a handler without its EMF metric lines cluttering the timeline."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return call(*args)
+@dataclass
+class Sampler:
+    """Reads the simulator (humans, agents, dispatches) and the runner (tasks) every 0.1 s."""
+
+    simulator: SimulatorClient
+    runner: LocalRunner
+    grace_seconds: float
+    tally: Tally = field(default_factory=Tally)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="demo-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stopped.wait(SAMPLE_SECONDS):
+            now = time.monotonic()
+            self._sample(self.simulator.state(), len(self.runner.running()), now, now - last)
+            last = now
+
+    def _sample(self, state: SimState, tasks: int, now: float, elapsed: float) -> None:
+        tally = self.tally
+        room = next((r for r in state.rooms if r.name == ROOM), None)
+        members = room.participants if room else []
+        humans = sum(not p.kind.is_dependent for p in members)
+        agents = sum(p.kind is ParticipantKind.AGENT for p in members)
+        if humans and tally.first_human_at is None:
+            tally.first_human_at = now
+        if agents and tally.first_agent_at is None:
+            tally.first_agent_at = now
+        if humans:
+            tally.humans_left_at = None
+        elif tally.humans_left_at is None and tally.first_human_at is not None:
+            tally.humans_left_at = now
+        alone_too_long = tally.humans_left_at is not None and now - tally.humans_left_at > self.grace_seconds
+        if alone_too_long and (agents or tasks):
+            tally.idle_beyond_grace += elapsed
+        tally.most_agents = max(tally.most_agents, agents)
+        tally.most_tasks = max(tally.most_tasks, tasks)
+        tally.agents_now, tally.humans_now, tally.tasks_now = agents, humans, tasks
+        tally.dispatches_now = len(room.dispatches) if room else 0
+        tally.duplicates_delivered = state.webhooks.duplicated
 
 
-class Demo:
-    def __init__(self, aws: LocalAws) -> None:
-        self.aws = aws
-        self.store = DynamoDBStore(boto3.client("dynamodb"), TABLE)
+def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what} after {timeout:g}s")
+        time.sleep(SAMPLE_SECONDS)
 
-    def webhook(
-        self, kind: str, sid: str | None = None, identity: str = "", event_id: str | None = None
-    ) -> None:
-        body = webhook_body(
-            kind,
-            room=ROOM,
-            room_sid="RM_demo",
-            sid=sid,
-            identity=identity,
-            created_at=int(time.time()),
-            event_id=event_id,
+
+def play(session: DevSession, sim: SimulatorClient, tally: Tally, grace_seconds: int) -> None:
+    say = session.timeline.emit
+    say("story", f"the coach joins {ROOM}")
+    sim.join(ROOM, "coach")
+    wait_for("the agent", lambda: tally.agents_now == 1, AGENT_WAIT_SECONDS)
+    say("story", "the client joins; LiveKit delivers that webhook twice")
+    sim.set_faults(WebhookFaults(duplicate=1.0))
+    sim.join(ROOM, "client")
+    time.sleep(0.5)
+    sim.set_faults(WebhookFaults())
+    say("story", "the client refreshes the page: a new connection joins, the old one leaves")
+    sim.refresh(ROOM, "client")
+    time.sleep(1.0)
+    say("story", "the client leaves")
+    sim.leave(ROOM, identity="client")
+    time.sleep(1.0)
+    say("story", "the coach leaves: the grace period starts")
+    sim.leave(ROOM, identity="coach")
+    time.sleep(grace_seconds / 2)
+    say("story", "the coach is back within the grace period: the same agent stays")
+    sim.join(ROOM, "coach")
+    time.sleep(1.0)
+    say("story", "everyone leaves")
+    sim.leave(ROOM, identity="coach")
+    wait_for(
+        "the agent to go",
+        lambda: tally.agents_now == 0 and tally.tasks_now == 0 and tally.dispatches_now == 0,
+        grace_seconds + END_WAIT_SECONDS,
+    )
+    time.sleep(0.5)  # a late duplicate or a stale timer would show now
+
+
+def summary(tally: Tally, started: int) -> tuple[list[str], bool]:
+    """The summary lines and whether every figure is what it must be."""
+    wait = (
+        tally.first_agent_at - tally.first_human_at
+        if tally.first_agent_at is not None and tally.first_human_at is not None
+        else None
+    )
+    checks = [
+        ("agents started", f"{started}", "1", started == 1),
+        (
+            "duplicate agents (most in the room at once, less one)",
+            f"{max(0, tally.most_agents - 1)}",
+            "0",
+            tally.most_agents == 1,
+        ),
+        (
+            "idle agent-seconds beyond grace",
+            f"{tally.idle_beyond_grace:.1f}",
+            f"<= {IDLE_ALLOWANCE_SECONDS:g}",
+            tally.idle_beyond_grace <= IDLE_ALLOWANCE_SECONDS,
+        ),
+        ("dispatches left", f"{tally.dispatches_now}", "0", tally.dispatches_now == 0),
+        ("tasks left running", f"{tally.tasks_now}", "0", tally.tasks_now == 0),
+    ]
+    lines = ["", "Summary"]
+    for name, value, want, ok in checks:
+        lines.append(f"  {name:<56} {value:>6}   want {want:<6} {'ok' if ok else 'WRONG'}")
+    lines.append(
+        f"  {'webhooks LiveKit sent twice (answered duplicate)':<56} {tally.duplicates_delivered:>6}"
+    )
+    if wait is not None:
+        lines.append(f"  {'seconds from the first human to the agent in the room':<56} {wait:>6.1f}")
+    return lines, all(ok for *_, ok in checks)
+
+
+def main(grace_seconds: int = GRACE_SECONDS, log_dir: Path | None = None) -> int:
+    out = sys.stdout  # the stack sends what its functions print elsewhere once it runs
+    timeline = Timeline(out)
+    options = StackOptions(
+        grace_seconds=grace_seconds,
+        sweep_interval_seconds=SWEEP_INTERVAL_SECONDS,
+        log_dir=log_dir or Path(tempfile.mkdtemp(prefix="livekit-demo-")),
+        task_stop_timeout_seconds=5.0,
+    )
+    out.write(f"Local stack with the LiveKit simulator; grace period {grace_seconds}s (60s by default).\n")
+    with DevSession(options, timeline) as session:
+        assert (
+            session.simulator is not None and session.stack is not None and session.stack.runner is not None
         )
-        headers = signed_headers(body, self.aws.livekit.api_key, self.aws.livekit.api_secret)
-        response = quietly(webhook.handler, http_api_event(body, headers), LambdaContext())
-        outcome = json.loads(response["body"]).get("outcome", response["body"])
-        who = f" {identity} ({sid})" if sid else ""
-        say(f"LiveKit → webhook {kind}{who}: HTTP {response['statusCode']} {outcome}")
-        self.show()
-
-    def timers(self) -> None:
-        batch = sqs_event(self.aws.queue_url)
-        for record in batch["Records"]:
-            say(f"SQS → timer {json.loads(record['body'])['kind']}")
-        if batch["Records"]:
-            quietly(timer.handler, batch, LambdaContext())
-            self.show()
-
-    def worker_ready(self) -> None:
-        arn = worker_registers(self.aws, ROOM)
-        say(f"Fargate task {arn.rsplit('/', 1)[-1][:8]}… registered with LiveKit and sent worker_ready")
-        self.timers()
-
-    def show(self) -> None:
-        room = self.store.get(ROOM)
-        tasks = boto3.client("ecs").list_tasks(cluster="livekit-agents", startedBy="livekit-agent-lifecycle")
-        running = boto3.client("ecs").describe_tasks(
-            cluster="livekit-agents", tasks=tasks["taskArns"] or ["none"]
-        )
-        live = [t for t in running.get("tasks", []) if t.get("desiredStatus") != "STOPPED"]
-        dispatches = self.aws.livekit.state.list_dispatches(ROOM)
-        state = room.state.value if room else "-"
-        humans = ", ".join(h.identity for h in room.humans.values()) if room else ""
-        grace = ""
-        if room and room.grace:
-            grace = f", grace ends in {room.grace.deadline - time.time():.0f}s"
-        say(
-            f"    room {state}: humans [{humans}]{grace}; "
-            f"tasks running {len(live)}; dispatches {len(dispatches)}"
-        )
-
-    def wait(self, seconds: float) -> None:
-        say(f"… {seconds:.0f}s pass")
-        time.sleep(seconds)
-        self.timers()
-
-
-def main() -> None:
-    logging.getLogger().setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
-    with FakeLiveKitServer() as livekit, mock_aws():
-        aws = provision(livekit, grace_seconds=GRACE_SECONDS)
-        os.environ.update(aws.env)
-        composition.reset()
-        livekit.state.open_room(ROOM, departure_timeout=GRACE_SECONDS + 10)
-        say(f"Local stack up: moto (DynamoDB, SQS, ECS, Secrets Manager), fake LiveKit at {livekit.url}")
-        say(f"Grace period {GRACE_SECONDS}s (60s by default)")
-        demo = Demo(aws)
-        demo.webhook("room_started")
-        demo.webhook("participant_joined", "PA_alice1", "alice")
-        demo.worker_ready()
-        say("alice refreshes her page: new sid joins, old sid leaves")
-        demo.webhook("participant_joined", "PA_alice2", "alice")
-        demo.webhook("participant_left", "PA_alice1", "alice")
-        say("bob joins; LiveKit delivers that webhook twice")
-        demo.webhook("participant_joined", "PA_bob", "bob", event_id="EV_bob_joined")
-        demo.webhook("participant_joined", "PA_bob", "bob", event_id="EV_bob_joined")
-        demo.webhook("participant_left", "PA_bob", "bob")
-        demo.webhook("participant_left", "PA_alice2", "alice")
-        demo.wait(GRACE_SECONDS / 2)
-        say("alice comes back within the grace period")
-        demo.webhook("participant_joined", "PA_alice3", "alice")
-        say("the first grace timer fires later: it is stale and changes nothing")
-        demo.wait(GRACE_SECONDS / 2 + 1)
-        demo.webhook("participant_left", "PA_alice3", "alice")
-        demo.wait(GRACE_SECONDS + 1.5)
-        say("Grace over: dispatch deleted, task stopped, room closed (kept as history with a TTL)")
-        composition.reset()
+        sim = SimulatorClient(session.simulator.url)
+        sampler = Sampler(sim, session.stack.runner, grace_seconds)
+        sampler.start()
+        try:
+            play(session, sim, sampler.tally, grace_seconds)
+        except TimeoutError as error:
+            timeline.emit("story", f"ERROR: {error}")
+        finally:
+            sampler.stop()
+        lines, ok = summary(sampler.tally, session.stack.runner.started())
+    out.write("\n".join(lines) + f"\n\nLogs: {options.log_dir}\n")
+    out.write("The summary holds.\n" if ok else "The summary is WRONG.\n")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -75,7 +75,8 @@ class AgentSettings(BaseSettings):
         description="Set by RunTask: the room the task was launched for (a hint; it takes any room)",
     )
     agent_task_role_id: str = Field(
-        min_length=1, description="RoleId of the task role (AGENT_TASK_ROLE_ID): part of the record's key"
+        description="RoleId of the task role (AGENT_TASK_ROLE_ID): part of the record's key; empty only "
+        "outside ECS (the local stack, where no role keys the records)"
     )
     task_arn: str | None = Field(None, description="Only outside ECS: stands in for the metadata endpoint")
     ecs_container_metadata_uri_v4: str | None = Field(None, description="Set by ECS")
@@ -94,6 +95,8 @@ class AgentSettings(BaseSettings):
                 f"DRAIN_TIMEOUT_SECONDS + {JOB_SHUTDOWN_SECONDS}s job shutdown must stay below"
                 f" STOP_TIMEOUT_SECONDS ({self.stop_timeout_seconds}), or ECS kills the task mid-drain"
             )
+        if not self.agent_task_role_id and self.ecs_container_metadata_uri_v4:
+            raise ValueError("agent_task_role_id: AGENT_TASK_ROLE_ID must be the task role's RoleId in ECS")
         if self.llm_provider is LLMProvider.OPENAI and self.llm_api_key is None:
             raise ValueError("LLM_PROVIDER=openai needs LLM_API_KEY")
         return self

@@ -124,3 +124,11 @@ def test_the_record_key_needs_the_task_role_id(environment: pytest.MonkeyPatch) 
     environment.delenv(TASK_ROLE_ID_ENV)
     with pytest.raises(ValidationError, match="agent_task_role_id"):
         AgentSettings()
+
+    environment.setenv(TASK_ROLE_ID_ENV, "")
+    environment.setenv("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/abc")
+    with pytest.raises(ValidationError, match="agent_task_role_id"):
+        AgentSettings()  # in ECS an empty role id would key records the role may not write
+
+    environment.delenv("ECS_CONTAINER_METADATA_URI_V4")
+    assert AgentSettings().agent_task_role_id == "", "outside ECS (the local stack) it may be empty"

@@ -5,8 +5,10 @@ the day produced (calls, writes, launches, Lambda time) is divided by the day's 
 (seconds of rooms with humans in them): a rate per concurrent room. Multiplied by N it is the
 steady demand with N rooms open, which is compared with each limit; ``rooms_at_limit`` is the N
 at which that limit is reached. The smallest binds first. Per-room rates hold at any N because
-every cost here grows with rooms: webhooks and launches with sessions, heartbeats with live
-tasks, the minute's sweep with tracked rooms (see docs/capacity.md for what does not scale so).
+almost every cost here grows with rooms: webhooks and launches with sessions, heartbeats with
+live tasks, the minute's sweep with tracked rooms (see docs/capacity.md for what does not scale
+so). One does not: the warm pool lists every live worker item for each slot decision, so its
+reads grow with decisions (rooms) times workers (rooms), as N squared (``exponent`` 2).
 
 ``python -m sim.capacity [--results bench/results/policies.json] [--rooms 100000]`` prints the
 table as Markdown.
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.policies.default import ITEMS_PER_READ_UNIT
 from sim.report import AGENT_TASK_VCPU
 
 DEFAULT_RESULTS = Path("bench/results/policies.json")
@@ -36,15 +39,16 @@ class Limit:
     per_room: float  # demand per concurrent room, in ``unit``
     limit: float | None  # None: set per account (a Service Quota to request)
     source: str
+    exponent: int = 1  # demand = per_room x N ** exponent
 
     def demand(self, rooms: int) -> float:
-        return self.per_room * rooms
+        return self.per_room * float(rooms) ** self.exponent
 
     @property
     def rooms_at_limit(self) -> float:
         if self.limit is None:
             return math.nan
-        return self.limit / self.per_room if self.per_room else math.inf
+        return (self.limit / self.per_room) ** (1 / self.exponent) if self.per_room else math.inf
 
 
 def limits(policy: Mapping[str, Any]) -> list[Limit]:
@@ -61,7 +65,29 @@ def limits(policy: Mapping[str, Any]) -> list[Limit]:
         count for op, count in calls.items() if op.startswith("livekit.") and op != "livekit.failed"
     )
     webhooks = per_session["webhook_deliveries"] * session_count
+    # The pool's listings of every live worker item: per listing ~ tasks per concurrent room x N
+    # items, 4 to a read unit; listings come with decisions, so per concurrent room.
+    listing_units = policy.get("worker_listing_read_units", 0)
+    listings = policy.get("worker_listings", 0)
+    tasks_per_room = policy["agent_seconds"] / room_seconds
+    reads = per_session["dynamodb_reads"] * session_count - listing_units
+    quadratic = (
+        [
+            Limit(
+                "DynamoDB reads: the pool's worker listings",
+                "RRU/s",
+                listings / room_seconds * tasks_per_room / ITEMS_PER_READ_UNIT,
+                40_000.0,
+                "the same table quota; every slot decision queries all live worker items"
+                f" ({listings / session_count:.1f} listings a session, ~{tasks_per_room:.2f} x N items each)",
+                exponent=2,
+            )
+        ]
+        if listings
+        else []
+    )
     return [
+        *quadratic,
         Limit(
             "Fargate task launches",
             "tasks/s",
@@ -111,7 +137,7 @@ def limits(policy: Mapping[str, Any]) -> list[Limit]:
         Limit(
             "DynamoDB reads",
             "RRU/s",
-            per_session["dynamodb_reads"] * session_count / room_seconds,
+            reads / room_seconds,
             40_000.0,
             "DynamoDB on-demand: 40,000 read request units/s per table (account table quota, raisable)",
         ),
@@ -139,8 +165,9 @@ def table(rows: Sequence[Limit], rooms: int) -> str:
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in sorted(rows, key=lambda r: (math.isnan(r.rooms_at_limit), r.rooms_at_limit)):
+        per_room = f"{row.per_room:.4g} {row.unit}" + (" x N" if row.exponent == 2 else "")
         lines.append(
-            f"| {row.resource} | {row.per_room:.4g} {row.unit} | {row.demand(rooms):,.0f} {row.unit}"
+            f"| {row.resource} | {per_room} | {row.demand(rooms):,.0f} {row.unit}"
             f" | {_number(row.limit)} | {_number(row.rooms_at_limit)} | {row.source} |"
         )
     return "\n".join(lines)

@@ -21,6 +21,9 @@ COLOURS = {
     "self_terminating": "#4393c3",
     "manager_gc": "#9970ab",
     "always_on": "#878787",
+    "warm_1": "#e08214",
+    "warm_2": "#b35806",
+    "adaptive": "#35978f",
 }
 FALLBACK = ("#e08214", "#35978f", "#bf812d", "#c51b7d")
 DPI = 120
@@ -36,7 +39,7 @@ def colour(name: str, index: int) -> str:
 
 def cost_vs_wait(day: Mapping[str, PolicyResult], path: Path) -> Path:
     """Each policy as a point: what it costs against how long humans wait (p95, bar p50 to p99)."""
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, ax = plt.subplots(figsize=(9, 5.6))
     points = []
     for index, (name, result) in enumerate(day.items()):
         f = result.figures
@@ -75,7 +78,8 @@ def cost_vs_wait(day: Mapping[str, PolicyResult], path: Path) -> Path:
     ax.set_ylabel("USD per 1,000 room-hours")
     ax.set_title("Cost against wait, per policy, on the same day of traffic")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    # Below the axes: with eight rows, a legend inside covers the labels of the costly ones.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=8, frameon=False)
     return _save(fig, path)
 
 

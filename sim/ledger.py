@@ -60,17 +60,30 @@ class Ledger:
     livekit_calls_by_function: Counter[str] = field(default_factory=Counter)
     aws_calls_by_function: Counter[str] = field(default_factory=Counter)
     dynamodb_reads: int = 0
+    # Queries of every live worker item (the pool's view), and the items they returned.
+    worker_listings: int = 0
+    worker_items_listed: int = 0
+    worker_listing_reads: int = 0  # read units of those queries (in ``dynamodb_reads`` too)
     dynamodb_writes: int = 0
     sqs_requests: int = 0
     # RunTask calls that started nothing: refused (capacity) or throttled (launch limits).
     launches_refused: int = 0
     launches_throttled: int = 0
+    # Dispatches no free worker took: LiveKit drops the job and the dispatch stays jobless.
+    jobs_dropped: int = 0
+    # Per room session (room, session index): when the first human's join webhook was first
+    # attempted, and whether a slot the room could take was free then (below the pool's
+    # capacity); and when the session's first dispatch was created. The control plane's part
+    # lies between.
+    first_join_webhook: dict[tuple[str, int], tuple[float, bool]] = field(default_factory=dict)
+    first_dispatch: dict[tuple[str, int], float] = field(default_factory=dict)
     webhooks_delivered: int = 0
     webhooks_dropped: int = 0
     webhook_attempts_failed: int = 0
     timer_receives_failed: int = 0
     timer_messages_dead: int = 0
     task_events_failed: int = 0
+    sweeps_failed: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     end: float = 0.0
     wall_seconds: float = 0.0
@@ -92,11 +105,12 @@ class Ledger:
         else:
             self.aws_calls += count
 
-    def stored(self, reads: int, writes: int) -> None:
-        """DynamoDB requests (also counted as AWS calls)."""
+    def stored(self, reads: int, writes: int, calls: int | None = None) -> None:
+        """DynamoDB read and write units, and the calls that used them (one a unit unless said:
+        a query reads many units in one call); the calls are AWS calls."""
         self.dynamodb_reads += reads
         self.dynamodb_writes += writes
-        self.aws_calls += reads + writes
+        self.aws_calls += reads + writes if calls is None else calls
 
     def queued(self, requests: int) -> None:
         """SQS requests (also counted as AWS calls)."""

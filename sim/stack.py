@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from control_plane.adapters.memory.async_livekit import AsyncLiveKitFacade
+from control_plane.adapters.memory.launch_limiter import InMemoryLaunchLimiter
 from control_plane.adapters.memory.runtime import InMemoryMetrics, InMemoryTimers, VirtualClock
 from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.controller import RoomController
-from control_plane.ports import AgentRunner, LiveKitGateway, Ports, WorkerRegistry
+from control_plane.ports import AgentRunner, LaunchGrant, LiveKitGateway, Ports, WorkerRegistry
 from control_plane.settings import TASK_STARTED_BY, Settings
 from control_plane.sweeper import Sweeper
 from control_plane.task_events import (
@@ -40,6 +41,26 @@ def default_settings(**overrides: Any) -> Settings:
     return Settings.model_construct(**overrides)
 
 
+class CountedLaunchLimiter:
+    """The launch limiter twin, counting the DynamoDB requests the real adapter makes: a
+    strongly consistent read per ask, and a conditional write per grant of at least one task."""
+
+    def __init__(self, limiter: InMemoryLaunchLimiter) -> None:
+        self._limiter = limiter
+        self.reads = 0
+        self.writes = 0
+        self.denied = 0
+
+    def acquire(self, tasks: int, now: float) -> LaunchGrant:
+        grant = self._limiter.acquire(tasks, now)
+        self.reads += 1
+        if grant.tasks > 0:
+            self.writes += 1
+        else:
+            self.denied += 1
+        return grant
+
+
 @dataclass
 class ControlPlane:
     """What each Lambda handler calls, on twins: webhook and timer → ``controller``, the
@@ -49,6 +70,7 @@ class ControlPlane:
     store: InMemoryStore
     timers: InMemoryTimers
     metrics: InMemoryMetrics
+    limiter: CountedLaunchLimiter
     controller: RoomController
     sweeper: Sweeper
     task_events: TaskEventHandler
@@ -63,11 +85,13 @@ def build_control_plane(
     store: InMemoryStore | None = None,
     workers: WorkerRegistry | None = None,
 ) -> ControlPlane:
-    """The core over the given LiveKit and ECS ports, with a twin table, queue and metrics;
-    ``workers`` replaces the table's worker registry (the simulator's heartbeating one)."""
+    """The core over the given LiveKit and ECS ports, with a twin table, queue, metrics and
+    launch limiter (every launch passes it, as in Lambda); ``workers`` replaces the table's
+    worker registry (the simulator's heartbeating one)."""
     table = store if store is not None else InMemoryStore(settings.history_ttl_seconds)
     timers = InMemoryTimers(clock)
     metrics = InMemoryMetrics()
+    limiter = CountedLaunchLimiter(InMemoryLaunchLimiter(settings.launch_limits))
     ports = Ports(
         rooms=table,
         workers=workers if workers is not None else table,
@@ -76,6 +100,7 @@ def build_control_plane(
         timers=timers,
         clock=clock,
         metrics=metrics,
+        limiter=limiter,
     )
 
     def controller_for(room_ports: Ports) -> RoomController:
@@ -84,6 +109,7 @@ def build_control_plane(
             settings.policy,
             departure_timeout=settings.departure_timeout,
             event_ttl_seconds=settings.event_dedupe_ttl_seconds,
+            pool=settings.pool_policy,
         )
 
     controller = controller_for(ports)
@@ -91,7 +117,7 @@ def build_control_plane(
         ports, AsyncLiveKitFacade(livekit), controller_for, settings.sweep_policy, sync_livekit=livekit
     )
     task_events = TaskEventHandler(ports, controller, TASK_STARTED_BY, CLUSTER)
-    return ControlPlane(ports, table, timers, metrics, controller, sweeper, task_events)
+    return ControlPlane(ports, table, timers, metrics, limiter, controller, sweeper, task_events)
 
 
 def task_state_change(

@@ -4,8 +4,9 @@ Virtual time jumps to the next due event, so a day of traffic takes seconds. The
 trace — sessions open, humans join and leave, LiveKit closes each room ``departure_timeout`` after
 its last human and posts webhooks with the trace's delays, duplicates and losses, retrying a
 failed delivery for 30 s — and runs Fargate (cold starts, launch limits, capacity errors,
-crashes) and every agent worker (it registers, takes the job of its room, leaves on its own
-grace if its policy's worker has one). A policy sees the world only through the ports the core
+crashes) and every agent worker (it registers, takes the jobs LiveKit hands it, leaves on its own
+grace if its policy's worker has one, exits when it was asked to drain or has served its last
+room). A policy sees the world only through the ports the core
 uses (``SimLiveKit`` is a ``LiveKitGateway``, ``SimEcs`` an ``AgentRunner``, both over the
 in-memory twins) and through the triggers AWS would give it: webhooks, ECS task state changes,
 workers becoming ready, and the schedules it asks for. What happens is written to the ledger.
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from control_plane.adapters.memory.livekit import InMemoryLiveKit
 from control_plane.adapters.memory.runtime import InMemoryRunner, VirtualClock
 from control_plane.events import EventParticipant, EventRoom, LiveKitEvent
+from control_plane.humans import is_human
 from control_plane.ports import (
     Dispatch,
     LaunchedTask,
@@ -58,6 +60,11 @@ INVOCATION_BASE_MS = 5.0
 LIVEKIT_CALL_MS = 20.0
 AWS_CALL_MS = 8.0
 PROGRESS_EVERY_S = 7200.0
+# LiveKit's own job assignment, from a dispatch to the agent's job running in the room: "a max
+# dispatch time under 150 ms" (LiveKit docs, Agents > Agent dispatch, docs.livekit.io/agents/build/
+# dispatch, read 2026-11). Every wait to "agent in room" includes it; the control plane's part
+# ends when the dispatch exists.
+LIVEKIT_JOB_ASSIGNMENT_S = 0.15
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,12 @@ class WorkerBehaviour:
     job_grace_s: float | None = None  # the job ends after this long with no human in the room
     exit_after_job: bool = False  # the process, and so the task, exits when its job ends
     heartbeat_s: float | None = None  # period of its heartbeat write (billed as DynamoDB writes)
+    # Takes whichever room's job LiveKit offers (fungible workers); else only the room it was
+    # launched for, declining the rest (a task launched with no room takes any).
+    any_room: bool = False
+    # Rooms it serves in its life (``JOBS_PER_TASK``): then it takes no more and exits after its
+    # job. None: no limit.
+    jobs_per_task: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,8 +108,10 @@ class WorldConfig:
     # Lambda's asynchronous invocation (EventBridge -> task events) retries twice: 1 and 2 min.
     async_retry_s: tuple[float, ...] = (60.0, 120.0)
     # LiveKit restarts a failed job on another free worker (JobRestartPolicy JRP_ON_FAILURE);
-    # only fleet workers take any room's job, so only they benefit.
+    # only workers that take any room's job benefit.
     job_restart_s: float = 5.0
+    # A dispatch to the agent's job running in the room (see LIVEKIT_JOB_ASSIGNMENT_S).
+    job_assignment_s: float = LIVEKIT_JOB_ASSIGNMENT_S
     # ECS forgets a stopped task about an hour after it stopped.
     forget_stopped_after_s: float = 3600.0
     sample_every_s: float = 60.0
@@ -127,8 +142,11 @@ class SimTask:
     life: TaskLife
     ready: bool = False
     alive: bool = True
-    draining: bool = False
+    draining: bool = False  # it knows it was asked to drain (it reads its record on heartbeat)
+    drain_asked: bool = False
     job: tuple[str, str] | None = None  # (room, dispatch id) of the job it runs
+    job_id: str | None = None
+    jobs_taken: int = 0
 
 
 class TokenBucket:
@@ -138,12 +156,13 @@ class TokenBucket:
         self._tokens = burst
         self._at = now
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, tokens: int = 1) -> bool:
+        """Take ``tokens`` at once, or none."""
         self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
         self._at = now
-        if self._tokens < 1.0:
+        if self._tokens < tokens:
             return False
-        self._tokens -= 1.0
+        self._tokens -= tokens
         return True
 
 
@@ -163,17 +182,21 @@ class World:
         self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = itertools.count()
         self._faults = random.Random(f"{trace.seed}:{policy.name}:faults")
+        # LiveKit's choice among free workers (see ``worker_for``).
+        self._assignments = random.Random(f"{trace.seed}:{policy.name}:assignments")
         self._outages = {
             service: [(EPOCH + o.start, EPOCH + o.end) for o in trace.outages if o.service == service]
             for service in ("livekit", "ecs_capacity")
         }
         self._room_tasks: dict[str, list[SimTask]] = {}
-        self._idle_fleet: list[SimTask] = []
+        # Registered workers with a free slot, in the order they became free.
+        self._free: dict[str, SimTask] = {}
         self._room_jobs: dict[str, dict[str, tuple[SimTask, JobLife]]] = {}
         self._humans: Counter[str] = Counter()
         self._emptied: Counter[str] = Counter()  # bumps whenever a room empties or fills
         self._launches: Counter[str] = Counter()
         self._stopped: dict[str, float] = {}
+        self._sessions: dict[str, int] = {}  # room -> index of its open LiveKit session
         self.live_tasks = 0
         self.running_jobs = 0
         self.occupied_rooms = 0
@@ -266,6 +289,7 @@ class World:
 
     def _open_session(self, s: Session) -> None:
         live = self.livekit_twin.open_room(s.room, departure_timeout=s.departure_timeout)
+        self._sessions[s.room] = s.index
         people = {p.sid: p for p in s.presences}
         for p in s.presences:
             self.at(EPOCH + p.join, self._join, s.room, p)
@@ -298,6 +322,7 @@ class World:
     def _close_session(self, room: str) -> None:
         """LiveKit closes the room: its dispatches vanish and its agents are disconnected."""
         self.livekit_twin.close_room(room)
+        self._sessions.pop(room, None)
         for dispatch_id in list(self._room_jobs.get(room, {})):
             self.end_job(room, dispatch_id, None)
 
@@ -319,6 +344,11 @@ class World:
             if presence is not None
             else None,
         )
+        key = (s.room, s.index)
+        human = presence is not None and is_human(presence.kind)
+        if w.event == "participant_joined" and human and key not in self.ledger.first_join_webhook:
+            # The control plane's clock for this session starts at the first human's webhook.
+            self.ledger.first_join_webhook[key] = (self.elapsed(), self.policy.slot_free(s.room))
         try:
             self.policy.on_webhook(event)
         except Exception as error:
@@ -334,6 +364,12 @@ class World:
         self.ledger.webhooks_delivered += 1
 
     # --- tasks and workers -------------------------------------------------------------------
+
+    def dispatch_created(self, room: str) -> None:
+        """A dispatch exists in the room's open session: where the control plane's part ends."""
+        index = self._sessions.get(room)
+        if index is not None:
+            self.ledger.first_dispatch.setdefault((room, index), self.elapsed())
 
     def task_launched(self, arn: str, room: str | None, launch_token: str) -> SimTask:
         """ECS accepted a launch: the task cold-starts, reports RUNNING, then its worker registers.
@@ -360,12 +396,12 @@ class World:
     def start_fleet(self, size: int) -> None:
         """Workers that have been running all along (an ECS service): ready at the start."""
         for number in range(size):
-            launched = self.ecs_twin.launch("", f"fleet-{number}")
+            (launched,) = self.ecs_twin.launch(None, f"fleet-{number}")
             life = TaskLife(launched.task_arn, None, self.elapsed(), ready_at=self.elapsed(), prewarmed=True)
             self.ledger.tasks[launched.task_arn] = life
             task = SimTask(launched.task_arn, None, launched.launch_token, life, ready=True)
             self.tasks[task.arn] = task
-            self._idle_fleet.append(task)
+            self._free[task.arn] = task
             self.live_tasks += 1
 
     def _task_running(self, task: SimTask) -> None:
@@ -378,8 +414,8 @@ class World:
             return
         task.ready = True
         task.life.ready_at = self.elapsed()
-        if task.room is None:
-            self._idle_fleet.append(task)
+        if self._takes_jobs(task):
+            self._free[task.arn] = task
         self.policy.on_worker_ready(task)
 
     def _notify_task_state(self, change: TaskStateChange, attempt: int) -> None:
@@ -394,42 +430,72 @@ class World:
                 self.ledger.task_events_failed += 1
 
     def worker_for(self, room: str) -> SimTask | None:
-        """The worker that takes a new job in ``room``: the room's own ready task (workers
-        decline other rooms' jobs), else a free fleet worker; None if nobody would."""
-        own = [t for t in self._room_tasks.get(room, ()) if t.ready and t.job is None and not t.draining]
-        if own:
-            return max(own, key=lambda t: t.life.launched_at)
-        return self._idle_fleet[0] if self._idle_fleet else None
+        """The worker LiveKit hands a new job in ``room`` to, None if nobody takes it.
 
-    def job_started(self, room: str, dispatch_id: str, task: SimTask) -> None:
+        LiveKit offers a job to a registered worker drawn at random, weighted by its free
+        capacity (livekit-server ``pkg/service/agentservice.go``, ``selectWorkerWeightedByLoad``:
+        weight 1 - load, the worker's load being its share of slots in use); one that declines
+        is left out and the draw repeats. Every worker here has one slot, so the draw is uniform
+        over the free workers that would accept: any of them for fungible workers, else the
+        room's own tasks and tasks launched with no room. Draining and spent workers report
+        themselves full. Seeded per trace and policy, so a run is reproducible.
+        """
+        if self.policy.worker.any_room:
+            free = list(self._free.values())
+        else:
+            free = [t for t in self._free.values() if t.room is None or t.room == room]
+        return self._assignments.choice(free) if free else None
+
+    def would_take(self, room: str) -> bool:
+        """Whether a free worker would take a job in ``room`` now (no draw is made)."""
+        any_room = self.policy.worker.any_room
+        return any(any_room or t.room is None or t.room == room for t in self._free.values())
+
+    def _takes_jobs(self, task: SimTask) -> bool:
+        limit = self.policy.worker.jobs_per_task
+        spent = limit is not None and task.jobs_taken >= limit
+        return task.alive and task.ready and task.job is None and not task.draining and not spent
+
+    def job_started(self, room: str, dispatch_id: str, job_id: str, task: SimTask) -> None:
+        """The worker accepted the room's job; the agent is in the room after LiveKit's
+        assignment time. The worker reports the job to its policy (``JobStarted``) at once."""
         task.job = (room, dispatch_id)
-        if task.room is None:
-            self._idle_fleet.remove(task)
-        job = JobLife(room, task.arn, self.elapsed())
+        task.job_id = job_id
+        task.jobs_taken += 1
+        self._free.pop(task.arn, None)
+        job = JobLife(room, task.arn, self.elapsed() + self.config.job_assignment_s)
         self.ledger.jobs.append(job)
         self._room_jobs.setdefault(room, {})[dispatch_id] = (task, job)
         self.running_jobs += 1
         if self._humans[room] == 0:
             self._start_job_grace(room, dispatch_id, task)
+        self.policy.on_job_started(task, room, job_id)
 
     def end_job(self, room: str, dispatch_id: str, status: str | None) -> None:
         """The job is over; ``status`` is what its dispatch shows from now on (None: the
-        dispatch itself is gone). A worker that exits after its job, or was asked to drain, exits."""
+        dispatch itself is gone). A live worker reports how it ended; one that exits after its
+        job, was asked to drain or has served its last room exits."""
         entry = self._room_jobs.get(room, {}).pop(dispatch_id, None)
         if entry is None:
             return
         task, job = entry
-        job.end = self.elapsed()
+        job.end = max(self.elapsed(), job.start)
         self.running_jobs -= 1
         if status is not None and self.livekit_twin.get_dispatch(room, dispatch_id) is not None:
             self.livekit_twin.end_jobs(room, dispatch_id, status)
+        job_id = task.job_id
         task.job = None
+        task.job_id = None
         if not task.alive:
             return
-        if task.draining or self.policy.worker.exit_after_job:
+        if job_id is not None:
+            self.policy.on_job_ended(task, room, job_id, self.elapsed() - job.start)
+        limit = self.policy.worker.jobs_per_task
+        spent = limit is not None and task.jobs_taken >= limit
+        if task.draining or spent or self.policy.worker.exit_after_job:
             self._exit(task, 0)
-        elif task.room is None and task.ready:
-            self._idle_fleet.append(task)
+        elif self._takes_jobs(task):
+            self._free[task.arn] = task
 
     def _start_job_grace(self, room: str, dispatch_id: str, task: SimTask) -> None:
         """The job's own presence watch: with nobody human in the room for its grace, it ends."""
@@ -468,12 +534,11 @@ class World:
         self.live_tasks -= 1
         if task.room is not None:
             self._room_tasks[task.room].remove(task)
-        elif task in self._idle_fleet:
-            self._idle_fleet.remove(task)
+        self._free.pop(task.arn, None)
         if task.job is not None:
             room, dispatch_id = task.job
             self.end_job(room, dispatch_id, "JS_FAILED")
-            if crashed and task.room is None:
+            if crashed and (task.room is None or self.policy.worker.any_room):
                 self.after(self.config.job_restart_s, self._restart_job, room, dispatch_id)
         if not by_api:
             self.ecs_twin.crash(task.arn, stop_code, exit_code)
@@ -484,17 +549,23 @@ class World:
         self.after(self.config.ecs_event_delay_s, self._notify_task_state, change, 0)
 
     def drain_requested(self, task_arn: str) -> None:
-        """The control plane asked the worker to drain: it sees it on its next heartbeat and,
-        with no job left, exits 0."""
+        """The control plane asked the worker to drain: the worker reads it on its next
+        heartbeat (until then LiveKit may still hand it a job), then takes no more jobs and,
+        with none left, exits 0."""
         task = self.tasks.get(task_arn)
-        if task is None or not task.alive or task.draining:
+        if task is None or not task.alive or task.drain_asked:
+            return
+        task.drain_asked = True
+        period = self.policy.worker.heartbeat_s or 15.0
+        beat = self.heartbeat_at(task)
+        self.at(self.clock.now() + period if beat is None else beat + period, self._drain_seen, task)
+
+    def _drain_seen(self, task: SimTask) -> None:
+        if not task.alive:
             return
         task.draining = True
+        self._free.pop(task.arn, None)
         if task.job is None:
-            self.after(self.policy.worker.heartbeat_s or 15.0, self._drained, task)
-
-    def _drained(self, task: SimTask) -> None:
-        if task.alive and task.job is None:
             self._exit(task, 0)
 
     def heartbeat_at(self, task: SimTask) -> float | None:
@@ -555,24 +626,30 @@ class SimLiveKit:
         if self._twin.get_room(room) is None:
             self._world.ledger.call("livekit.ListRooms")
             raise LiveKitUnavailable(f"LiveKit CreateDispatch: 503, room {room} is not open")
-        return self._create(room, agent_name, metadata)
+        dispatch = self._create(room, agent_name, metadata)
+        self._world.dispatch_created(room)
+        return dispatch
 
     def _create(self, room: str, agent_name: str, metadata: str) -> Dispatch:
+        """The dispatch, and its job on the worker LiveKit picks; with no worker free it keeps
+        zero jobs forever (the open-source server drops the job: there is no queue)."""
         task = self._world.worker_for(room)
         if task is None:
+            self._world.ledger.jobs_dropped += 1
             return self._twin.create_dispatch(room, agent_name, metadata)
         self._twin.register_worker(agent_name)
         try:
             dispatch = self._twin.create_dispatch(room, agent_name, metadata)
         finally:
             self._twin.unregister_worker(agent_name)
-        self._world.job_started(room, dispatch.dispatch_id, task)
+        self._world.job_started(room, dispatch.dispatch_id, dispatch.jobs[0].job_id, task)
         return dispatch
 
     def dispatch_automatically(self, room: str) -> None:
         """LiveKit's automatic dispatch to a free worker when a room opens (no API call)."""
         if self._twin.get_room(room) is not None and self._world.worker_for(room) is not None:
             self._create(room, self._world.config.agent_name, "")
+            self._world.dispatch_created(room)
 
     def delete_dispatch(self, room: str, dispatch_id: str) -> None:
         self._serve("DeleteDispatch")
@@ -610,36 +687,42 @@ class SimEcs:
         limits = world.config.limits
         self._calls = TokenBucket(limits.runtask_burst, limits.runtask_rate, world.now())
         self._launches = TokenBucket(limits.task_burst, limits.task_rate, world.now())
-        self._by_token: dict[str, str] = {}
+        self._by_token: dict[str, list[str]] = {}
 
-    def launch(self, room: str, launch_token: str) -> LaunchedTask:
+    def launch(self, room: str | None, launch_token: str, count: int = 1) -> list[LaunchedTask]:
+        """One RunTask call of ``count`` tasks, for ``room`` or (None) for a pool. A call takes one
+        RunTask token and ``count`` task tokens, all or nothing: how ECS splits a call that only
+        partly fits is not documented, so a short bucket throttles the whole call."""
         world = self._world
         ledger = world.ledger
         now = world.now()
         ledger.call("ecs.RunTask")
         known = self._by_token.get(launch_token)
         if known is not None:
-            return LaunchedTask(known, launch_token)
+            return [LaunchedTask(arn, launch_token) for arn in known]
         if not self._calls.take(now):
             ledger.launches_throttled += 1
             raise LaunchOutcomeUnknown("ThrottlingException: RunTask rate exceeded (simulated)")
         if world.ecs_capacity_failing():
             ledger.launches_refused += 1
             raise LaunchFailed("RunTask returned no task: RESOURCE:FARGATE (simulated)")
-        if not self._launches.take(now):
+        if not self._launches.take(now, count):
             ledger.launches_throttled += 1
             raise LaunchOutcomeUnknown("ThrottlingException: Fargate task launch rate exceeded (simulated)")
-        launched = self._twin.launch(room, launch_token)
-        self._by_token[launch_token] = launched.task_arn
-        world.task_launched(launched.task_arn, room or None, launch_token)
+        launched = self._twin.launch(room or None, launch_token, count)
+        self._by_token[launch_token] = [task.task_arn for task in launched]
+        for task in launched:
+            world.task_launched(task.task_arn, room or None, launch_token)
         return launched
 
     def find_launched(self, launch_token: str) -> str | None:
         """The real adapter lists our tasks and looks for the token: billed as that listing."""
         self._bill_listing(self._world.live_tasks)
-        known = self._by_token.get(launch_token)
-        task = self._world.tasks.get(known) if known else None
-        return known if task is not None and task.alive else None
+        for arn in self._by_token.get(launch_token, ()):
+            task = self._world.tasks.get(arn)
+            if task is not None and task.alive:
+                return arn
+        return None
 
     def stop(self, task_arn: str, reason: str) -> None:
         world = self._world

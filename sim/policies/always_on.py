@@ -53,6 +53,6 @@ class AlwaysOnPolicy(BasePolicy):
         """The ECS service starts a replacement, and keeps trying while ECS says no."""
         self._replacements += 1
         try:
-            self.world.ecs.launch("", f"fleet-replacement-{self._replacements}")
+            self.world.ecs.launch(None, f"fleet-replacement-{self._replacements}")
         except (LaunchFailed, LaunchOutcomeUnknown):
             self.world.after(REPLACE_RETRY_SECONDS, self._replace)

@@ -49,6 +49,19 @@ class PolicyAdapter(Protocol):
         """ECS reported one of our tasks RUNNING or STOPPED (EventBridge); raising retries it."""
         ...
 
+    def on_job_started(self, task: SimTask, room: str, job_id: str) -> None:
+        """The worker in ``task`` accepted a job in ``room`` (what it reports, if anything)."""
+        ...
+
+    def slot_free(self, room: str) -> bool:
+        """Whether ``room`` would find a free agent slot now, as the policy counts them: below
+        its capacity. Asked by the measurement only; it must change and bill nothing."""
+        ...
+
+    def on_job_ended(self, task: SimTask, room: str, job_id: str, duration: float) -> None:
+        """A job of a worker that is still alive ended (a crashed worker reports nothing)."""
+        ...
+
 
 class BasePolicy:
     """No-op reactions; a policy overrides what it listens to."""
@@ -70,6 +83,16 @@ class BasePolicy:
         return None
 
     def on_task_state(self, change: TaskStateChange) -> None:
+        return None
+
+    def on_job_started(self, task: SimTask, room: str, job_id: str) -> None:
+        return None
+
+    def slot_free(self, room: str) -> bool:
+        """A free worker that would take the room's job."""
+        return self.world.would_take(room)
+
+    def on_job_ended(self, task: SimTask, room: str, job_id: str, duration: float) -> None:
         return None
 
 
@@ -145,7 +168,7 @@ class SeedPolicy(BasePolicy):
             return
         self._tokens += 1
         try:
-            launched = self.world.ecs.launch(name, f"{self.name}-{self._tokens}")
+            (launched,) = self.world.ecs.launch(name, f"{self.name}-{self._tokens}")
         except (LaunchFailed, LaunchOutcomeUnknown):
             return
         room.agent = launched.task_arn  # the last writer wins; an earlier racer's task is orphaned

@@ -4,21 +4,34 @@ Webhooks go to ``RoomController.handle_event`` (an exception is a 5xx: LiveKit r
 messages to ``handle_timer`` when due (a failure is received again after the queue's visibility
 timeout, then dead-lettered), the schedule to ``Sweeper.sweep`` every minute, ECS task state
 changes to ``TaskEventHandler.handle``. The agent container's side is played as the worker
-protocol says: once registered, the worker writes its record as ready and sends ``WorkerReady``.
-The world's LiveKit and ECS ports stand in for the real adapters; the table, queue and metrics
-are the twins.
+protocol says: once registered, the worker writes its record as ready and sends ``WorkerReady``;
+it takes whichever room's job LiveKit hands it and reports it (``JobStarted``) and its end
+(``JobEnded``), lists its jobs in its heartbeat, and after ``JOBS_PER_TASK`` rooms exits once its
+job ends. The world's LiveKit and ECS ports stand in for the real adapters; the table, queue,
+metrics and launch limiter are the twins.
+
+The warm-pool rows are this policy with other settings (:class:`WarmOne` and the others below).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.events import LiveKitEvent
+from control_plane.pool import Demand
 from control_plane.ports import ObservedTaskState
-from control_plane.worker_protocol import TimerMessage, WorkerReady, WorkerRecord, WorkerStatus
+from control_plane.worker_protocol import (
+    JobEnded,
+    JobOutcome,
+    JobStarted,
+    TimerMessage,
+    WorkerReady,
+    WorkerRecord,
+    WorkerStatus,
+)
 from sim.policies.base import BasePolicy
 from sim.stack import ControlPlane, build_control_plane, default_settings, task_state_change
 from sim.world import SimTask, TaskStateChange, WorkerBehaviour
@@ -40,7 +53,49 @@ JOB_GRACE_MARGIN_SECONDS = 30.0
 HEARTBEAT_SECONDS = 15.0
 # A sweep's index query reads about this many attention items per read unit (items ~1 KB).
 ITEMS_PER_READ_UNIT = 4
+# The agent container's SLOTS_PER_TASK and JOBS_PER_TASK, as the settings' defaults say: one room
+# at a time, one room in a task's life.
 WORKER_CAPACITY = 1
+JOBS_PER_TASK = 1
+# MAX_TASKS is a safety cap an operator sizes to the traffic; the deployed default (100) is below
+# the reference day's peak (~160 rooms with humans at once) and the 1,000-room storm, where it
+# would be what is measured. The rows run with a cap no trace here reaches.
+SIM_MAX_TASKS = 5_000
+
+
+class IndexedStore(InMemoryStore):
+    """The table twin with its live workers indexed, as the sparse attention index holds them.
+
+    The twin keeps every stopped worker's record for good (DynamoDB's TTL removes them within
+    days) and finds the live ones by scanning all of them: over a simulated day of ~10,000 tasks,
+    read on every slot decision, that scan alone was the run's largest cost. Same records, same
+    order, same counts; only the listing is kept up to date as records are written.
+    """
+
+    def __init__(self, retention_seconds: int) -> None:
+        super().__init__(retention_seconds)
+        self._live: dict[str, None] = {}
+
+    def put_worker(self, record: WorkerRecord) -> None:
+        super().put_worker(record)
+        self._index(record.task_arn)
+
+    def record_task_state(self, state: ObservedTaskState) -> bool:
+        recorded = super().record_task_state(state)
+        self._index(state.task_arn)
+        return recorded
+
+    def live_workers(self) -> Iterable[WorkerRecord]:
+        with self._lock:
+            return [self._workers[arn] for arn in self._live]
+
+    def _index(self, task_arn: str) -> None:
+        with self._lock:
+            record = self._workers.get(task_arn)
+            if record is not None and record.status is not WorkerStatus.STOPPED:
+                self._live[task_arn] = None
+            else:
+                self._live.pop(task_arn, None)
 
 
 class HeartbeatedWorkers:
@@ -50,13 +105,27 @@ class HeartbeatedWorkers:
     and the core sees a heartbeat only when it reads a record. So a record is brought up to its
     worker's latest beat (and its current job) when read: the record the periodic writes would
     have left. Those writes are billed from the workers' lifetimes in the report, not here.
-    ``mark_draining`` also tells the worker, which drains and exits.
+    ``mark_draining`` and a granted ``drain_if_idle`` also tell the worker, which reads the flag
+    on its next heartbeat, drains and exits. Everything else is the table's.
+
+    Listing the live workers is a query of the attention index (every live worker item, about
+    ``ITEMS_PER_READ_UNIT`` per read unit), billed per call in ``listing_reads``: the pool lists
+    them for every slot decision.
     """
 
     def __init__(self, store: InMemoryStore, world: World) -> None:
         self._store = store
         self._world = world
         self.refresh_writes = 0
+        self.listing_reads = 0
+        self.listings = 0
+        self.listed_items = 0
+        # Until when each worker's record is as its last heartbeat left it (its next beat).
+        self._fresh_until: dict[str, float] = {}
+
+    def touch(self, task_arn: str) -> None:
+        """The worker's jobs changed: its next read brings its record up to date."""
+        self._fresh_until.pop(task_arn, None)
 
     def get_worker(self, task_arn: str) -> WorkerRecord | None:
         record = self._store.get_worker(task_arn)
@@ -69,8 +138,49 @@ class HeartbeatedWorkers:
         self._store.mark_draining(task_arn)
         self._world.drain_requested(task_arn)
 
+    def drain_if_idle(self, task_arn: str) -> bool:
+        self.get_worker(task_arn)  # the jobs its last heartbeat listed
+        drained = self._store.drain_if_idle(task_arn)
+        if drained:
+            self._world.drain_requested(task_arn)
+        return drained
+
+    def reserve_slot(self, worker: WorkerRecord, room: str, now: float, jobs_per_task: int) -> bool:
+        return self._store.reserve_slot(worker, room, now, jobs_per_task)
+
+    def adopt_slot(self, task_arn: str, room: str, now: float) -> None:
+        self._store.adopt_slot(task_arn, room, now)
+
+    def release_slot(self, task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
+        return self._store.release_slot(task_arn, room, unassign)
+
+    def put_waiting(self, room: str, since: float) -> None:
+        self._store.put_waiting(room, since)
+
+    def remove_waiting(self, room: str) -> None:
+        self._store.remove_waiting(room)
+
+    def is_waiting(self, room: str) -> bool:
+        return self._store.is_waiting(room)
+
+    def waiting_rooms(self) -> list[tuple[str, float]]:
+        return self._store.waiting_rooms()
+
+    def pool_demand(self) -> Demand:
+        return self._store.pool_demand()
+
+    def count_arrival(self, now: float) -> None:
+        self._store.count_arrival(now)
+
+    def record_cold_start(self, seconds: float) -> None:
+        self._store.record_cold_start(seconds)
+
     def live_workers(self) -> Iterable[WorkerRecord]:
-        return [self._beat(record) for record in self._store.live_workers()]
+        listed = [self._beat(record) for record in self._store.live_workers()]
+        self.listing_reads += max(1, math.ceil(len(listed) / ITEMS_PER_READ_UNIT))
+        self.listings += 1
+        self.listed_items += len(listed)
+        return listed
 
     def record_task_state(self, state: ObservedTaskState) -> bool:
         return self._store.record_task_state(state)
@@ -78,11 +188,15 @@ class HeartbeatedWorkers:
     def _beat(self, record: WorkerRecord) -> WorkerRecord:
         if record.status is not WorkerStatus.READY:
             return record
-        task = self._world.tasks.get(record.task_arn)
+        arn = record.task_arn
+        if self._world.now() < self._fresh_until.get(arn, -math.inf):
+            return record
+        task = self._world.tasks.get(arn)
         beat = self._world.heartbeat_at(task) if task is not None else None
         if task is None or beat is None:
             return record
-        jobs = {task.job[0]: task.job[1]} if task.job is not None else {}
+        self._fresh_until[arn] = beat + (self._world.policy.worker.heartbeat_s or HEARTBEAT_SECONDS)
+        jobs = {task.job[0]: task.job_id} if task.job is not None and task.job_id is not None else {}
         if beat <= record.heartbeat_at and jobs == record.jobs:
             return record
         fresh = record.model_copy(update={"heartbeat_at": max(beat, record.heartbeat_at), "jobs": jobs})
@@ -92,18 +206,31 @@ class HeartbeatedWorkers:
 
 
 class DefaultPolicy(BasePolicy):
+    """The deployed defaults: ``WARM_TASKS=0``, every room that finds no free slot launches."""
+
     name: ClassVar[str] = "default"
     worker: ClassVar[WorkerBehaviour] = WorkerBehaviour(
-        job_grace_s=60.0 + JOB_GRACE_MARGIN_SECONDS, exit_after_job=False, heartbeat_s=HEARTBEAT_SECONDS
+        job_grace_s=60.0 + JOB_GRACE_MARGIN_SECONDS,
+        exit_after_job=False,
+        heartbeat_s=HEARTBEAT_SECONDS,
+        any_room=True,
+        jobs_per_task=JOBS_PER_TASK,
     )
+    # Settings this row changes from the deployed defaults.
+    overrides: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, settings: Settings | None = None) -> None:
         # One sweep worker thread: the same calls as 50, in one fixed order (reproducible runs).
-        self.settings = settings or default_settings(sweep_concurrency=1)
+        self.settings = settings or default_settings(
+            sweep_concurrency=1, max_tasks=SIM_MAX_TASKS, **self.overrides
+        )
+        pool = self.settings.pool_policy
+        if (pool.slots_per_task, pool.jobs_per_task) != (WORKER_CAPACITY, self.worker.jobs_per_task):
+            raise ValueError("the simulated worker serves one room at a time and JOBS_PER_TASK rooms in all")
 
     def start(self, world: World) -> None:
         super().start(world)
-        store = InMemoryStore(self.settings.history_ttl_seconds)
+        store = IndexedStore(self.settings.history_ttl_seconds)
         self.workers = HeartbeatedWorkers(store, world)
         self.plane: ControlPlane = build_control_plane(
             world.clock, world.livekit, world.ecs, self.settings, store=store, workers=self.workers
@@ -142,13 +269,53 @@ class DefaultPolicy(BasePolicy):
         self.plane.timers.send(WorkerReady(task_arn=task.arn, room=task.room), 0)
         self._sync()
 
+    def on_job_started(self, task: SimTask, room: str, job_id: str) -> None:
+        """The worker reports the job LiveKit handed it (whichever room's) on the timer queue."""
+        self.workers.touch(task.arn)
+        live = self.world.livekit_twin.get_room(room)
+        self.plane.timers.send(
+            JobStarted(task_arn=task.arn, room=room, room_sid=live.sid if live else None, job_id=job_id), 0
+        )
+        self._sync()
+
+    def on_job_ended(self, task: SimTask, room: str, job_id: str, duration: float) -> None:
+        """Jobs here end by grace, deletion or the room closing: all successes."""
+        self.workers.touch(task.arn)
+        self.plane.timers.send(
+            JobEnded(
+                task_arn=task.arn,
+                room=room,
+                job_id=job_id,
+                outcome=JobOutcome.SUCCESS,
+                duration_seconds=max(0.0, duration),
+            ),
+            0,
+        )
+        self._sync()
+
+    def slot_free(self, room: str) -> bool:
+        """A slot the room may take, as the core judges it (``Capacity.slot_open``); the reads
+        it makes are the measurement's, not the control plane's, so they are not billed."""
+        store, workers = self.plane.store, self.workers
+        counts = store.reads, workers.listing_reads, workers.listings, workers.listed_items
+        try:
+            return self.plane.controller.capacity.slot_open(room)
+        finally:
+            store.reads, workers.listing_reads, workers.listings, workers.listed_items = counts
+
     def sweep(self) -> None:
         """The scheduled sweep (in virtual time it takes no time, so never runs short of its 55 s),
-        billed with its index query: about one read unit per four ~1 KB attention items."""
-        report = self._invoke("sweeper", self.plane.sweeper.sweep, lambda: 600.0, parallel=SWEEP_FAN_OUT)
-        indexed = sum(v for k, v in report.counts.items() if k.startswith("Rooms[")) + report.counts.get(
-            "RunningTasks", 0
-        )
+        billed with its index query: about one read unit per four ~1 KB attention items. An
+        invocation that raises is a failed Lambda run (logged, counted): the next one comes a
+        minute later, as EventBridge's schedule does not retry it."""
+        try:
+            report = self._invoke("sweeper", self.plane.sweeper.sweep, lambda: 600.0, parallel=SWEEP_FAN_OUT)
+        except Exception as error:
+            self.world.ledger.sweeps_failed += 1
+            self.world.ledger.error("sweeper", error)
+            return
+        # The worker items of the index are billed as ``HeartbeatedWorkers`` lists them.
+        indexed = sum(v for k, v in report.counts.items() if k.startswith("Rooms["))
         self.world.ledger.stored(math.ceil(indexed / ITEMS_PER_READ_UNIT), 0)
 
     def _deliver_timer(self, message: TimerMessage, receive: int) -> None:
@@ -180,10 +347,19 @@ class DefaultPolicy(BasePolicy):
     def _sync(self) -> None:
         """Move the twins' counts into the ledger and the queue's new messages into the world."""
         store = self.plane.store
-        refreshes = self.workers.refresh_writes
-        reads, writes = store.reads, store.writes - refreshes
-        self.world.ledger.stored(reads - self._reads, writes - self._writes)
+        limiter = self.plane.limiter
+        workers = self.workers
+        ledger = self.world.ledger
+        reads = store.reads + limiter.reads
+        writes = store.writes - workers.refresh_writes + limiter.writes
+        ledger.stored(reads - self._reads, writes - self._writes)
+        # A listing of the live workers is one Query call, billed by the items it returns.
+        listed = workers.listing_reads - ledger.worker_listing_reads
+        ledger.stored(listed, 0, calls=workers.listings - ledger.worker_listings)
         self._reads, self._writes = reads, writes
+        ledger.worker_listings = workers.listings
+        ledger.worker_items_listed = workers.listed_items
+        ledger.worker_listing_reads = workers.listing_reads
         timers = self.plane.timers
         sent = timers.sent
         if sent:
@@ -191,3 +367,23 @@ class DefaultPolicy(BasePolicy):
             self.world.ledger.queued(len(sent))
             for scheduled in sent:
                 self.world.at(scheduled.due_at, self._deliver_timer, scheduled.message, 1)
+
+
+class WarmOne(DefaultPolicy):
+    """One warm worker (``WARM_TASKS=1``): a free slot is kept ready and replaced when taken."""
+
+    name: ClassVar[str] = "warm_1"
+    overrides: ClassVar[Mapping[str, Any]] = {"warm_tasks": 1}
+
+
+class WarmTwo(DefaultPolicy):
+    name: ClassVar[str] = "warm_2"
+    overrides: ClassVar[Mapping[str, Any]] = {"warm_tasks": 2}
+
+
+class Adaptive(DefaultPolicy):
+    """``WARM_ADAPTIVE``: warm slots sized from the arrival rate and the measured cold start so
+    that at most 5 % of first joins find none (``WARM_TARGET_WAIT_SHARE``)."""
+
+    name: ClassVar[str] = "adaptive"
+    overrides: ClassVar[Mapping[str, Any]] = {"warm_adaptive": True, "warm_target_wait_share": 0.05}

@@ -1,7 +1,8 @@
 """Each policy does what its description says, on small hand-written traces.
 
-Cold starts are a fixed 45 s, webhooks arrive 0.1 s after the event, and rooms close 70 s after
-their last human (20 s where said), so every moment below can be worked out by hand.
+Cold starts are a fixed 45 s, webhooks arrive 0.1 s after the event, rooms close 70 s after
+their last human (20 s where said), and an agent is in the room LiveKit's job assignment
+(0.15 s) after its dispatch, so every moment below can be worked out by hand.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def lives(ledger: Ledger) -> list[tuple[float, float | None]]:
 
 
 def jobs(ledger: Ledger) -> list[tuple[float, float | None]]:
-    return sorted((round(j.start, 1), j.end and round(j.end, 1)) for j in ledger.jobs)
+    return sorted((round(j.start, 2), j.end and round(j.end, 2)) for j in ledger.jobs)
 
 
 def run(trace: Trace, policy: str) -> World:
@@ -69,7 +70,7 @@ def test_default_starts_on_the_join_and_leaves_when_the_grace_period_ends() -> N
     # RunTask on the join webhook (10.1); ready 45 s later; the dispatch follows the ready message.
     # The leave webhook (610.1) starts 60 s of grace; its timer removes the agent at 670.1.
     assert lives(ledger) == [(10.1, 670.1)]
-    assert jobs(ledger) == [(55.1, 670.1)]
+    assert jobs(ledger) == [(55.25, 670.1)]
     assert ledger.failed_launches == 0 and not ledger.errors
 
 
@@ -112,7 +113,7 @@ def test_ttl_sweep_removes_the_agent_at_the_first_pass_300_s_after_the_last_acti
     # Passes run at 30, 90, …; the leave webhook at 610.1 is the last activity: 930 is the first
     # pass 300 s later. LiveKit closed the room (and ended the job) at 680.
     assert lives(ledger) == [(10.1, 930.0)]
-    assert jobs(ledger) == [(55.1, 680.0)]
+    assert jobs(ledger) == [(55.25, 680.0)]
 
 
 def test_ttl_sweep_launches_twice_when_two_joins_race() -> None:
@@ -168,7 +169,7 @@ def test_always_on_serves_each_session_from_a_warm_fleet_sized_for_the_peak() ->
     world, result = simulate(trace, AlwaysOnPolicy())
     assert len(world.ledger.tasks) == 2 and world.ledger.task_starts == 0
     # Automatic dispatch when each room opens; the job lasts until LiveKit closes the room.
-    assert jobs(world.ledger) == [(9.5, 680.0), (99.5, 270.0)]
+    assert jobs(world.ledger) == [(9.65, 680.0), (99.65, 270.0)]
     assert result.figures["wait_p99_s"] == 0.0
 
 
@@ -178,4 +179,4 @@ def test_always_on_replaces_a_crashed_worker_but_its_room_loses_the_agent() -> N
     assert world.ledger.task_starts == 1  # the service's replacement, launched on the STOPPED event
     # LiveKit restarts the failed job 5 s later, but the fleet's one worker is the one that died
     # and the replacement is still starting: nobody takes the job, and the room stays without.
-    assert jobs(world.ledger) == [(9.5, 200.0)]
+    assert jobs(world.ledger) == [(9.65, 200.0)]

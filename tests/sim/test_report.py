@@ -14,7 +14,7 @@ from sim.ledger import JobLife, Ledger, TaskLife
 from sim.report import Union, measure, merge, overlap_seconds, percentile
 from sim.run import simulate
 from sim.traces import ColdStart
-from sim.world import WorkerBehaviour
+from sim.world import LIVEKIT_JOB_ASSIGNMENT_S, WorkerBehaviour
 
 COLD = ColdStart(median_s=45.0, p99_s=45.0)
 TASK_DOLLARS_PER_SECOND = (report.FARGATE_VCPU_HOUR_USD + 2 * report.FARGATE_GB_HOUR_USD) / 3600
@@ -34,13 +34,19 @@ def test_one_room_under_the_default_policy_adds_up() -> None:
     trace = traces.hand_trace([traces.session("room-a", [("PA_1", 10.0, 610.0)])], cold_start=COLD)
     _, result = simulate(trace, "default")
     f = result.figures
-    # One task from 10.1 to 670.1; the human is there from 10 to 610.
+    # One task from 10.1 to 670.1, ready at 55.1; the human is there from 10 to 610; the agent is
+    # in the room from 55.25 (LiveKit's 0.15 s job assignment after the dispatch at 55.1).
     assert f["agent_seconds"] == 660.0
-    assert f["idle_agent_seconds"] == pytest.approx(60.1)  # 610 → 670.1
+    assert f["starting_task_seconds"] == pytest.approx(45.0)
+    assert f["idle_agent_seconds"] == pytest.approx(60.25, abs=0.06)  # 55.1 → 55.25, 610 → 670.1
     assert f["floor_idle_seconds"] == 60.0  # one departure, 60 s of grace
-    assert f["idle_agent_seconds_beyond_grace"] == pytest.approx(0.1)  # the leave webhook's delay
-    assert f["wait_p50_s"] == 45.1  # joined at 10, the agent's job from 55.1
-    assert f["human_seconds_waiting"] == pytest.approx(45.1)
+    assert f["idle_agent_seconds_beyond_grace"] == pytest.approx(0.25, abs=0.06)
+    assert f["wait_p50_s"] == pytest.approx(45.25, abs=0.06)  # joined at 10, the agent's job from 55.25
+    assert f["human_seconds_waiting"] == pytest.approx(45.25, abs=0.06)
+    # The control plane's part: the join webhook at 10.1 to the dispatch at 55.1 (the cold start).
+    assert f["dispatch_wait_p50_s"] == pytest.approx(45.0)
+    assert f["agent_wait_p50_s"] == pytest.approx(45.15)
+    assert f["sessions_with_join_webhook"] == 1 and f["sessions_below_capacity"] == 0
     assert f["duplicate_agent_seconds"] == 0 and f["rooms_with_two_agents"] == 0
     assert f["rooms_without_agent"] == 0 and f["task_starts"] == 1
     assert f["room_hours"] == round(600 / 3600, 2)
@@ -96,8 +102,18 @@ def test_the_command_writes_the_json_the_issue_asks_for_and_the_charts(tmp_path:
     )
     assert code == 0
     doc = json.loads((tmp_path / "policies.json").read_text())
-    assert doc["version"] == 1 and doc["trace"]["seed"] == 7 and doc["trace"]["rooms"] == 40
-    assert set(doc["policies"]) == {"default", "ttl_sweep", "self_terminating", "manager_gc", "always_on"}
+    assert doc["version"] == 2 and doc["trace"]["seed"] == 7 and doc["trace"]["rooms"] == 40
+    assert set(doc["policies"]) == {
+        "default",
+        "warm_1",
+        "warm_2",
+        "adaptive",
+        "ttl_sweep",
+        "self_terminating",
+        "manager_gc",
+        "always_on",
+    }
+    assert doc["livekit_job_assignment_s"] == LIVEKIT_JOB_ASSIGNMENT_S
     keys = {
         "agent_seconds",
         "idle_agent_seconds_beyond_grace",
@@ -110,10 +126,26 @@ def test_the_command_writes_the_json_the_issue_asks_for_and_the_charts(tmp_path:
         "failed_launches",
         "cost_per_1000_room_hours_usd",
         "storm",
+        "idle_agent_seconds",
+        "wait_p95_s",
+        "dispatch_wait_p50_s",
+        "dispatch_wait_p95_s",
+        "dispatch_wait_p99_s",
+        "agent_wait_p50_s",
+        "agent_wait_p95_s",
+        "agent_wait_p99_s",
+        "dispatch_within_1s_below_capacity",
     }
     for figures in doc["policies"].values():
         assert keys <= set(figures)
-        assert {"failed_launches", "wait_p50_s", "wait_p99_s"} <= set(figures["storm"])
+        storm_keys = {
+            "failed_launches",
+            "wait_p50_s",
+            "wait_p99_s",
+            "dispatch_wait_max_s",
+            "dispatch_bound_s",
+        }
+        assert storm_keys <= set(figures["storm"])
     assert doc["storm_trace"]["rooms"] == 30
     for chart in ("cost-vs-wait", "agents-over-time", "storm-waits"):
         assert (tmp_path / f"policies-{chart}.png").stat().st_size > 10_000

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from control_plane.pool import PoolPlan, PoolPolicy, plan_pool, slot_candidates, spent, usable
-from control_plane.ports import LaunchedTask, LaunchGrant, ObservedTaskState, Ports
+from control_plane.ports import (
+    LaunchedTask,
+    LaunchFailed,
+    LaunchGrant,
+    LaunchOutcomeUnknown,
+    ObservedTaskState,
+    Ports,
+)
 from control_plane.worker_protocol import WakeRooms, WorkerRecord
 
 log = logging.getLogger(__name__)
@@ -25,6 +32,8 @@ log = logging.getLogger(__name__)
 RUN_TASK_MAX_COUNT = 10
 # A room held back by MAX_TASKS tries again after this long even if no slot frees to wake it.
 EXHAUSTED_RETRY_SECONDS = 15.0
+# A failed pool launch is retried after this long (a WakeRooms message replenishes the pool).
+POOL_LAUNCH_RETRY_SECONDS = 10
 # How many waiting rooms one wake reconciles at most (more wait for the next wake or sweep).
 WAKE_BATCH = 50
 
@@ -166,16 +175,33 @@ class Capacity:
         workers.mark_draining(task_arn)
         self._ports.runner.stop(task_arn, f"room {room} closed")
 
-    def job_moved(self, room: str, reserved_on: str, running_on: str) -> None:
-        """LiveKit ran the room's job on another worker than the one holding its slot: the slot
-        follows the job (adopted there first, so it is never counted nowhere)."""
+    def job_moved(self, room: str, reserved_on: str, running_on: str) -> str | None:
+        """LiveKit ran the room's job on another worker than the one holding its slot (it picks
+        at random among free workers): the slot follows the job, adopted there first so it is
+        never counted nowhere. If that worker is now over capacity, a room holding a slot there
+        whose job has not started takes the slot vacated (LiveKit will run its job where one is
+        free); that room is returned so its record follows. Else the vacated slot is free and
+        waiting rooms are woken for it."""
         now = self._ports.clock.now()
-        self._ports.workers.adopt_slot(running_on, room, now)
-        self._ports.workers.release_slot(reserved_on, room, unassign=True)
+        workers = self._ports.workers
+        workers.adopt_slot(running_on, room, now)
+        host = workers.get_worker(running_on)
+        displaced = None
+        if host is not None and len(host.rooms()) > host.capacity:
+            unstarted = sorted(name for name in host.reserved if name != room and name not in host.jobs)
+            displaced = unstarted[0] if unstarted else None
+        if displaced is not None:
+            workers.adopt_slot(reserved_on, displaced, now)
+        workers.release_slot(reserved_on, room, unassign=True)
+        if displaced is not None:
+            workers.release_slot(running_on, displaced, unassign=True)
+        else:
+            self._wake()
         log.info(
             "job ran on another worker: slot moved",
-            extra={"room": room, "from": reserved_on, "to": running_on},
+            extra={"room": room, "from": reserved_on, "to": running_on, "swapped_with": displaced},
         )
+        return displaced
 
     def _wake(self) -> None:
         if self._ports.workers.waiting_rooms():
@@ -204,7 +230,14 @@ class Capacity:
                 self._ports.timers.send(WakeRooms(), max(1, math.ceil(grant.retry_after)))
                 return
             digest = hashlib.sha256(f"{listing}\0{int(now // 10)}\0{batch}".encode()).hexdigest()[:40]
-            launched = self._ports.runner.launch(None, f"pool-{digest}", grant.tasks)
+            try:
+                launched = self._ports.runner.launch(None, f"pool-{digest}", grant.tasks)
+            except (LaunchFailed, LaunchOutcomeUnknown) as error:
+                # The pool tries again after a backoff (a wake); rooms never wait on it.
+                log.warning("pool launch failed", extra={"tasks": grant.tasks, "error": str(error)})
+                self._ports.metrics.count("TaskLaunchFailures")
+                self._ports.timers.send(WakeRooms(), POOL_LAUNCH_RETRY_SECONDS)
+                return
             self._record_starting(launched, now)
             self._ports.metrics.count("PoolTasksLaunched", len(launched))
             log.info("pool tasks launched", extra={"tasks": len(launched)})

@@ -155,7 +155,11 @@ class RoomController:
         for name in capacity.waiting():
             if not capacity.slot_open(name, listed):
                 continue
-            after = self.reconcile(name)
+            try:
+                after = self.reconcile(name)
+            except Exception:  # one room's LiveKit or ECS trouble must not hold the others back
+                log.exception("waiting room could not take a slot now", extra={"room": name})
+                continue
             if after is None or not reconcile.waiting_for_slot(after):
                 self._ports.workers.remove_waiting(name)
                 listed = capacity.workers()
@@ -176,7 +180,13 @@ class RoomController:
         log.info("agent job started", extra=extra)
         previous = before.agent.task_arn if before is not None and before.agent is not None else None
         if previous is not None and previous != message.task_arn:
-            self.capacity.job_moved(message.room, previous, message.task_arn)
+            displaced = self.capacity.job_moved(message.room, previous, message.task_arn)
+            if displaced is not None:
+                moved = self._record(
+                    displaced, lambda r: reconcile.record_slot_moved(r, message.task_arn, previous)
+                )
+                if moved is None:
+                    self._ports.workers.release_slot(previous, displaced, unassign=True)
         return after
 
     def create_room(self, name: str) -> LiveRoom:
@@ -377,7 +387,14 @@ class RoomController:
         agent = room.agent
         assert agent is not None
         if not agent.slot_reserved or agent.task_arn is None:
-            return World(slot_open=self.capacity.slot_open(room.name))
+            listed = self.capacity.workers()
+            own = next((w for w in listed if w.task_arn == agent.task_arn), None)
+            taken = (
+                own is not None
+                and bool(own.rooms() - {room.name})
+                and own.free_slots(self.capacity.policy.jobs_per_task) == 0
+            )
+            return World(slot_open=self.capacity.slot_open(room.name, listed), own_task_taken=taken)
         worker = self._ports.workers.get_worker(agent.task_arn)
         ready = worker is not None and worker.is_ready(now, self._policy.worker_stale_seconds)
         return World(worker_ready=ready)
@@ -424,7 +441,10 @@ class RoomController:
                 return None
             self._ports.workers.remove_waiting(room.name)
             self._ports.metrics.count("SlotsTaken")
-            capacity.replenish()
+            try:
+                capacity.replenish()
+            except Exception:  # the room has its slot; the pool tops up on the next wake or sweep
+                log.exception("pool could not be replenished", extra={"room": room.name})
             return after
         if not effect.launch:
             self._ports.workers.put_waiting(room.name, self._now())

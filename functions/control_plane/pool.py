@@ -124,8 +124,11 @@ def warm_slots(policy: PoolPolicy, demand: Demand, now: float) -> int:
             floor = max(floor, window.warm_tasks)
     slots = floor * policy.slots_per_task
     if policy.adaptive:
+        # With k free slots the (k+1)th arrival within one cold start waits: keep one more than
+        # the quantile of arrivals, so P(arrivals >= slots) <= the share.
         expected = demand.arrival_rate(now) * demand.cold_start_seconds
-        slots = max(slots, poisson_quantile(expected, policy.target_wait_share))
+        if expected > 0:
+            slots = max(slots, poisson_quantile(expected, policy.target_wait_share) + 1)
     return slots
 
 
@@ -200,8 +203,11 @@ def plan_pool(
     launch = min(launch, room_left)
     # Spent workers (JOBS_PER_TASK reached) that host nothing are recycled whatever the need.
     drain = [w.task_arn for w in live if usable(w, now, policy) and not w.rooms() and spent(w, policy)]
-    if deficit < 0:
-        surplus = -deficit
+    # Scale in counting ready slots alone (a ready worker is never drained for one on the way),
+    # and, adaptive, only beyond one task's slots of margin: a dip in the estimate must not
+    # drain workers only to relaunch them a minute later.
+    surplus = free - wanted - (per_task if policy.adaptive else 0)
+    if surplus > 0:
         idle = sorted(
             (w for w in live if usable(w, now, policy) and not w.rooms() and not spent(w, policy)),
             key=lambda w: (w.assigned == 0, w.launched_at or w.heartbeat_at),

@@ -47,6 +47,8 @@ class World:
 
     worker_ready: bool = False
     slot_open: bool = False
+    own_task_taken: bool = False
+    """The task launched for the room, not yet holding its slot, went to other rooms' jobs."""
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,15 @@ def _advance_agent(
     if _backing_off(room, now):
         return room, None, None
     if not agent.slot_reserved:
+        if world.own_task_taken and not world.slot_open and _present(room, now):
+            # LiveKit gave the room's own task to other rooms' jobs: launch anew (new token).
+            number = room.launches + 1
+            token = launch_token(room, number)
+            fresh = Agent(
+                launch_token=token, launch_claimed_at=now, room_sid=room.sid, wanted_at=agent.wanted_at
+            )
+            relaunched = room.model_copy(update={"agent": fresh, "launches": number})
+            return relaunched, AcquireSlot(token), "the room's own task went to another room: launching again"
         # The room's own task is starting; a slot that opens first (that task's or another
         # worker's) is taken at once.
         fresh_claim = agent.slot_claimed_at is not None and now - agent.slot_claimed_at < lease
@@ -396,6 +407,21 @@ def record_launch_queued(room: Room, token: str, retry_at: float, policy: Policy
         update={"launch_claimed_at": retry_at - policy.claim_lease_seconds, "launch_queued": True}
     )
     return room.model_copy(update={"agent": queued})
+
+
+def record_slot_moved(room: Room, from_task: str, to_task: str) -> Room | None:
+    """The room's slot moved to ``to_task`` (another room's job took the worker it was on);
+    None if the room no longer holds an unstarted slot on ``from_task``."""
+    agent = room.agent
+    if (
+        agent is None
+        or not agent.slot_reserved
+        or agent.task_arn != from_task
+        or agent.job_id is not None
+        or room.stop_requested_at is not None
+    ):
+        return None
+    return room.model_copy(update={"agent": agent.model_copy(update={"task_arn": to_task})})
 
 
 def record_job_started(room: Room, task_arn: str, room_sid: str | None, job_id: str) -> Room | None:

@@ -8,6 +8,7 @@ import pytest
 
 from control_plane.adapters.memory.launch_limiter import InMemoryLaunchLimiter
 from control_plane.launch_limit import LaunchLimits
+from control_plane.ports import LiveKitUnavailable
 from control_plane.room import RoomState
 from control_plane.worker_protocol import WorkerStatus
 from tests.harness import POOL_POLICY, TwinStack
@@ -190,3 +191,45 @@ def test_a_schedule_floor_keeps_workers_warm_in_its_window(hour: int, floor: int
     stack.controller.capacity.replenish()
 
     assert len(stack.pool_tasks()) == floor
+
+
+def test_when_livekit_runs_a_job_on_a_worker_another_room_reserved_that_room_takes_the_vacated_slot() -> None:
+    stack = warm_stack(warm_tasks=2)
+    for name in ("room-a", "room-b", "room-c"):
+        stack.livekit.open_room(name, departure_timeout=70)
+    stack.join("PA_1", room="room-a")
+    a_on = stack.task_of("room-a")
+    stack.livekit.set_down(True)  # B's slot is reserved, its dispatch not made yet
+    with pytest.raises(LiveKitUnavailable):
+        stack.join("PA_2", identity="bob", room="room-b")
+    stack.livekit.set_down(False)
+    b_on = stack.task_of("room-b")
+
+    stack.job_started("room-a", b_on)  # LiveKit ran A's job on the worker B reserved
+    stack.join("PA_3", identity="carol", room="room-c")
+
+    assert stack.task_of("room-a") == b_on
+    assert stack.task_of("room-b") == a_on, "B took the slot A vacated"
+    counted = sum(len(stack.store.get_worker(arn).rooms()) for arn in (a_on, b_on))
+    assert counted == 2, "two slots, two rooms counting on them"
+    assert stack.task_of("room-c") not in (a_on, b_on), "C found no slot and launched"
+
+
+def test_a_room_whose_own_task_went_to_another_rooms_job_launches_again() -> None:
+    stack = TwinStack()
+    stack.join("PA_1", room="room-a")
+    stack.join("PA_2", identity="bob", room="room-b")
+    own_a, own_b = stack.task_of("room-a"), stack.task_of("room-b")
+    stack.leave("PA_1", room="room-a")  # A's human steps away: A keeps its agent, in grace
+    stack.worker_becomes_ready("room-a")
+    assert not stack.room("room-a").agent.slot_reserved  # type: ignore[union-attr]
+    stack.worker_becomes_ready("room-b")
+    stack.job_started("room-b", own_a)  # LiveKit ran B's job on A's task; B's own is free now
+    stack.join("PA_3", identity="carol", room="room-c")  # C takes it
+
+    stack.join("PA_4", room="room-a")  # A's human is back within grace: no slot is free
+
+    agent = stack.room("room-a").agent
+    assert agent is not None and agent.task_arn not in (own_a, own_b), "A launched a task again"
+    assert stack.runner.tasks[agent.task_arn].room == "room-a"
+    assert stack.task_of("room-b") == own_a and stack.task_of("room-c") == own_b

@@ -161,7 +161,11 @@ class _SweepRun:
         if tasks is not None:
             await self._clean_tasks(tasks, workers, rooms)
         # The pool's backstop: waiting rooms take open slots, then it launches or scales in.
-        await self.blocking(self.controller.wake_waiting)
+        try:
+            await self.blocking(self.controller.wake_waiting)
+        except Exception:
+            log.exception("the pool's backstop failed; the next sweep tries again")
+            self.metrics.count("SweepErrors")
         await self._list_live_rooms()
         return await self._sweep_rooms(rooms, remaining_seconds)
 

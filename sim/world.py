@@ -279,6 +279,11 @@ class World:
             return True
         return rate > 0 and self._faults.random() < rate
 
+    def livekit_out_within(self, seconds: float) -> bool:
+        """A LiveKit outage of the trace covers part of the next ``seconds`` (draws nothing)."""
+        now = self.clock.now()
+        return any(start < now + seconds and now < end for start, end in self._outages["livekit"])
+
     def livekit_failing(self) -> bool:
         return self._failing("livekit", self.trace.faults.livekit_error_rate)
 
@@ -347,8 +352,10 @@ class World:
         key = (s.room, s.index)
         human = presence is not None and is_human(presence.kind)
         if w.event == "participant_joined" and human and key not in self.ledger.first_join_webhook:
-            # The control plane's clock for this session starts at the first human's webhook.
-            self.ledger.first_join_webhook[key] = (self.elapsed(), self.policy.slot_free(s.room))
+            # The control plane's clock for this session starts at the first human's webhook; the
+            # dispatch goal counts it when a slot was free and LiveKit was up for that second.
+            measurable = self.policy.slot_free(s.room) and not self.livekit_out_within(1.0)
+            self.ledger.first_join_webhook[key] = (self.elapsed(), measurable)
         try:
             self.policy.on_webhook(event)
         except Exception as error:

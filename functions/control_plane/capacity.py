@@ -38,6 +38,16 @@ POOL_LAUNCH_RETRY_SECONDS = 10
 WAKE_BATCH = 50
 
 
+def with_slot(workers: Sequence[WorkerRecord], task_arn: str, room: str, now: float) -> list[WorkerRecord]:
+    """A listing with the slot just reserved applied, so planning on it needs no new query."""
+    return [
+        w.model_copy(update={"reserved": {**w.reserved, room: now}, "assigned": w.assigned + 1})
+        if w.task_arn == task_arn
+        else w
+        for w in workers
+    ]
+
+
 @dataclass(frozen=True)
 class LaunchBlocked:
     """No launch now: the limiter's wait, or the pool is at ``MAX_TASKS``."""

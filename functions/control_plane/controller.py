@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from collections.abc import Callable
 from enum import StrEnum
 from functools import partial
 
 from control_plane import reconcile
-from control_plane.capacity import Capacity, LaunchBlocked
+from control_plane.capacity import Capacity, LaunchBlocked, with_slot
 from control_plane.events import EventType, LiveKitEvent
 from control_plane.pool import PoolPolicy
 from control_plane.ports import (
@@ -85,6 +86,9 @@ class RoomController:
         self._departure_timeout = departure_timeout
         self._event_ttl = event_ttl_seconds
         self.capacity = Capacity(ports, pool or PoolPolicy(worker_stale_seconds=policy.worker_stale_seconds))
+        # The worker listing a round's decision was made on, for its slot attempt (per thread:
+        # the sweep shares one controller between threads).
+        self._listed = threading.local()
 
     # --- triggers -------------------------------------------------------------------------
 
@@ -351,6 +355,7 @@ class RoomController:
             if current is None:
                 return None
             now = self._ports.clock.now()
+            self._listed.value = None  # a listing is good for the round it was taken in only
             decision = reconcile.decide(current, self._observe(current, now), now, self._policy)
             if decision is None:
                 return current
@@ -388,6 +393,7 @@ class RoomController:
         assert agent is not None
         if not agent.slot_reserved or agent.task_arn is None:
             listed = self.capacity.workers()
+            self._listed.value = (room.name, listed)  # the slot attempt this round decides on
             own = next((w for w in listed if w.task_arn == agent.task_arn), None)
             taken = (
                 own is not None
@@ -431,7 +437,8 @@ class RoomController:
             found = self._ports.runner.find_launched(token)
             if found:
                 return self._record(room.name, lambda r: reconcile.record_launch(r, token, found))
-        workers = capacity.workers()
+        observed, self._listed.value = getattr(self._listed, "value", None), None
+        workers = observed[1] if observed is not None and observed[0] == room.name else capacity.workers()
         prefer = room.agent.task_arn if room.agent is not None else None
         task_arn = capacity.take_slot(room.name, prefer, workers)
         if task_arn is not None:
@@ -442,7 +449,7 @@ class RoomController:
             self._ports.workers.remove_waiting(room.name)
             self._ports.metrics.count("SlotsTaken")
             try:
-                capacity.replenish()
+                capacity.replenish(with_slot(workers, task_arn, room.name, self._now()))
             except Exception:  # the room has its slot; the pool tops up on the next wake or sweep
                 log.exception("pool could not be replenished", extra={"room": room.name})
             return after
@@ -493,6 +500,7 @@ class RoomController:
             log.warning(
                 "launched task no longer wanted", extra={"room": room.name, "task_arn": launched.task_arn}
             )
+            self._ports.workers.remove_waiting(room.name)
             self.capacity.release(room.name, launched.task_arn, slot_reserved=False)
         return after
 
@@ -550,9 +558,10 @@ class RoomController:
             ours.add(effect.dispatch_id)
         for dispatch_id in sorted(ours):
             livekit.delete_dispatch(room.name, dispatch_id)
+        # Off the waiting list first: its own task is no longer held for it, so release judges it.
+        self._ports.workers.remove_waiting(room.name)
         if effect.task_arn:
             self.capacity.release(room.name, effect.task_arn, effect.slot_reserved)
-        self._ports.workers.remove_waiting(room.name)
         self._ports.metrics.count("AgentsRemoved")
         log.info(
             "agent removed",

@@ -110,16 +110,14 @@ class Capacity:
         workers = self.workers()
         if self._open_for(room, workers):
             return False
-        now = self._ports.clock.now()
-        plan = plan_pool(workers, self._ports.workers.pool_demand(), now, self._policy, self.held(workers))
-        return plan.live_tasks >= self._policy.max_tasks
+        return self._plan(workers, self._ports.clock.now()).live_tasks >= self._policy.max_tasks
 
     def launch_for_room(
         self, room: str, launch_token: str, workers: Sequence[WorkerRecord]
     ) -> LaunchedTask | LaunchBlocked:
         """Start one task for a room that found no slot, if ``MAX_TASKS`` and the limiter allow."""
         now = self._ports.clock.now()
-        plan = plan_pool(workers, self._ports.workers.pool_demand(), now, self._policy, self.held(workers))
+        plan = self._plan(workers, now)
         if plan.live_tasks >= self._policy.max_tasks:
             self._ports.metrics.count("PoolExhausted")
             log.warning(
@@ -142,7 +140,7 @@ class Capacity:
         """Launch what the pool lacks and drain what it has too much of (idle workers only)."""
         now = self._ports.clock.now()
         listed = self.workers() if workers is None else list(workers)
-        plan = plan_pool(listed, self._ports.workers.pool_demand(), now, self._policy, self.held(listed))
+        plan = self._plan(listed, now)
         if plan.exhausted:
             self._ports.metrics.count("PoolExhausted")
         self._launch_pool(plan.launch, listed, now)
@@ -172,8 +170,7 @@ class Capacity:
         keep = False
         if after is not None and not spent(after, self._policy) and usable(after, now, self._policy):
             # Kept for a room waiting for a slot, or if without it the pool would be short.
-            listed = self.workers()
-            plan = plan_pool(listed, workers.pool_demand(), now, self._policy, self.held(listed))
+            plan = self._plan(self.workers(), now)
             spare = after.free_slots(self._policy.jobs_per_task)
             short = plan.free_slots + plan.pending_slots - spare < plan.wanted_slots
             keep = short or bool(workers.waiting_rooms())
@@ -219,6 +216,10 @@ class Capacity:
 
     def waiting(self) -> list[str]:
         return [room for room, _ in self._ports.workers.waiting_rooms()[:WAKE_BATCH]]
+
+    def _plan(self, workers: Sequence[WorkerRecord], now: float) -> PoolPlan:
+        """The pool's plan on this listing, the demand as stored, without waiting rooms' tasks."""
+        return plan_pool(workers, self._ports.workers.pool_demand(), now, self._policy, self.held(workers))
 
     def _grant(self, tasks: int, now: float) -> LaunchGrant:
         limiter = self._ports.limiter

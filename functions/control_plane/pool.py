@@ -80,6 +80,12 @@ class Demand:
     arrivals: Mapping[int, int] = field(default_factory=dict)
     cold_start_seconds: float = DEFAULT_COLD_START_SECONDS
 
+    @classmethod
+    def stored(cls, ring: Mapping[int, tuple[int, int]], cold_start_seconds: float | None) -> Demand:
+        """From the pool item as stored: its arrival ring, its average if one was measured yet."""
+        cold = DEFAULT_COLD_START_SECONDS if cold_start_seconds is None else cold_start_seconds
+        return cls(arrivals_from_ring(ring), cold)
+
     def arrival_rate(self, now: float) -> float:
         """Arrivals per second over the last full minutes of the window."""
         current = int(now // 60)
@@ -150,8 +156,8 @@ def slot_candidates(
     workers: Iterable[WorkerRecord], now: float, policy: PoolPolicy, prefer: str | None = None
 ) -> list[WorkerRecord]:
     """Workers a room may reserve a slot on, best first: the task launched for the room, then
-    the fullest (packing rooms onto few tasks leaves whole tasks idle to scale in), then the
-    oldest heartbeat-wise stable order by task ARN."""
+    the fullest (packing rooms onto few tasks leaves whole tasks idle to scale in), then by task
+    ARN, so every caller tries them in the same order."""
     open_workers = [w for w in workers if usable(w, now, policy) and w.free_slots(policy.jobs_per_task) > 0]
     return sorted(
         open_workers,
@@ -192,11 +198,10 @@ def plan_pool(
     ]
     live = [w for w in workers if w.status is not WorkerStatus.STOPPED and w.task_arn not in held]
     free = sum(w.free_slots(policy.jobs_per_task) for w in live if usable(w, now, policy))
-    starting = sum(1 for w in live if pending(w, now, policy))
-    pending_slots = starting * min(policy.slots_per_task, policy.jobs_per_task)
+    per_task = min(policy.slots_per_task, policy.jobs_per_task)
+    pending_slots = per_task * sum(1 for w in live if pending(w, now, policy))
     wanted = warm_slots(policy, demand, now)
     deficit = wanted - free - pending_slots
-    per_task = min(policy.slots_per_task, policy.jobs_per_task)
     launch = math.ceil(deficit / per_task) if deficit > 0 else 0
     room_left = max(0, policy.max_tasks - len(counted))
     exhausted = launch > room_left

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from control_plane.aws_names import room_key
-from control_plane.pool import ARRIVAL_RING, Demand, arrivals_from_ring, smoothed_cold_start
+from control_plane.pool import ARRIVAL_RING, Demand, smoothed_cold_start
 from control_plane.ports import ObservedTaskState, VersionConflict
 from control_plane.room import (
     DEFAULT_RETENTION_SECONDS,
@@ -481,11 +481,7 @@ class DynamoDBStore:
             if f"m{slot}" in item and f"c{slot}" in item
         }
         cold = item.get("cold_start_seconds")
-        return (
-            Demand(arrivals_from_ring(ring), float(cold))
-            if cold is not None
-            else Demand(arrivals_from_ring(ring))
-        )
+        return Demand.stored(ring, float(cold) if cold is not None else None)
 
     def count_arrival(self, now: float) -> None:
         """One ``ADD`` while the ring slot holds this minute; else restart the slot at 1."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from control_plane.pool import ARRIVAL_RING, Demand, arrivals_from_ring, smoothed_cold_start
+from control_plane.pool import ARRIVAL_RING, Demand, smoothed_cold_start
 from control_plane.ports import ObservedTaskState, VersionConflict
 from control_plane.room import (
     DEFAULT_RETENTION_SECONDS,
@@ -245,9 +245,7 @@ class InMemoryStore:
             self.reads += 1
             ring = dict(self._arrival_ring)
             cold = self._cold_start
-        return (
-            Demand(arrivals_from_ring(ring), cold) if cold is not None else Demand(arrivals_from_ring(ring))
-        )
+        return Demand.stored(ring, cold)
 
     def count_arrival(self, now: float) -> None:
         minute = int(now // 60)

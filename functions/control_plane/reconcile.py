@@ -208,6 +208,14 @@ def decide(room: Room, world: World, now: float, policy: Policy) -> Decision | N
     )
 
 
+def _new_agent(room: Room, now: float, wanted_at: float | None) -> tuple[Room, str]:
+    """The room with a fresh agent claimed now: the next launch number and its token."""
+    number = room.launches + 1
+    token = launch_token(room, number)
+    fresh = Agent(launch_token=token, launch_claimed_at=now, room_sid=room.sid, wanted_at=wanted_at)
+    return room.model_copy(update={"agent": fresh, "launches": number}), token
+
+
 def _advance_agent(
     room: Room, world: World, now: float, policy: Policy
 ) -> tuple[Room, AcquireSlot | EnsureDispatch | None, str | None]:
@@ -218,19 +226,9 @@ def _advance_agent(
     if agent is None:
         if _backing_off(room, now):
             return room, None, None
-        number = room.launches + 1
-        token = launch_token(room, number)
-        fresh = Agent(launch_token=token, launch_claimed_at=now, room_sid=room.sid, wanted_at=now)
-        claimed = room.model_copy(
-            update={
-                "agent": fresh,
-                "launches": number,
-                "next_launch_at": None,
-                "closed_at": None,
-                "expires_at": None,
-            }
-        )
-        return claimed, AcquireSlot(token, first=True), "agent wanted: taking a slot"
+        claimed, token = _new_agent(room, now, wanted_at=now)
+        reopened = claimed.model_copy(update={"next_launch_at": None, "closed_at": None, "expires_at": None})
+        return reopened, AcquireSlot(token, first=True), "agent wanted: taking a slot"
     if agent.task_arn is None:
         slot_now = agent.launch_queued and world.slot_open and _present(room, now)
         if now - agent.launch_claimed_at < lease and not slot_now:
@@ -248,12 +246,7 @@ def _advance_agent(
     if not agent.slot_reserved:
         if world.own_task_taken and not world.slot_open and _present(room, now):
             # LiveKit gave the room's own task to other rooms' jobs: launch anew (new token).
-            number = room.launches + 1
-            token = launch_token(room, number)
-            fresh = Agent(
-                launch_token=token, launch_claimed_at=now, room_sid=room.sid, wanted_at=agent.wanted_at
-            )
-            relaunched = room.model_copy(update={"agent": fresh, "launches": number})
+            relaunched, token = _new_agent(room, now, wanted_at=agent.wanted_at)
             return relaunched, AcquireSlot(token), "the room's own task went to another room: launching again"
         # The room's own task is starting; a slot that opens first (that task's or another
         # worker's) is taken at once.

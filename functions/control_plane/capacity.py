@@ -50,10 +50,9 @@ def with_slot(workers: Sequence[WorkerRecord], task_arn: str, room: str, now: fl
 
 @dataclass(frozen=True)
 class LaunchBlocked:
-    """No launch now: the limiter's wait, or the pool is at ``MAX_TASKS``."""
+    """No launch now (the limiter's wait, or the pool is at ``MAX_TASKS``): ask again after this."""
 
     retry_after: float
-    exhausted: bool
 
 
 class Capacity:
@@ -124,14 +123,14 @@ class Capacity:
                 "pool exhausted: room waits for a slot",
                 extra={"room": room, "live_tasks": plan.live_tasks, "max_tasks": self._policy.max_tasks},
             )
-            return LaunchBlocked(EXHAUSTED_RETRY_SECONDS, exhausted=True)
+            return LaunchBlocked(EXHAUSTED_RETRY_SECONDS)
         grant = self._grant(1, now)
         if grant.tasks < 1:
             self._ports.metrics.count("LaunchesQueued")
             log.info(
                 "launch queued by the launch limiter", extra={"room": room, "retry_after": grant.retry_after}
             )
-            return LaunchBlocked(max(grant.retry_after, 1.0), exhausted=False)
+            return LaunchBlocked(max(grant.retry_after, 1.0))
         (launched,) = self._ports.runner.launch(room, launch_token)[:1]
         self._record_starting([launched], now, room)
         return launched

@@ -442,9 +442,11 @@ def test_waiting_rooms_are_listed_oldest_first_and_keep_their_first_time(
     store.put_waiting("room-b", T0 + 20)  # still waiting: keeps its place
 
     assert store.waiting_rooms() == [("room-b", T0 + 5), ("room-a", T0 + 9)]
+    assert store.is_waiting("room-b") and not store.is_waiting("room-c")
     store.remove_waiting("room-b")
     store.remove_waiting("room-b")
     assert store.waiting_rooms() == [("room-a", T0 + 9)]
+    assert not store.is_waiting("room-b")
     assert [room.name for room in store.rooms_needing_attention()] == [], "waiting items are not rooms"
 
 

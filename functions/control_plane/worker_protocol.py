@@ -10,9 +10,10 @@ import it without the Lambda dependencies.
 
 Item layout (DynamoDB): ``pk = WORKER_PK_FORMAT`` (``TASK#<task role id>:<task id>``); one
 attribute per :class:`WorkerRecord` field, same names, numbers as N; ``attention = "worker"``
-while the status is not ``stopped`` (the sparse index the sweeper reads). Workers write with
-``UpdateItem`` and never touch ``draining`` (the control plane owns it), so a heartbeat cannot
-undo a drain request.
+(the sparse index the sweeper reads) from the control plane's launch record until ECS reports
+the task stopped. Workers write with ``UpdateItem`` only the fields they own and never touch
+``draining``, the slot fields or ``attention`` (the control plane owns them; the task role's
+``dynamodb:Attributes`` allows no other), so a heartbeat cannot undo a drain request.
 
 Why that key: ECS names the session of a task's role credentials after the task ID, so their
 ``aws:userid`` is ``<role id>:<task id>``. The task role may update only the item whose key is

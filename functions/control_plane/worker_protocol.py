@@ -46,6 +46,19 @@ def task_id(task_arn: str) -> str:
     return task_arn.rsplit("/", 1)[-1]
 
 
+AGENT_IDENTITY_FORMAT = "agent-{job_id}@{task_id}"
+"""The participant identity a worker accepts a job with (LiveKit's default is ``agent-<job id>``).
+
+LiveKit records it on the job (``Job.state.participant_identity``, from the worker's answer to
+the job offer), so the control plane can confirm a :class:`JobStarted` claim: the room's
+dispatch holds that job, and the worker that accepted it named this task. A task forging a
+report about another room's job cannot make LiveKit say it took that job."""
+
+
+def agent_identity(job_id: str, task_arn: str) -> str:
+    return AGENT_IDENTITY_FORMAT.format(job_id=job_id, task_id=task_id(task_arn))
+
+
 def worker_pk(task_arn: str, task_role_id: str) -> str:
     """The one worker key the task's role may write: ``TASK#<role id>:<task id>``."""
     return WORKER_PK_FORMAT.format(task_role_id=task_role_id, task_id=task_id(task_arn))
@@ -149,12 +162,15 @@ class Respawn(BaseModel):
 
 class JobStarted(BaseModel):
     """Sent by a worker when LiveKit hands it a job: which task hosts the room's agent now
-    (LiveKit picks the worker, which may not be the one whose slot was reserved)."""
+    (LiveKit picks the worker, which may not be the one whose slot was reserved). A claim that
+    would change the room's record is believed only once LiveKit confirms it (the room's
+    dispatch holds ``job_id``, accepted as :func:`agent_identity` of this task); ``room_sid``
+    ties it to one session of the room."""
 
     kind: Literal["job_started"] = "job_started"
     task_arn: str
     room: str
-    room_sid: str | None = None
+    room_sid: str = Field(min_length=1)
     job_id: str
     dispatch_id: str | None = None
 

@@ -764,6 +764,29 @@ def test_execution_role_reads_only_the_secrets_the_container_gets() -> None:
     }
 
 
+def test_the_agent_gets_a_livekit_key_of_its_own_never_the_one_the_webhook_accepts() -> None:
+    """The webhook verifies with ``LiveKitSecretArn``'s key: an agent task holding it could sign
+    webhooks. The agent's LiveKit key comes from ``AgentLiveKitSecretArn``, a Rule refuses the
+    same secret for both, and no agent role may read the control plane's."""
+    secrets = {
+        item["Name"]: item["ValueFrom"] for item in cfn.conditional_items(cfn.agent_container()["Secrets"])
+    }
+    assert secrets["LIVEKIT_API_KEY"] == {"Fn::Sub": "${AgentLiveKitSecretArn}:api_key::"}
+    assert secrets["LIVEKIT_API_SECRET"] == {"Fn::Sub": "${AgentLiveKitSecretArn}:api_secret::"}
+    container = json.dumps(cfn.agent_container())
+    assert "${LiveKitSecretArn}" not in container and '{"Ref": "LiveKitSecretArn"}' not in container
+    for role in ("AgentExecutionRole", "AgentTaskRole"):
+        granted = json.dumps(cfn.role_statements(role))
+        assert '{"Ref": "LiveKitSecretArn"}' not in granted, role
+    execution = _statement_with("AgentExecutionRole", "secretsmanager:GetSecretValue")
+    assert ref("AgentLiveKitSecretArn") in cfn.listify(execution["Resource"])
+    rule = cfn.template()["Rules"]["AgentKeyIsNotTheWebhookKey"]
+    [assertion] = rule["Assertions"]
+    assert assertion["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [ref("AgentLiveKitSecretArn"), ref("LiveKitSecretArn")]}]
+    }
+
+
 def test_execution_role_logs_only_to_the_agent_log_group_and_logs_in_to_ecr_only() -> None:
     logs = _statement_with("AgentExecutionRole", "logs:PutLogEvents")
     assert set(cfn.listify(logs["Action"])) == {"logs:CreateLogStream", "logs:PutLogEvents"}

@@ -649,7 +649,9 @@ class SimLiveKit:
             dispatch = self._twin.create_dispatch(room, agent_name, metadata)
         finally:
             self._twin.unregister_worker(agent_name)
-        self._world.job_started(room, dispatch.dispatch_id, dispatch.jobs[0].job_id, task)
+        # the worker accepts as its task (agent_identity), which the control plane confirms
+        job = self._twin.hand_job(room, task.arn, dispatch_id=dispatch.dispatch_id)
+        self._world.job_started(room, dispatch.dispatch_id, job.job_id, task)
         return dispatch
 
     def dispatch_automatically(self, room: str) -> None:

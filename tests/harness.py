@@ -192,9 +192,11 @@ class TwinStack:
         return [t.arn for t in self.runner.running() if t.room is None]
 
     def job_started(self, room: str, task_arn: str, job_id: str = "AJ_1") -> None:
-        """The worker LiveKit handed the room's job to reports it (and lists it on heartbeat)."""
+        """LiveKit hands the room's job to the task's worker, which reports it (and lists it
+        on heartbeat)."""
         record = self.store.get_worker(task_arn)
         assert record is not None
+        self.livekit.hand_job(room, task_arn, job_id)
         self.heartbeat(task_arn, {**record.jobs, room: job_id})
         self.timers.send(
             JobStarted(task_arn=task_arn, room=room, room_sid=self.room(room).sid, job_id=job_id), 0

@@ -78,8 +78,12 @@ class JobReport:
         self._failure: tuple[JobFailureReason, str | None, str] | None = None
         self.sent: JobEnded | None = None
 
-    def start(self) -> JobStarted:
-        """Report that this task now hosts the room's agent."""
+    def start(self) -> JobStarted | None:
+        """Report that this task now hosts the room's agent. Not without the room's sid: the
+        control plane ties the report to one session of the room and refuses it without one."""
+        if not self._room_sid:
+            log.warning("job start not reported: LiveKit gave no room sid", extra={"job_id": self._job_id})
+            return None
         message = JobStarted(
             task_arn=self._task_arn or "unknown",
             room=self._room,

@@ -53,7 +53,7 @@ async def serve(settings: AgentSettings, log_handler: RateLimitedHandler) -> int
     clock = SystemClock()
     budget = JobBudget(settings.jobs_per_task)
     runtime = WorkerRuntime(
-        worker=LiveKitWorker(build_server(settings, budget)),
+        worker=LiveKitWorker(build_server(settings, budget, task_arn)),
         record=record,
         ready_signal=SqsReadySignal(
             boto3.client("sqs"), settings.timer_queue_url, task_arn=task_arn, room=settings.launched_for_room

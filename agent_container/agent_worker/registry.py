@@ -1,12 +1,13 @@
 """The worker's side of the control-plane contract (:mod:`control_plane.worker_protocol`).
 
 The worker writes only the fields it owns (status, capacity, jobs, heartbeat, the room it
-was launched for) with one ``UpdateItem``; it never writes ``draining`` nor the ECS fields
-the task-events function keeps. The control plane's slot fields, ``reserved`` and ``assigned``,
-it only creates when absent (an empty map, zero), so the control plane's conditional slot
-writes (``SET reserved.#room = …``) always find the map, and never changes once they exist.
-The same call returns the whole item, so a heartbeat is also how the worker hears that the
-control plane wants it gone.
+was launched for) with one ``UpdateItem``; it never writes ``draining``, the slot fields
+(``reserved``, ``assigned``), the ECS fields the task-events function keeps, nor ``attention``
+(the index the sweep and ``GET /rooms`` read): the control plane puts the task's item in the
+index when it launches it and at each ECS event. The task role allows exactly these attributes
+(:data:`WORKER_WRITTEN_ATTRIBUTES`, ``dynamodb:Attributes`` in template.yaml), so a compromised
+task cannot tag its item as a room or free its own slots. It then reads back ``draining`` alone
+(:data:`WORKER_READ_ATTRIBUTES`): that is how the worker hears the control plane wants it gone.
 
 Its item is keyed by its own credentials (:func:`worker_key`), the only ``TASK#`` key the task
 role lets it write: a compromised task can misreport itself, but no other worker.
@@ -21,7 +22,6 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from control_plane.worker_protocol import (
-    WORKER_ATTENTION,
     JobEnded,
     JobStarted,
     WorkerReady,
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
 WORKER_OWNED_FIELDS = frozenset({"task_arn", "status", "capacity", "jobs", "heartbeat_at", "launched_for"})
+WORKER_WRITTEN_ATTRIBUTES = frozenset({"pk", *WORKER_OWNED_FIELDS})
+"""Every attribute a heartbeat names (key included): the task role's ``dynamodb:Attributes``."""
+WORKER_READ_ATTRIBUTES = frozenset({"pk", "draining"})
+"""What the worker reads of its item after each write: its ``GetItem``'s ``dynamodb:Attributes``."""
 DRAIN_FLAGGED = "the control plane set draining on the worker record"
 RECORDED_STOPPED = "the control plane recorded this task as stopped"
 
@@ -88,29 +92,15 @@ class DynamoWorkerRecord:
         fields = record.model_dump(mode="json", include=set(WORKER_OWNED_FIELDS), exclude_none=True)
         names = {f"#{name}": name for name in fields}
         values = {f":{name}": _serializer.serialize(_to_dynamo(value)) for name, value in fields.items()}
-        assignments = [f"#{name} = :{name}" for name in fields]
-        # the control plane's slot fields: created empty when absent, never overwritten
-        assignments += [
-            "#reserved = if_not_exists(#reserved, :no_rooms)",
-            "#assigned = if_not_exists(#assigned, :zero)",
-        ]
-        names |= {"#reserved": "reserved", "#assigned": "assigned"}
-        values |= {":no_rooms": {"M": {}}, ":zero": {"N": "0"}}
-        if status is WorkerStatus.STOPPED:
-            expression = f"SET {', '.join(assignments)} REMOVE attention"
-        else:
-            values[":attention"] = {"S": WORKER_ATTENTION}
-            expression = f"SET {', '.join([*assignments, 'attention = :attention'])}"
         values[":stopped"] = {"S": WorkerStatus.STOPPED.value}
         try:
-            response = self._client.update_item(
+            self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": self._key}},
-                UpdateExpression=expression,
+                UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in fields),
                 ConditionExpression="attribute_not_exists(#status) OR #status <> :stopped",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
             )
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code")
@@ -122,9 +112,18 @@ class DynamoWorkerRecord:
                     " AGENT_TASK_ROLE_ID must be the task role's RoleId"
                 ) from error
             raise
-        if response.get("Attributes", {}).get("draining", {}).get("BOOL"):
-            return DRAIN_FLAGGED
-        return None
+        return DRAIN_FLAGGED if self._drain_flagged() else None
+
+    def _drain_flagged(self) -> bool:
+        """Read back ``draining`` alone: the role may read no other attribute of the item."""
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": self._key}},
+            ProjectionExpression="#draining",
+            ExpressionAttributeNames={"#draining": "draining"},
+            ConsistentRead=True,
+        )
+        return bool(response.get("Item", {}).get("draining", {}).get("BOOL"))
 
 
 class SqsReadySignal:

@@ -12,6 +12,7 @@ from livekit.agents import AgentServer, JobRequest
 from agent_worker.job_budget import JobBudget
 from agent_worker.session import entrypoint
 from agent_worker.settings import JOB_SHUTDOWN_SECONDS, AgentSettings
+from control_plane.worker_protocol import agent_identity
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,14 @@ def slot_load(slots: int, budget: JobBudget) -> Callable[[AgentServer], float]:
     return load
 
 
-def accept_jobs(budget: JobBudget) -> Callable[[JobRequest], Awaitable[None]]:
+def accept_jobs(budget: JobBudget, task_arn: str) -> Callable[[JobRequest], Awaitable[None]]:
     """Take any room's job while the worker has jobs left: workers are fungible, and the
     control plane reserves a slot on some ready worker before it dispatches, so a task launched
     for one room may well host another (``LAUNCHED_FOR_ROOM`` is only a hint). Once spent,
-    decline without terminating, so LiveKit offers the job to another worker."""
+    decline without terminating, so LiveKit offers the job to another worker.
+
+    A job is accepted as :func:`agent_identity` of this task: LiveKit records that identity on
+    the job, which is how the control plane confirms this task's ``JobStarted``."""
 
     async def on_request(request: JobRequest) -> None:
         if not budget.take():
@@ -48,7 +52,7 @@ def accept_jobs(budget: JobBudget) -> Callable[[JobRequest], Awaitable[None]]:
             return
         started = False
         try:
-            await request.accept()
+            await request.accept(identity=agent_identity(request.id, task_arn))
             started = True
         finally:
             budget.settled(started=started)
@@ -65,7 +69,7 @@ def accept_jobs(budget: JobBudget) -> Callable[[JobRequest], Awaitable[None]]:
     return on_request
 
 
-def build_server(settings: AgentSettings, budget: JobBudget) -> AgentServer:
+def build_server(settings: AgentSettings, budget: JobBudget, task_arn: str) -> AgentServer:
     server = AgentServer(
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key.get_secret_value(),
@@ -81,7 +85,7 @@ def build_server(settings: AgentSettings, budget: JobBudget) -> AgentServer:
         max_retry=math.ceil(settings.livekit_unreachable_exit_seconds / LIVEKIT_MAX_RETRY_DELAY) + 5,
         log_level=settings.log_level,
     )
-    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=accept_jobs(budget))
+    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=accept_jobs(budget, task_arn))
     return server
 
 

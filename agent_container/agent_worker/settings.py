@@ -33,8 +33,10 @@ class AgentSettings(BaseSettings):
 
     agent_name: str = Field("voice-agent", min_length=1, description="agent_name the worker registers")
     livekit_url: str = Field(min_length=1, description="LiveKit server URL, e.g. wss://x.livekit.cloud")
-    livekit_api_key: SecretStr = Field(description="secret: LiveKit API key")
-    livekit_api_secret: SecretStr = Field(description="secret: LiveKit API secret")
+    livekit_api_key: SecretStr = Field(
+        description="secret: the agent's own LiveKit API key, never the one the webhook accepts"
+    )
+    livekit_api_secret: SecretStr = Field(description="secret: that LiveKit key's secret")
     deepgram_api_key: SecretStr = Field(description="secret: Deepgram API key (STT and TTS)")
     deepgram_stt_model: str = Field("nova-3", description="Deepgram speech-to-text model")
     deepgram_tts_model: str = Field("aura-2-andromeda-en", description="Deepgram text-to-speech voice")

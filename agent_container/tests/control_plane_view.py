@@ -32,6 +32,10 @@ class ControlPlaneView:
         assert worker is not None
         return self._store.reserve_slot(worker, room, now, jobs_per_task)
 
+    def record_launch(self) -> None:
+        """What the control plane writes right after RunTask: the item, in the worker index."""
+        self.record_ecs_state(0, "PROVISIONING")
+
     def record_ecs_state(self, version: int, last_status: str) -> None:
         self._store.record_task_state(
             ObservedTaskState(

@@ -108,11 +108,13 @@ class JobOffer:
         self.id = f"AJ_{room}"
         self.room = SimpleNamespace(name=room, sid=f"RM_{room}")
         self.answer: str | None = None
+        self.identity: str | None = None
         self._assigned = assigned
         self._on_accept = on_accept
 
-    async def accept(self) -> None:
+    async def accept(self, *, identity: str = "") -> None:
         self.answer = ACCEPTED
+        self.identity = identity or f"agent-{self.id}"  # LiveKit's default without one
         if self._assigned is not None:
             await self._assigned()
         if self._on_accept is not None:

@@ -21,6 +21,9 @@ from agent_worker.job_budget import JobBudget
 from agent_worker.server import LiveKitWorker, accept_jobs, build_server, slot_load
 from agent_worker.session import ROOM_OPTIONS, build_llm, build_session
 from agent_worker.settings import AgentSettings, LLMProvider
+from control_plane.worker_protocol import agent_identity
+
+TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/agents/feedface"
 
 
 def build_session_offline(agent_settings: AgentSettings) -> AgentSession[None]:
@@ -67,7 +70,9 @@ def test_the_session_outlives_the_person_it_listens_to() -> None:
 
 
 def test_the_worker_registers_under_the_agent_name_and_drains_before_fargate_kills_it() -> None:
-    server = build_server(settings(agent_name="support-agent", drain_timeout_seconds=80), JobBudget(1))
+    server = build_server(
+        settings(agent_name="support-agent", drain_timeout_seconds=80), JobBudget(1), TASK_ARN
+    )
 
     assert server._agent_name == "support-agent"
     assert server._drain_timeout == 80
@@ -100,13 +105,21 @@ def offer(on_request: Callable[[JobRequest], Awaitable[None]], room: str, **kwar
 
 def test_a_task_launched_for_one_room_takes_another_rooms_job() -> None:
     """Workers are fungible: the control plane reserved a slot on this worker for room B."""
-    server = build_server(settings(launched_for_room="room-a"), JobBudget(1))
+    server = build_server(settings(launched_for_room="room-a"), JobBudget(1), TASK_ARN)
 
     assert offer(server._request_fnc, "room-b").answer == ACCEPTED  # type: ignore[arg-type]
 
 
+def test_a_job_is_accepted_as_this_task_so_livekit_can_vouch_for_its_report() -> None:
+    """LiveKit records the identity a worker accepts with on the job; the control plane
+    believes a ``JobStarted`` only when the job's identity names the reporting task."""
+    job = offer(accept_jobs(JobBudget(1), TASK_ARN), "room-a")
+
+    assert job.identity == agent_identity(job.id, TASK_ARN) == f"agent-{job.id}@feedface"
+
+
 def test_after_jobs_per_task_jobs_the_next_is_declined_for_another_worker_not_ended() -> None:
-    on_request = accept_jobs(JobBudget(2))
+    on_request = accept_jobs(JobBudget(2), TASK_ARN)
 
     answers = [offer(on_request, room).answer for room in ("room-a", "room-b", "room-c")]
 
@@ -114,7 +127,7 @@ def test_after_jobs_per_task_jobs_the_next_is_declined_for_another_worker_not_en
 
 
 def test_two_offers_at_once_cannot_both_take_the_last_job() -> None:
-    on_request = accept_jobs(JobBudget(1))
+    on_request = accept_jobs(JobBudget(1), TASK_ARN)
 
     async def both() -> tuple[JobOffer, JobOffer]:
         assigned = asyncio.Event()
@@ -133,7 +146,7 @@ def test_two_offers_at_once_cannot_both_take_the_last_job() -> None:
 
 def test_a_job_livekit_never_assigns_is_given_back() -> None:
     budget = JobBudget(1)
-    on_request = accept_jobs(budget)
+    on_request = accept_jobs(budget, TASK_ARN)
 
     async def never_assigned() -> None:
         raise AssignmentTimeoutError()
@@ -146,7 +159,7 @@ def test_a_job_livekit_never_assigns_is_given_back() -> None:
 
 
 def test_a_worker_that_has_not_registered_is_not_connected_and_has_no_jobs() -> None:
-    worker = LiveKitWorker(build_server(settings(), JobBudget(1)))
+    worker = LiveKitWorker(build_server(settings(), JobBudget(1), TASK_ARN))
 
     assert not worker.connected()
     assert worker.jobs() == {}
@@ -206,7 +219,7 @@ def test_the_worker_reports_registration_and_a_lost_connection_to_livekit() -> N
         port = runner.addresses[0][1]
 
         server = build_server(
-            settings(livekit_url=f"ws://127.0.0.1:{port}", health_port=free_port()), JobBudget(1)
+            settings(livekit_url=f"ws://127.0.0.1:{port}", health_port=free_port()), JobBudget(1), TASK_ARN
         )
         server.update_options(num_idle_processes=0)
         worker = LiveKitWorker(server)

@@ -81,3 +81,17 @@ def test_a_start_report_that_cannot_be_sent_is_logged_and_the_job_goes_on(
     assert ctx.shutdowns == [], "the job was not ended"
     [warning] = caplog.records
     assert (warning.getMessage(), warning.__dict__["kind"]) == ("job report not sent", "job_started")
+
+
+def test_a_job_without_its_room_session_sends_no_start_and_runs_all_the_same(
+    monkeypatch: pytest.MonkeyPatch, job_body: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The control plane refuses a ``JobStarted`` without ``room_sid``; the job goes on."""
+    sink = capture_job_reports(monkeypatch)
+
+    with caplog.at_level(logging.WARNING, logger="agent_worker.job_report"):
+        run_job(FakeJobContext(room_sid=""))
+
+    assert job_body == ["standup"]
+    assert [type(message) for message in sink.sent] == [JobEnded]
+    assert "no room sid" in caplog.text

@@ -15,6 +15,7 @@ from moto import mock_aws
 from agent_worker.registry import (
     DRAIN_FLAGGED,
     RECORDED_STOPPED,
+    WORKER_WRITTEN_ATTRIBUTES,
     DynamoWorkerRecord,
     SqsJobReports,
     SqsReadySignal,
@@ -84,6 +85,7 @@ def test_the_record_is_keyed_by_the_tasks_own_credentials(dynamodb: Any, record:
 def test_the_control_plane_reads_a_ready_worker_from_its_heartbeat(
     record: DynamoWorkerRecord, control_plane: ControlPlaneView, dynamodb: Any
 ) -> None:
+    control_plane.record_launch()
     assert record.write(WorkerStatus.READY, {"standup": "AJ_1"}, NOW) is None
 
     worker = control_plane.get()
@@ -124,15 +126,25 @@ def test_heartbeats_leave_the_fields_the_control_plane_owns_alone(
     assert (worker.ecs_version, worker.last_status, worker.status) == (3, "RUNNING", WorkerStatus.READY)
 
 
-def test_the_first_write_creates_an_empty_slot_map_the_control_plane_can_reserve_in(
-    record: DynamoWorkerRecord, control_plane: ControlPlaneView, dynamodb: Any
+def test_heartbeats_write_only_the_attributes_the_task_role_allows(
+    record: DynamoWorkerRecord, dynamodb: Any
 ) -> None:
-    """The control plane's slot write is ``SET reserved.#room = …``, which fails on an item
-    with no ``reserved`` map: the worker's record must always have one."""
-    record.write(WorkerStatus.READY, {}, NOW)
+    """No ``attention`` (the index ``GET /rooms`` and the sweep read), no slot fields: a
+    worker's own item holds only what it owns, and the control plane's launch record the rest."""
+    record.write(WorkerStatus.READY, {"standup": "AJ_1"}, NOW)
 
     item = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": record.key}})["Item"]
-    assert (item["reserved"], item["assigned"]) == ({"M": {}}, {"N": "0"})
+    assert set(item) == WORKER_WRITTEN_ATTRIBUTES
+
+
+def test_the_launch_record_creates_the_slot_map_the_control_plane_reserves_in(
+    record: DynamoWorkerRecord, control_plane: ControlPlaneView
+) -> None:
+    """The control plane's slot write is ``SET reserved.#room = …``, which fails on an item
+    with no ``reserved`` map: its own launch record makes one, before or after a heartbeat."""
+    record.write(WorkerStatus.READY, {}, NOW)
+    control_plane.record_launch()
+
     assert control_plane.reserve_slot("standup", NOW + 1)
     worker = control_plane.get()
     assert worker is not None
@@ -142,6 +154,7 @@ def test_the_first_write_creates_an_empty_slot_map_the_control_plane_can_reserve
 def test_heartbeats_never_touch_the_slots_the_control_plane_reserved(
     record: DynamoWorkerRecord, control_plane: ControlPlaneView
 ) -> None:
+    control_plane.record_launch()
     record.write(WorkerStatus.READY, {}, NOW)
     assert control_plane.reserve_slot("standup", NOW + 1, jobs_per_task=2)
     assert control_plane.reserve_slot("retro", NOW + 2, jobs_per_task=2)
@@ -173,6 +186,7 @@ def test_slots_written_before_the_workers_first_write_are_kept(
 def test_a_stopped_record_leaves_the_sweep_and_is_never_revived(
     record: DynamoWorkerRecord, control_plane: ControlPlaneView, dynamodb: Any
 ) -> None:
+    control_plane.record_launch()
     record.write(WorkerStatus.READY, {}, NOW)
     record.write(WorkerStatus.STOPPED, {}, NOW + 5)
     assert list(DynamoDBStore(dynamodb, TABLE, task_role_id=ROLE_ID).live_workers()) == []

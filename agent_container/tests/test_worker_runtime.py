@@ -45,7 +45,7 @@ class Task:
 
     async def offer(self, room: str) -> str | None:
         """LiveKit offers this worker ``room``'s job, through the worker's real request handler."""
-        return await self.livekit.offer(room, accept_jobs(self.budget))
+        return await self.livekit.offer(room, accept_jobs(self.budget, TASK_ARN))
 
     def record(self) -> WorkerRecord:
         worker = self.control_plane.get()
@@ -288,7 +288,7 @@ def test_a_worker_does_not_recycle_while_its_last_job_waits_for_livekits_assignm
             assigned=assigned.wait,
             on_accept=lambda o: task.livekit.running_jobs.update({"room-b": o.id}),
         )
-        accepting = asyncio.create_task(accept_jobs(task.budget)(job))  # type: ignore[arg-type]
+        accepting = asyncio.create_task(accept_jobs(task.budget, TASK_ARN)(job))  # type: ignore[arg-type]
 
         assert await task.after(1) is None
         assert not task.livekit.drain_started

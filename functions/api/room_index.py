@@ -4,6 +4,9 @@ The store's ``rooms_needing_attention`` reads the whole index (the sweeper wants
 a listing wants a page and a cursor, so this reads the same sparse index with ``Limit`` and
 ``ExclusiveStartKey``: never a table scan, and cost in proportion to the page. The cursor is
 the last room key of the page, base64url-encoded; any other value is refused.
+
+Only ``ROOM#`` keys are read (``begins_with`` on the index's sort key): a task may write its own
+``TASK#`` item, and one tagged ``attention=room`` must neither break the page nor list a room.
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ class RoomIndex:
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": ATTENTION_INDEX,
-            "KeyConditionExpression": "attention = :a",
-            "ExpressionAttributeValues": {":a": {"S": ROOM_ATTENTION}},
+            "KeyConditionExpression": "attention = :a AND begins_with(pk, :rooms)",
+            "ExpressionAttributeValues": {":a": {"S": ROOM_ATTENTION}, ":rooms": {"S": ROOM_PK_PREFIX}},
             "Limit": limit,
         }
         if cursor is not None:

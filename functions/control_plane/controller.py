@@ -54,6 +54,7 @@ from control_plane.worker_protocol import (
     WakeRooms,
     WorkerReady,
     WorkerRecord,
+    agent_identity,
 )
 
 log = logging.getLogger(__name__)
@@ -171,8 +172,25 @@ class RoomController:
 
     def job_started(self, message: JobStarted) -> Room | None:
         """A worker took a room's job: record where the agent lives; move the slot if LiveKit
-        chose another worker than the one whose slot was reserved."""
+        chose another worker than the one whose slot was reserved.
+
+        A claim that would change the record (a new job or task) is first confirmed with
+        LiveKit (:meth:`_job_confirmed`), one dispatch listing: a compromised task may report
+        another room's job as its own, to move that room's agent onto itself and then kill it
+        with its own crash. A repeated report changes nothing and costs no LiveKit call."""
         before = self._ports.rooms.get(message.room)
+        claimed = (
+            reconcile.record_job_started(before, message.task_arn, message.room_sid, message.job_id)
+            if before is not None
+            else None
+        )
+        if claimed is not None and claimed != before and not self._job_confirmed(message):
+            log.warning(
+                "job start not confirmed by LiveKit: ignored",
+                extra={"room": message.room, "task_arn": message.task_arn, "job_id": message.job_id},
+            )
+            self._ports.metrics.count("JobReportsUnconfirmed")
+            return before
         after = self._record(
             message.room,
             lambda r: reconcile.record_job_started(r, message.task_arn, message.room_sid, message.job_id),
@@ -192,6 +210,16 @@ class RoomController:
                 if moved is None:
                     self._ports.workers.release_slot(previous, displaced, unassign=True)
         return after
+
+    def _job_confirmed(self, message: JobStarted) -> bool:
+        """LiveKit says so: one of the room's dispatches for our agent holds the job, and the
+        worker that took it accepted it as this task (:func:`agent_identity`)."""
+        identity = agent_identity(message.job_id, message.task_arn)
+        return any(
+            job.job_id == message.job_id and job.participant_identity == identity
+            for dispatch in self._our_dispatches(message.room)
+            for job in dispatch.jobs
+        )
 
     def create_room(self, name: str) -> LiveRoom:
         """Create a LiveKit room that outlives our grace period (LiveKit's default is 20 s)."""

@@ -77,8 +77,9 @@ FUNCTION_ADAPTERS: Final[Mapping[str, tuple[str, ...]]] = {
 
 WORKER_ADAPTER_ACTIONS: Final[Mapping[str, frozenset[str]]] = {
     # agent_worker.registry.DynamoWorkerRecord: heartbeat of the task's own item, TASK#${aws:userid}
-    # (the task role allows no other key; the template passes the role id as AGENT_TASK_ROLE_ID).
-    "DynamoWorkerRecord": frozenset({"dynamodb:UpdateItem"}),
+    # (the task role allows no other key; the template passes the role id as AGENT_TASK_ROLE_ID),
+    # then its draining flag read back (GetItem of that one attribute).
+    "DynamoWorkerRecord": frozenset({"dynamodb:UpdateItem", "dynamodb:GetItem"}),
     # agent_worker.registry.SqsReadySignal: wakes the room the task was launched for.
     "SqsReadySignal": frozenset({"sqs:SendMessage"}),
     # agent_worker.registry.SqsJobReports: how each job ended (its own task only, by SenderId).

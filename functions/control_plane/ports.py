@@ -239,6 +239,8 @@ class LaunchLimiter(Protocol):
 class DispatchJob:
     job_id: str
     status: str  # JS_PENDING, JS_RUNNING, JS_SUCCESS, JS_FAILED
+    participant_identity: str = ""
+    """Who took the job: the identity its worker accepted it with (empty while pending)."""
 
 
 @dataclass(frozen=True)

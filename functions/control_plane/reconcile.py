@@ -417,15 +417,17 @@ def record_slot_moved(room: Room, from_task: str, to_task: str) -> Room | None:
     return room.model_copy(update={"agent": agent.model_copy(update={"task_arn": to_task})})
 
 
-def record_job_started(room: Room, task_arn: str, room_sid: str | None, job_id: str) -> Room | None:
+def record_job_started(room: Room, task_arn: str, room_sid: str, job_id: str) -> Room | None:
     """LiveKit gave the room's job to ``task_arn`` (maybe not the worker whose slot it
-    reserved): the agent now lives there. None if the job is not this room's current agent's."""
+    reserved): the agent now lives there. None if the job is not this room's current agent's.
+    The caller confirms a claim that changes the record with LiveKit first: the report comes
+    from a task, and a task may lie about another room."""
     agent = room.agent
     if (
         agent is None
         or not agent.slot_reserved
         or room.stop_requested_at is not None
-        or (room_sid is not None and room_sid != agent.room_sid)
+        or room_sid != agent.room_sid
     ):
         return None
     if agent.task_arn == task_arn and agent.job_id == job_id:

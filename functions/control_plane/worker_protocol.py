@@ -10,9 +10,10 @@ import it without the Lambda dependencies.
 
 Item layout (DynamoDB): ``pk = WORKER_PK_FORMAT`` (``TASK#<task role id>:<task id>``); one
 attribute per :class:`WorkerRecord` field, same names, numbers as N; ``attention = "worker"``
-while the status is not ``stopped`` (the sparse index the sweeper reads). Workers write with
-``UpdateItem`` and never touch ``draining`` (the control plane owns it), so a heartbeat cannot
-undo a drain request.
+(the sparse index the sweeper reads) from the control plane's launch record until ECS reports
+the task stopped. Workers write with ``UpdateItem`` only the fields they own and never touch
+``draining``, the slot fields or ``attention`` (the control plane owns them; the task role's
+``dynamodb:Attributes`` allows no other), so a heartbeat cannot undo a drain request.
 
 Why that key: ECS names the session of a task's role credentials after the task ID, so their
 ``aws:userid`` is ``<role id>:<task id>``. The task role may update only the item whose key is
@@ -43,6 +44,19 @@ WORKER_PK_FORMAT = WORKER_PK_PREFIX + "{task_role_id}:{task_id}"
 
 def task_id(task_arn: str) -> str:
     return task_arn.rsplit("/", 1)[-1]
+
+
+AGENT_IDENTITY_FORMAT = "agent-{job_id}@{task_id}"
+"""The participant identity a worker accepts a job with (LiveKit's default is ``agent-<job id>``).
+
+LiveKit records it on the job (``Job.state.participant_identity``, from the worker's answer to
+the job offer), so the control plane can confirm a :class:`JobStarted` claim: the room's
+dispatch holds that job, and the worker that accepted it named this task. A task forging a
+report about another room's job cannot make LiveKit say it took that job."""
+
+
+def agent_identity(job_id: str, task_arn: str) -> str:
+    return AGENT_IDENTITY_FORMAT.format(job_id=job_id, task_id=task_id(task_arn))
 
 
 def worker_pk(task_arn: str, task_role_id: str) -> str:
@@ -148,12 +162,15 @@ class Respawn(BaseModel):
 
 class JobStarted(BaseModel):
     """Sent by a worker when LiveKit hands it a job: which task hosts the room's agent now
-    (LiveKit picks the worker, which may not be the one whose slot was reserved)."""
+    (LiveKit picks the worker, which may not be the one whose slot was reserved). A claim that
+    would change the room's record is believed only once LiveKit confirms it (the room's
+    dispatch holds ``job_id``, accepted as :func:`agent_identity` of this task); ``room_sid``
+    ties it to one session of the room."""
 
     kind: Literal["job_started"] = "job_started"
     task_arn: str
     room: str
-    room_sid: str | None = None
+    room_sid: str = Field(min_length=1)
     job_id: str
     dispatch_id: str | None = None
 

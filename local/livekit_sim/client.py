@@ -81,8 +81,8 @@ class SimulatorClient:
 
     # --- worker API -------------------------------------------------------------------------------
 
-    def register_worker(self, agent_name: str, slots: int = 1) -> str:
-        body = RegisterWorker(agent_name=agent_name, slots=slots)
+    def register_worker(self, agent_name: str, slots: int = 1, task_arn: str | None = None) -> str:
+        body = RegisterWorker(agent_name=agent_name, slots=slots, task_arn=task_arn)
         return self._call("POST", "/sim/workers", Registered, body).worker_id
 
     def messages(self, worker_id: str, wait: float = 0.0) -> list[WorkerMessage]:

@@ -143,7 +143,8 @@ class WorkerApi:
 
     async def _register(self, request: web.Request) -> web.Response:
         body = await _body(request, RegisterWorker)
-        return _json(Registered(worker_id=self._world.register_worker(body.agent_name, body.slots)), 201)
+        worker_id = self._world.register_worker(body.agent_name, body.slots, body.task_arn)
+        return _json(Registered(worker_id=worker_id), 201)
 
     async def _messages(self, request: web.Request) -> web.Response:
         worker_id = request.match_info["worker"]

@@ -175,6 +175,11 @@ class SimState(BaseModel):
 class RegisterWorker(_Request):
     agent_name: str = Field(min_length=1)
     slots: int = Field(default=1, ge=1, le=1000)
+    task_arn: str | None = Field(
+        default=None,
+        description="The task the worker runs in: it accepts each job as agent_identity(job, task), "
+        "as the real worker answers LiveKit's job offer; without one, LiveKit's default agent-<job id>",
+    )
 
 
 class Registered(BaseModel):

@@ -357,7 +357,7 @@ def _dispatch_proto(dispatch: Dispatch) -> AgentDispatch:
             dispatch_id=dispatch.dispatch_id,
             agent_name=dispatch.agent_name,
             metadata=dispatch.metadata,
-            state=JobState(status=job.status),
+            state=JobState(status=job.status, participant_identity=job.participant_identity),
         )
         for job in dispatch.jobs
     ]

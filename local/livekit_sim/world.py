@@ -140,6 +140,7 @@ class _Worker:
     worker_id: str
     agent_name: str
     slots: int
+    task_arn: str | None = None
     jobs: set[str] = field(default_factory=set)
     inbox: list[WorkerMessage] = field(default_factory=list)
 
@@ -233,10 +234,13 @@ class SimulatedLiveKit:
                     NO_WORKER,
                     extra={"agent_name": agent_name, "room": room, "room_sid": session.live.sid},
                 )
+            if worker is not None and worker.task_arn is not None and dispatch.jobs:
+                self._twin.hand_job(room, worker.task_arn, dispatch_id=dispatch.dispatch_id)
+                dispatch = self._twin.get_dispatch(room, dispatch.dispatch_id) or dispatch
             joined = self._twin.list_participants(room) if dispatch.jobs else []
             agents = {p.identity: p for p in joined if p.sid not in session.members}
             for job in dispatch.jobs:
-                self._start_job(session, dispatch, job.job_id, worker, agents.get(f"agent-{job.job_id}"))
+                self._start_job(session, dispatch, job.job_id, worker, agents.get(job.participant_identity))
             return dispatch
 
     def get_dispatch(self, room: str, dispatch_id: str) -> Dispatch | None:
@@ -312,10 +316,11 @@ class SimulatedLiveKit:
 
     # --- workers -------------------------------------------------------------------------------
 
-    def register_worker(self, agent_name: str, slots: int) -> str:
-        """A worker for ``agent_name`` connects; dispatches created from now on may go to it."""
+    def register_worker(self, agent_name: str, slots: int, task_arn: str | None = None) -> str:
+        """A worker for ``agent_name`` connects; dispatches created from now on may go to it.
+        One in ``task_arn`` accepts its jobs as that task (``agent_identity``), as ours does."""
         with self._lock:
-            worker = _Worker(_new_id("AW"), agent_name, slots)
+            worker = _Worker(_new_id("AW"), agent_name, slots, task_arn)
             self._workers[worker.worker_id] = worker
             return worker.worker_id
 

@@ -117,7 +117,10 @@ class SimulatorWorker:
     async def _register(self) -> None:
         try:
             self._worker_id = await asyncio.to_thread(
-                self._client.register_worker, self._settings.agent_name, self._settings.slots_per_task
+                self._client.register_worker,
+                self._settings.agent_name,
+                self._settings.slots_per_task,
+                self._settings.task_arn,
             )
         except SimulatorError as error:
             self._connected = False

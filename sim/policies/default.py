@@ -273,9 +273,10 @@ class DefaultPolicy(BasePolicy):
         """The worker reports the job LiveKit handed it (whichever room's) on the timer queue."""
         self.workers.touch(task.arn)
         live = self.world.livekit_twin.get_room(room)
-        self.plane.timers.send(
-            JobStarted(task_arn=task.arn, room=room, room_sid=live.sid if live else None, job_id=job_id), 0
-        )
+        if live is not None:  # a job's room is open: LiveKit gives the worker its sid
+            self.plane.timers.send(
+                JobStarted(task_arn=task.arn, room=room, room_sid=live.sid, job_id=job_id), 0
+            )
         self._sync()
 
     def on_job_ended(self, task: SimTask, room: str, job_id: str, duration: float) -> None:

@@ -554,6 +554,9 @@ def test_dead_letters_go_only_where_the_function_sends_them() -> None:
 
 
 AGENT_TASK_ROLE_ID = "AROAEXAMPLEAGENTROLE1"
+WORKER_WRITTEN = {"pk", "task_arn", "status", "capacity", "jobs", "heartbeat_at", "launched_for"}
+"""What the task role may write: the worker's own fields and the key (``dynamodb:Attributes``)."""
+WORKER_READ = {"pk", "draining"}
 TASK_ID = "0123456789abcdef0123456789abcdef"
 NEIGHBOUR_TASK_ID = "fedcba9876543210fedcba9876543210"
 
@@ -562,18 +565,80 @@ def _task_arn(task_id: str) -> str:
     return f"arn:aws:ecs:eu-west-1:123456789012:task/agents/{task_id}"
 
 
-def _allows(condition: dict[str, Any], *, userid: str, leading_keys: list[str]) -> bool:
-    """IAM's verdict on a ``dynamodb:LeadingKeys`` condition for a caller whose ``aws:userid``
-    is ``userid`` (the condition operators the task role may use, policy variables resolved)."""
-    [(operator, keys)] = condition.items()
-    [(key, patterns)] = keys.items()
-    assert key == "dynamodb:LeadingKeys", key
-    resolved = [pattern.replace("${aws:userid}", userid) for pattern in cfn.listify(patterns)]
-    match = {
-        "ForAllValues:StringEquals": lambda value, pattern: value == pattern,
-        "ForAllValues:StringLike": fnmatch.fnmatchcase,
-    }[operator]
-    return all(any(match(value, pattern) for pattern in resolved) for value in leading_keys)
+def _allows(
+    condition: dict[str, Any], *, userid: str, leading_keys: list[str], request: dict[str, Any] | None = None
+) -> bool:
+    """IAM's verdict on the task role's DynamoDB conditions for a caller whose ``aws:userid``
+    is ``userid`` (the operators the role may use, policy variables resolved). ``request``
+    holds the other condition keys: ``dynamodb:Attributes`` (a list), ``dynamodb:ReturnValues``
+    and ``dynamodb:Select`` (absent when the request does not set them)."""
+    context: dict[str, Any] = {"dynamodb:LeadingKeys": leading_keys, **(request or {})}
+    for operator, keys in condition.items():
+        for key, patterns in keys.items():
+            assert key.startswith("dynamodb:"), key
+            resolved = [pattern.replace("${aws:userid}", userid) for pattern in cfn.listify(patterns)]
+            value = context.get(key)
+            if operator == "StringEqualsIfExists":
+                if value is not None and value not in resolved:
+                    return False
+                continue
+            match = {
+                "ForAllValues:StringEquals": lambda v, p: v == p,
+                "ForAllValues:StringLike": fnmatch.fnmatchcase,
+            }[operator]
+            if not all(any(match(v, p) for p in resolved) for v in value or []):
+                return False
+    return True
+
+
+_EXPRESSION_WORDS = frozenset(
+    {"SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "IN", "BETWEEN"}
+    | {"if_not_exists", "list_append", "attribute_exists", "attribute_not_exists", "attribute_type"}
+    | {"begins_with", "contains", "size"}
+)
+
+
+def _request_attributes(params: dict[str, Any]) -> set[str]:
+    """Every attribute a DynamoDB item request names, as IAM's ``dynamodb:Attributes`` sees
+    it: the key, ``#name`` placeholders, and bare names in its expressions."""
+    names = dict(params.get("ExpressionAttributeNames", {}))
+    found = set(params.get("Key", {}))
+    for field in ("UpdateExpression", "ConditionExpression", "ProjectionExpression"):
+        expression = params.get(field, "")
+        found |= {names[token] for token in re.findall(r"#\w+", expression)}
+        bare = re.sub(r"[#:]\w+", " ", expression)
+        found |= {word for word in re.findall(r"[A-Za-z_]\w*", bare) if word not in _EXPRESSION_WORDS}
+    return found
+
+
+def _worker_requests() -> list[tuple[str, dict[str, Any]]]:
+    """The DynamoDB requests a worker makes over its life (ready, busy, draining, stopped),
+    recorded on moto: (operation, parameters)."""
+    registry = cfn.agent_module("registry")
+    recorded: list[tuple[str, dict[str, Any]]] = []
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="eu-west-1")
+        create_table(client, "lifecycle")
+        client.meta.events.register(
+            "provide-client-params.dynamodb.*",
+            lambda params, model, **_: recorded.append((model.name, dict(params))),
+        )
+        record = registry.DynamoWorkerRecord(
+            client,
+            "lifecycle",
+            task_arn=_task_arn(TASK_ID),
+            task_role_id=AGENT_TASK_ROLE_ID,
+            capacity=2,
+            launched_for="standup",
+        )
+        for status, jobs in [
+            ("ready", {}),
+            ("ready", {"standup": "AJ_1"}),
+            ("draining", {}),
+            ("stopped", {}),
+        ]:
+            record.write(WorkerStatus(status), jobs, 1_700_000_000.0)
+    return recorded
 
 
 def test_agent_task_role_may_only_heartbeat_worker_items_and_signal_ready() -> None:
@@ -584,11 +649,69 @@ def test_agent_task_role_may_only_heartbeat_worker_items_and_signal_ready() -> N
         {
             "dynamodb:UpdateItem": (
                 [TABLE],
-                {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [WORKER_PK_PREFIX + "${aws:userid}"]}},
+                {
+                    "ForAllValues:StringEquals": {
+                        "dynamodb:LeadingKeys": [WORKER_PK_PREFIX + "${aws:userid}"],
+                        "dynamodb:Attributes": sorted(WORKER_WRITTEN),
+                    },
+                    "StringEqualsIfExists": {"dynamodb:ReturnValues": ["NONE", "UPDATED_OLD", "UPDATED_NEW"]},
+                },
+            ),
+            "dynamodb:GetItem": (
+                [TABLE],
+                {
+                    "ForAllValues:StringEquals": {
+                        "dynamodb:LeadingKeys": [WORKER_PK_PREFIX + "${aws:userid}"],
+                        "dynamodb:Attributes": sorted(WORKER_READ),
+                    },
+                    "StringEqualsIfExists": {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"},
+                },
             ),
             "sqs:SendMessage": ([get_att("TimerQueue", "Arn")], None),
         },
     )
+
+
+def test_a_task_may_write_only_the_attributes_its_worker_owns() -> None:
+    """Not ``attention`` (a task that tags its item ``room`` would join ``GET /rooms`` and the
+    sweep's room list) nor any attribute the control plane owns, nor read back more than the
+    drain flag: the worker's own requests name only what the role allows, and the role
+    refuses the rest."""
+    update = _statement_with("AgentTaskRole", "dynamodb:UpdateItem")["Condition"]
+    read = _statement_with("AgentTaskRole", "dynamodb:GetItem")["Condition"]
+    own = cfn.agent_module("registry").worker_key(_task_arn(TASK_ID), AGENT_TASK_ROLE_ID)
+    userid = f"{AGENT_TASK_ROLE_ID}:{TASK_ID}"
+    requests = _worker_requests()
+
+    registry = cfn.agent_module("registry")
+    assert (registry.WORKER_WRITTEN_ATTRIBUTES, registry.WORKER_READ_ATTRIBUTES) == (
+        WORKER_WRITTEN,
+        WORKER_READ,
+    )
+    assert {operation for operation, _ in requests} == {"UpdateItem", "GetItem"}
+    for operation, params in requests:
+        condition = update if operation == "UpdateItem" else read
+        context = {"dynamodb:Attributes": sorted(_request_attributes(params))}
+        context |= {"dynamodb:ReturnValues": params["ReturnValues"]} if "ReturnValues" in params else {}
+        assert _allows(condition, userid=userid, leading_keys=[own], request=context), (operation, context)
+
+    def may_write(*attributes: str, returns: str | None = None) -> bool:
+        context: dict[str, Any] = {"dynamodb:Attributes": ["pk", *attributes]}
+        context |= {"dynamodb:ReturnValues": returns} if returns else {}
+        return _allows(update, userid=userid, leading_keys=[own], request=context)
+
+    assert may_write("heartbeat_at", "status", "jobs")
+    control_plane_owned = ["attention", "draining", "reserved", "assigned", "launched_at", "ecs_version"]
+    for attribute in [*control_plane_owned, "stop_code", "expires_at", "name"]:
+        assert not may_write("heartbeat_at", attribute), attribute
+    assert not may_write("heartbeat_at", returns="ALL_NEW"), "ALL_NEW returns the control plane's fields"
+    assert not _allows(
+        read,
+        userid=userid,
+        leading_keys=[own],
+        request={"dynamodb:Attributes": ["pk", "draining", "reserved"]},
+    )
+    assert not _allows(read, userid=userid, leading_keys=[own], request={"dynamodb:Select": "ALL_ATTRIBUTES"})
 
 
 def test_a_task_may_write_its_own_worker_item_and_no_other() -> None:
@@ -638,6 +761,29 @@ def test_execution_role_reads_only_the_secrets_the_container_gets() -> None:
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "secretsmanager:GetSecretValue",
+    }
+
+
+def test_the_agent_gets_a_livekit_key_of_its_own_never_the_one_the_webhook_accepts() -> None:
+    """The webhook verifies with ``LiveKitSecretArn``'s key: an agent task holding it could sign
+    webhooks. The agent's LiveKit key comes from ``AgentLiveKitSecretArn``, a Rule refuses the
+    same secret for both, and no agent role may read the control plane's."""
+    secrets = {
+        item["Name"]: item["ValueFrom"] for item in cfn.conditional_items(cfn.agent_container()["Secrets"])
+    }
+    assert secrets["LIVEKIT_API_KEY"] == {"Fn::Sub": "${AgentLiveKitSecretArn}:api_key::"}
+    assert secrets["LIVEKIT_API_SECRET"] == {"Fn::Sub": "${AgentLiveKitSecretArn}:api_secret::"}
+    container = json.dumps(cfn.agent_container())
+    assert "${LiveKitSecretArn}" not in container and '{"Ref": "LiveKitSecretArn"}' not in container
+    for role in ("AgentExecutionRole", "AgentTaskRole"):
+        granted = json.dumps(cfn.role_statements(role))
+        assert '{"Ref": "LiveKitSecretArn"}' not in granted, role
+    execution = _statement_with("AgentExecutionRole", "secretsmanager:GetSecretValue")
+    assert ref("AgentLiveKitSecretArn") in cfn.listify(execution["Resource"])
+    rule = cfn.template()["Rules"]["AgentKeyIsNotTheWebhookKey"]
+    [assertion] = rule["Assertions"]
+    assert assertion["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [ref("AgentLiveKitSecretArn"), ref("LiveKitSecretArn")]}]
     }
 
 

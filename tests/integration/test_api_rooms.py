@@ -52,6 +52,30 @@ def test_rooms_filtered_by_state(api: ApiCalls) -> None:
     assert answer.body["rooms"][0]["grace_deadline"] == pytest.approx(time.time() + 60, abs=30)
 
 
+@pytest.mark.parametrize("forged", ["a copy of a room", "a broken item"])
+def test_a_task_tagging_its_own_item_as_a_room_neither_breaks_nor_joins_the_listing(
+    api: ApiCalls, forged: str
+) -> None:
+    """A task may write its own ``TASK#`` item: tagged ``attention=room`` it sorts after every
+    room in the index (``T`` > ``R``), where it must neither answer 500 nor list a fake room."""
+    human(api, "participant_joined", "real", "PA_1")
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    real = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#real"}})["Item"]
+    fake = (
+        {**real, "name": {"S": "fake"}} if forged == "a copy of a room" else {"attention": real["attention"]}
+    )
+    dynamodb.put_item(TableName=TABLE, Item={**fake, "pk": {"S": "TASK#AROAFAKE:task-1"}})
+
+    first = api.get("/rooms", limit=1)
+    second = api.get("/rooms", limit=1, cursor=first.body["next_cursor"])
+    everything = api.get("/rooms")
+
+    assert (first.status, second.status, everything.status) == (200, 200, 200)
+    assert [room["name"] for room in first.body["rooms"]] == ["real"]
+    assert (second.body["rooms"], second.body["next_cursor"]) == ([], None)
+    assert [room["name"] for room in everything.body["rooms"]] == ["real"]
+
+
 @pytest.mark.parametrize(
     ("query", "status", "field"),
     [

@@ -84,6 +84,7 @@ def test_a_warm_worker_takes_the_first_human_in_its_webhook_and_is_recycled_afte
     tasks = running_tasks(aws)
     assert len(tasks) == 2, "the pool launched a replacement at once"
 
+    aws.livekit.state.hand_job("room-1", warm, "AJ_1")
     worker_reports(aws, JobStarted(task_arn=warm, room="room-1", room_sid=room.sid, job_id="AJ_1"))
     assert store().get("room-1").agent.job_id == "AJ_1"  # type: ignore[union-attr]
 

@@ -267,6 +267,19 @@ def test_webhook_signed_with_a_rotated_secret_is_accepted_at_once(
         assert secret not in caplog.text + output.out + output.err
 
 
+def test_a_webhook_signed_with_the_agents_own_livekit_key_is_refused(aws: LocalAws) -> None:
+    """The agent tasks hold a key of their own (``AgentLiveKitSecretArn``), another key of the
+    same LiveKit project: a compromised agent signing a webhook with it gets a 401."""
+    before = table_items(aws)
+    body = webhook_body("participant_joined", sid="PA_1")
+    agent_key, agent_secret = "APIagentownkey", secrets.token_urlsafe(32)
+
+    response = post(aws, body, signed_headers(body, agent_key, agent_secret))
+
+    assert response["statusCode"] == 401
+    assert table_items(aws) == before and our_tasks(aws) == []
+
+
 def test_forged_webhooks_re_read_the_secret_at_most_once_per_interval(
     aws: LocalAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,7 @@ from livekit.api import (
 from livekit.protocol.agent import JobStatus
 from livekit.protocol.models import ParticipantInfo
 
+from control_plane.worker_protocol import agent_identity
 from local.livekit_sim import LiveKitSimulator, SimulatorClient
 from local.livekit_sim.models import JobAssignment, JobTermination
 from local.livekit_sim.world import NO_WORKER
@@ -78,6 +79,25 @@ def test_a_dispatch_goes_to_a_registered_worker_and_its_agent_joins(
     assert sink.events(3)[2] == ("participant_joined", f"agent-{job_id}")
     assert sink.received[2].json["participant"]["kind"] == "AGENT"
     assert client.state().workers[0].jobs == [job_id]
+
+
+def test_a_worker_in_a_task_accepts_as_that_task_and_list_dispatch_says_so(
+    sim: LiveKitSimulator, client: SimulatorClient
+) -> None:
+    """As ours answers LiveKit's job offer: the identity names the task, LiveKit records it on
+    the job, and the control plane confirms a ``JobStarted`` by it."""
+    task_arn = "arn:aws:ecs:us-east-1:123456789012:task/agents/feedface"
+    worker = client.register_worker(AGENT, task_arn=task_arn)
+    client.join("standup", "alice")
+
+    _, [job_id] = dispatch(sim, "standup")
+
+    identity = agent_identity(job_id, task_arn)
+    [assignment] = client.messages(worker)
+    assert isinstance(assignment, JobAssignment) and assignment.participant_identity == identity
+    [listed] = twirp(sim, lambda api: api.agent_dispatch.list_dispatch("standup"))
+    assert [(job.id, job.state.participant_identity) for job in listed.state.jobs] == [(job_id, identity)]
+    assert participants(sim, "standup") == [("alice", 0), (identity, ParticipantInfo.AGENT)]
 
 
 def test_a_dispatch_with_no_worker_is_dropped_and_never_gets_a_job(

@@ -525,10 +525,16 @@ class DynamoDBStore:
     def live_workers(self) -> Iterable[WorkerRecord]:
         """Live worker items whose ``task_arn`` is the task their key belongs to: IAM keeps a
         task to its own item, not to honest contents, so a record claiming another task (or an
-        item from before workers were keyed by their credentials) is skipped."""
+        item from before workers were keyed by their credentials) is skipped. A worker that wrote
+        ``stopped`` stays in the index until ECS reports the task stopped (a task may not write
+        ``attention``), so its status is checked here too."""
         for item in self._query_attention(WORKER_ATTENTION):
             record = _worker_from_item(item)
-            if record is not None and item["pk"]["S"] == worker_pk(record.task_arn, self._task_role_id):
+            if (
+                record is not None
+                and record.status is not WorkerStatus.STOPPED
+                and item["pk"]["S"] == worker_pk(record.task_arn, self._task_role_id)
+            ):
                 yield record
 
     def record_task_state(self, state: ObservedTaskState) -> bool:

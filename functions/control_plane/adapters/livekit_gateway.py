@@ -226,7 +226,10 @@ def _dispatch(proto: AgentDispatch) -> Dispatch:
         agent_name=proto.agent_name,
         metadata=proto.metadata,
         created_at=proto.state.created_at / _NANOSECONDS,
-        jobs=tuple(DispatchJob(job.id, _job_status(job.state.status)) for job in proto.state.jobs),
+        jobs=tuple(
+            DispatchJob(job.id, _job_status(job.state.status), job.state.participant_identity)
+            for job in proto.state.jobs
+        ),
     )
 
 

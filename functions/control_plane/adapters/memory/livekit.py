@@ -4,7 +4,9 @@ It models the LiveKit behaviour the control plane depends on, so the core meets 
 in unit tests as in production: a dispatch gets a job only if a worker for its agent name is
 registered when it is created (otherwise it keeps zero jobs forever), creating a dispatch is not
 idempotent, dispatches and participants vanish with their room, and a dispatch or a joining
-participant opens a missing room (LiveKit's ``auto_create``). A lock guards the state because
+participant opens a missing room (LiveKit's ``auto_create``). A job carries the identity its
+worker accepted it with: LiveKit's default ``agent-<job id>``, or the task's own identity once
+:meth:`InMemoryLiveKit.hand_job` gives it to that task's worker. A lock guards the state because
 the fake server reads it from its own thread while a test changes it.
 """
 
@@ -26,6 +28,7 @@ from control_plane.ports import (
     LiveParticipant,
     LiveRoom,
 )
+from control_plane.worker_protocol import agent_identity
 
 DEFAULT_DEPARTURE_TIMEOUT = 20
 DEFAULT_EMPTY_TIMEOUT = 300
@@ -72,7 +75,10 @@ class InMemoryLiveKit:
         """Always adds a dispatch; it gets a running job only if a worker is registered right now."""
         with self._serving("create_dispatch"):
             state = self._open(room, 0, 0)
-            jobs = (DispatchJob(self._new_id("AJ"), "JS_RUNNING"),) if self._workers[agent_name] else ()
+            job_id = self._new_id("AJ")
+            jobs = (
+                (DispatchJob(job_id, "JS_RUNNING", f"agent-{job_id}"),) if self._workers[agent_name] else ()
+            )
             dispatch = Dispatch(
                 dispatch_id=self._new_id("AD"),
                 room=room,
@@ -85,7 +91,7 @@ class InMemoryLiveKit:
             for job in jobs:
                 sid = _agent_sid(job.job_id)
                 state.participants[sid] = LiveParticipant(
-                    sid=sid, identity=f"agent-{job.job_id}", kind=AGENT_KIND, joined_at=self._clock.now()
+                    sid=sid, identity=job.participant_identity, kind=AGENT_KIND, joined_at=self._clock.now()
                 )
             return dispatch
 
@@ -174,6 +180,31 @@ class InMemoryLiveKit:
         with self._lock:
             state = self._rooms.get(room)
             return state.dispatches.get(dispatch_id) if state else None
+
+    def hand_job(
+        self, room: str, task_arn: str, job_id: str | None = None, dispatch_id: str | None = None
+    ) -> DispatchJob:
+        """LiveKit hands the job of the room's dispatch (``dispatch_id``, else the newest) to the
+        worker of ``task_arn``, which accepts it as :func:`agent_identity` and joins the room.
+        A dispatch without a job gets one; ``job_id`` names the job (tests that name theirs)."""
+        with self._lock:
+            state = self._rooms[room]
+            dispatch = (
+                state.dispatches[dispatch_id]
+                if dispatch_id is not None
+                else max(state.dispatches.values(), key=lambda d: d.created_at)
+            )
+            old = dispatch.jobs[0] if dispatch.jobs else None
+            new_id = job_id or (old.job_id if old else self._new_id("AJ"))
+            job = DispatchJob(new_id, "JS_RUNNING", agent_identity(new_id, task_arn))
+            state.dispatches[dispatch.dispatch_id] = replace(dispatch, jobs=(job, *dispatch.jobs[1:]))
+            if old is not None:
+                state.participants.pop(_agent_sid(old.job_id), None)
+            sid = _agent_sid(new_id)
+            state.participants[sid] = LiveParticipant(
+                sid=sid, identity=job.participant_identity, kind=AGENT_KIND, joined_at=self._clock.now()
+            )
+            return job
 
     def end_jobs(self, room: str, dispatch_id: str, status: str = "JS_FAILED") -> None:
         """The dispatch's jobs end (the agent's job crashed or shut down); the dispatch stays."""

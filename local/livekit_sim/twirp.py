@@ -244,7 +244,7 @@ class TwirpService:
 
     def _delete_room(self, request: DeleteRoomRequest) -> DeleteRoomResponse:
         if not self.state.close_room(request.room):
-            raise FakeTwirpError("not_found", "requested room does not exist")
+            raise FakeTwirpError("not_found", f"{PSRPC}requested room does not exist")
         return DeleteRoomResponse()
 
     def _list_participants(self, request: ListParticipantsRequest) -> ListParticipantsResponse:

@@ -113,6 +113,8 @@ class LiveKitServer:
     def __init__(self, binary: Path, config: ServerConfig, *, log_dir: Path | None = None) -> None:
         self.binary = binary
         self.config = config
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
         self._dir = Path(tempfile.mkdtemp(prefix="livekit-server-", dir=log_dir))
         self.log_path = self._dir / "server.log"
         self._process: subprocess.Popen[bytes] | None = None

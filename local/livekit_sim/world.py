@@ -266,23 +266,6 @@ class SimulatedLiveKit:
         with self._lock:
             return self._dispatch(self._ensure_open(room), agent_name, metadata)
 
-    def _dispatch(self, session: _Session, agent_name: str, metadata: str) -> Dispatch:
-        """The one offer of the dispatch's job: to a worker picked now, or to nobody, ever."""
-        room = session.live.name
-        worker = self._pick_worker(agent_name)
-        dispatch = self._twin_dispatch(room, agent_name, metadata, worker is not None)
-        session.dispatch_ids.append(dispatch.dispatch_id)
-        if not dispatch.jobs:
-            logger.info(
-                NO_WORKER,
-                extra={"agent_name": agent_name, "room": room, "room_sid": session.live.sid},
-            )
-        joined = self._twin.list_participants(room) if dispatch.jobs else []
-        agents = {p.identity: p for p in joined if p.sid not in session.members}
-        for job in dispatch.jobs:
-            self._start_job(session, dispatch, job.job_id, worker, agents.get(f"agent-{job.job_id}"))
-        return dispatch
-
     def get_dispatch(self, room: str, dispatch_id: str) -> Dispatch | None:
         return self._twin.get_dispatch(room, dispatch_id)
 
@@ -474,6 +457,23 @@ class SimulatedLiveKit:
         session.last_left_at = self._clock.now()
         session.changed(session.last_left_at)
         self._emit("participant_left", session, member, ParticipantInfo.DISCONNECTED)
+
+    def _dispatch(self, session: _Session, agent_name: str, metadata: str) -> Dispatch:
+        """The one offer of the dispatch's job: to a worker picked now, or to nobody, ever."""
+        room = session.live.name
+        worker = self._pick_worker(agent_name)
+        dispatch = self._twin_dispatch(room, agent_name, metadata, worker is not None)
+        session.dispatch_ids.append(dispatch.dispatch_id)
+        if not dispatch.jobs:
+            logger.info(
+                NO_WORKER,
+                extra={"agent_name": agent_name, "room": room, "room_sid": session.live.sid},
+            )
+        joined = self._twin.list_participants(room) if dispatch.jobs else []
+        agents = {p.identity: p for p in joined if p.sid not in session.members}
+        for job in dispatch.jobs:
+            self._start_job(session, dispatch, job.job_id, worker, agents.get(f"agent-{job.job_id}"))
+        return dispatch
 
     def _pick_worker(self, agent_name: str) -> _Worker | None:
         """LiveKit's selectWorkerWeightedByLoad: random, weighted by spare capacity."""

@@ -2,9 +2,12 @@
 
 Starts the local stack (``local/stack``): moto with the template's table and queue, the functions
 behind the HTTP API's routes, the timer queue poller, the sweeper's schedule and agent tasks as
-local processes, against the LiveKit simulator or, with ``--livekit-url``, your own LiveKit
-server. Prints one JSON line (where everything is), then the timeline. It runs from a checkout of
-this repository (``make dev``): the functions and the stack are not part of the installed CLI.
+local processes, against a livekit-server of this machine (``LIVEKIT_SERVER``, ``livekit-server``
+on PATH, or our cached build: started on 127.0.0.1 with the real agent worker and its keyless
+pipeline), else the LiveKit simulator (``--simulator`` asks for it), or, with ``--livekit-url``,
+your own LiveKit server. Prints one JSON line (where everything is), then the timeline. It runs
+from a checkout of this repository (``make dev``): the functions and the stack are not part of
+the installed CLI.
 """
 
 from __future__ import annotations
@@ -62,6 +65,12 @@ def _settings(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--livekit-url", help="Your LiveKit server (e.g. ws://localhost:7880) instead of the simulator."
 )
+@click.option(
+    "--simulator",
+    "force_simulator",
+    is_flag=True,
+    help="The LiveKit simulator even when a livekit-server is found on this machine.",
+)
 @click.option("--api-key", default=LIVEKIT_DEV_KEY, show_default=True, help="Its API key.")
 @click.option("--api-secret", default=LIVEKIT_DEV_SECRET, show_default=True, help="Its API secret.")
 @click.option("--aws-table", help="A deployed stack's table instead of moto's (needs --aws-queue-url).")
@@ -85,6 +94,7 @@ def dev(
     port: int,
     simulator_port: int,
     livekit_url: str | None,
+    force_simulator: bool,
     api_key: str,
     api_secret: str,
     aws_table: str | None,
@@ -93,7 +103,7 @@ def dev(
     settings: tuple[str, ...],
     log_dir: Path | None,
 ) -> None:
-    """Run the control plane locally against the LiveKit simulator or your own LiveKit server.
+    """Run the control plane locally against livekit-server, the LiveKit simulator or your own LiveKit.
 
     Prints a JSON line with webhook_url, api_url, simulator_url, livekit_url, livekit_api_key and
     livekit_api_secret, then what happens. The live page is at api_url. Ctrl-C stops everything.
@@ -102,6 +112,8 @@ def dev(
     # livekit-server --dev signs with the 6-byte secret "secret": its warning would repeat per call.
     warnings.filterwarnings("ignore", message="The HMAC key is .* below the minimum recommended length")
     try:
+        from local.livekit_server import ServerNotFound
+        from local.stack.livekit_choice import ConflictingChoice, choose_livekit
         from local.stack.session import AccountResources, DevSession, RealLiveKit
         from local.stack.stack import StackOptions
         from local.stack.timeline import Timeline
@@ -112,6 +124,14 @@ def dev(
         ) from missing
     if (aws_table is None) != (aws_queue_url is None):
         raise click.UsageError("--aws-table and --aws-queue-url go together")
+    try:
+        choice = choose_livekit(livekit_url, force_simulator)
+    except ConflictingChoice as conflict:
+        raise click.UsageError(str(conflict)) from conflict
+    except ServerNotFound as missing:
+        raise click.ClickException(str(missing)) from missing
+    if choice.fallback:
+        printer.status(choice.fallback)
     options = StackOptions(
         grace_seconds=grace,
         sweep_interval_seconds=sweep_interval,
@@ -123,11 +143,12 @@ def dev(
     session = DevSession(
         options,
         Timeline(),
-        livekit=RealLiveKit(livekit_url, api_key, api_secret) if livekit_url else None,
+        livekit=RealLiveKit(choice.url, api_key, api_secret) if choice.url else None,
         account=AccountResources(aws_table, aws_queue_url, aws_region)
         if aws_table and aws_queue_url
         else None,
         simulator_port=simulator_port,
+        server=choice.server,
     )
     _serve(session, printer)
 

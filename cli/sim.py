@@ -103,7 +103,7 @@ def leave(cli: Cli, room: str, sid: str | None, identity: str | None) -> None:
 @click.argument("room")
 @click.argument("identity")
 def refresh(cli: Cli, room: str, identity: str) -> None:
-    """A page refresh: IDENTITY joins ROOM again with a new sid, then its old connection leaves."""
+    """A page refresh: IDENTITY connects to ROOM again, so its old connection leaves and a new sid joins."""
     result = _call(lambda client: client.refresh(room, identity))
     cli.printer.result(
         result,

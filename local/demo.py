@@ -100,7 +100,8 @@ class Sampler:
         tally.most_agents = max(tally.most_agents, agents)
         tally.most_tasks = max(tally.most_tasks, tasks)
         tally.agents_now, tally.humans_now, tally.tasks_now = agents, humans, tasks
-        tally.dispatches_now = len(room.dispatches) if room else 0
+        # the room's own "any agent" dispatch (empty name) is LiveKit's, not ours
+        tally.dispatches_now = sum(1 for d in room.dispatches if d.agent_name) if room else 0
         tally.duplicates_delivered = state.webhooks.duplicated
 
 
@@ -122,7 +123,7 @@ def play(session: DevSession, sim: SimulatorClient, tally: Tally, grace_seconds:
     sim.join(ROOM, "client")
     time.sleep(0.5)
     sim.set_faults(WebhookFaults())
-    say("story", "the client refreshes the page: a new connection joins, the old one leaves")
+    say("story", "the client refreshes the page: the old connection leaves, the new one joins")
     sim.refresh(ROOM, "client")
     time.sleep(1.0)
     say("story", "the client leaves")

@@ -173,7 +173,7 @@ class SimState(BaseModel):
 
 
 class RegisterWorker(_Request):
-    agent_name: str = Field(min_length=1)
+    agent_name: str = Field(description='"" takes the jobs of rooms\' default dispatch, as in LiveKit')
     slots: int = Field(default=1, ge=1, le=1000)
     task_arn: str | None = Field(
         default=None,

@@ -3,10 +3,13 @@
 ``TwirpService`` decodes a call, checks the bearer token and the grant LiveKit demands of that
 method, and answers from a ``LiveKitState``: the in-memory twin itself (``FakeLiveKitServer``,
 what the contract and integration tests use) or the simulator's world, which adds webhooks,
-workers and room timeouts on top of it. Two LiveKit quirks are kept on purpose because the
+workers and room timeouts on top of it. LiveKit's quirks are kept on purpose because the
 adapter must cope with them: dispatch calls for a room that is not open answer 503 "no response
-from servers", and CreateDispatch opens a missing room. ``latency`` delays every answer without
-blocking other requests, so a benchmark can keep thousands of calls in flight.
+from servers", CreateDispatch opens a missing room and answers before any job exists, and names
+are checked for length only (control characters, spaces, slashes and even an empty room name
+pass). Messages are LiveKit v1.13.5's, "twirp error unknown: " prefix included where it has it.
+``latency`` delays every answer without blocking other requests, so a benchmark can keep
+thousands of calls in flight.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import jwt
 from aiohttp import web
@@ -56,11 +59,15 @@ TWIRP_STATUS = {
     "unauthenticated": 401,
     "permission_denied": 403,
     "not_found": 404,
+    "unimplemented": 501,
     "bad_route": 404,
     "internal": 500,
     "unavailable": 503,
 }
-NO_ROOM_SERVER = "no response from servers"  # what LiveKit says for dispatch calls on a closed room
+PSRPC = "twirp error unknown: "  # how LiveKit words errors its services return as psrpc errors
+NO_ROOM_SERVER = PSRPC + "no response from servers"  # dispatch calls on a room that is not open
+MAX_ROOM_NAME_LENGTH = 256  # LiveKit's LimitConfig defaults
+MAX_METADATA_SIZE = 512 * 1024
 
 
 class LiveKitState(Protocol):
@@ -78,6 +85,18 @@ class LiveKitState(Protocol):
     def get_dispatch(self, room: str, dispatch_id: str) -> Dispatch | None: ...
     def delete_dispatch(self, room: str, dispatch_id: str) -> None: ...
     def list_dispatches(self, room: str) -> list[Dispatch]: ...
+
+
+class RoomsWithAgents(Protocol):
+    """A state that opens rooms with CreateRoom's ``agents`` (the simulator; the twin does not)."""
+
+    def create_room(
+        self,
+        name: str,
+        departure_timeout: int,
+        empty_timeout: int,
+        agents: Sequence[tuple[str, str]] | None = None,
+    ) -> LiveRoom: ...
 
 
 class FakeTwirpError(Exception):
@@ -199,7 +218,22 @@ class TwirpService:
     # --- RoomService ---------------------------------------------------------------------
 
     def _create_room(self, request: CreateRoomRequest) -> Room:
-        room = self.state.create_room(request.name, request.departure_timeout, request.empty_timeout)
+        if len(request.name.encode()) > MAX_ROOM_NAME_LENGTH:
+            raise FakeTwirpError(
+                "invalid_argument",
+                f"{PSRPC}room name length exceeds limits: max length {MAX_ROOM_NAME_LENGTH}",
+            )
+        for metadata in (request.metadata, *(agent.metadata for agent in request.agents)):
+            if len(metadata.encode()) > MAX_METADATA_SIZE:
+                raise FakeTwirpError("invalid_argument", f"metadata size exceeds limits {MAX_METADATA_SIZE}")
+        if not request.agents:
+            room = self.state.create_room(request.name, request.departure_timeout, request.empty_timeout)
+            return room_proto(room)
+        if isinstance(self.state, InMemoryLiveKit):  # the twin has no dispatches of its own
+            raise FakeTwirpError("unimplemented", "CreateRoom with agents needs the simulator")
+        agents = [(agent.agent_name, agent.metadata) for agent in request.agents]
+        state = cast(RoomsWithAgents, self.state)
+        room = state.create_room(request.name, request.departure_timeout, request.empty_timeout, agents)
         return room_proto(room)
 
     def _list_rooms(self, request: ListRoomsRequest) -> ListRoomsResponse:
@@ -210,7 +244,7 @@ class TwirpService:
 
     def _delete_room(self, request: DeleteRoomRequest) -> DeleteRoomResponse:
         if not self.state.close_room(request.room):
-            raise FakeTwirpError("not_found", "requested room does not exist")
+            raise FakeTwirpError("not_found", f"{PSRPC}requested room does not exist")
         return DeleteRoomResponse()
 
     def _list_participants(self, request: ListParticipantsRequest) -> ListParticipantsResponse:
@@ -222,19 +256,22 @@ class TwirpService:
             if participant.identity == request.identity:
                 self.state.remove_participant(request.room, participant.sid)
                 return RemoveParticipantResponse()
-        raise FakeTwirpError("not_found", "participant not found")
+        raise FakeTwirpError("not_found", f"{PSRPC}participant does not exist")
 
     # --- AgentDispatchService ------------------------------------------------------------
 
     def _create_dispatch(self, request: CreateAgentDispatchRequest) -> AgentDispatch:
+        """LiveKit answers before the room has asked any worker: the reply never holds a job."""
+        if len(request.metadata.encode()) > MAX_METADATA_SIZE:
+            raise FakeTwirpError("invalid_argument", f"{PSRPC}metadata size exceeds limits")
         dispatch = self.state.create_dispatch(request.room, request.agent_name, request.metadata)
-        return _dispatch_proto(dispatch)
+        return _dispatch_proto(replace(dispatch, jobs=()))
 
     def _delete_dispatch(self, request: DeleteAgentDispatchRequest) -> AgentDispatch:
         self._require_open_room(request.room)
         dispatch = self.state.get_dispatch(request.room, request.dispatch_id)
         if dispatch is None:
-            raise FakeTwirpError("not_found", "dispatch not found")
+            raise FakeTwirpError("not_found", f"{PSRPC}dispatch ID not found")
         self.state.delete_dispatch(request.room, request.dispatch_id)
         return _dispatch_proto(dispatch)
 

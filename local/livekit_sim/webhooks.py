@@ -1,15 +1,19 @@
 """Webhook delivery the way LiveKit's ResourceURLNotifier does it (livekit/protocol ``webhook/``).
 
-- One queue per room (LiveKit's EventKey: the room name), worked one event at a time, in order.
+- One queue per room (LiveKit's EventKey: the room name) for the one URL, worked one event at a
+  time, in order. A queue already holding ``max_depth`` (200) events refuses the next one: it is
+  dropped at once ("queue is full").
 - The body is the protojson of ``WebhookEvent`` (camelCase names, int64 as strings, enums by
   name); ``Authorization`` is a JWT signed with the API secret (HS256, ``iss`` the API key, valid
   5 minutes) whose ``sha256`` claim is the base64 sha256 of the exact body; the content type is
   ``application/webhook+json``.
 - An event that waited in its queue longer than ``max_age`` (30 s) is dropped unsent.
 - A send is tried up to ``max_retries`` + 1 times (go-retryablehttp's defaults: 4 retries,
-  waiting 1, 2, 4, 8 s, never more than 30 s) on connection errors, timeouts, 429 and 5xx other
-  than 501; any other answer ends it, so a 4xx is not retried. After the last failure the event
-  is dropped, and its room's queue moves on.
+  waiting 1, 2, 4, 8 s, never more than 30 s, or what a 429's or 503's ``Retry-After`` asks) on
+  connection errors, 429 and 5xx other than 501; any other answer ends it, so a 4xx is not
+  retried. After the last failure the event is dropped, and its room's queue moves on. LiveKit's
+  HTTP client sets no request timeout, so by default neither does this: an endpoint that never
+  answers holds its room's queue.
 
 Faults are drawn from a seeded generator as each event is queued: ``loss`` (never sent),
 ``duplicate`` (sent twice with the same id and body, as when LiveKit retries a request whose
@@ -47,14 +51,18 @@ RECORDS_KEPT = 10_000
 @dataclass(frozen=True)
 class DeliveryPolicy:
     max_age: float = 30.0
+    max_depth: int = 200
     max_retries: int = 4
     retry_wait_min: float = 1.0
     retry_wait_max: float = 30.0
-    request_timeout: float = 10.0
+    request_timeout: float | None = None
     hold: float = 1.0  # longest a reordered event waits for later ones of its room
 
-    def retry_wait(self, retry: int) -> float:
-        """go-retryablehttp's DefaultBackoff before retry number ``retry`` (1, 2, ...)."""
+    def retry_wait(self, retry: int, status: int | None = None, retry_after: str | None = None) -> float:
+        """go-retryablehttp's DefaultBackoff before retry number ``retry`` (1, 2, ...): a 429's
+        or 503's ``Retry-After`` in seconds if it has one, else doubling from the minimum."""
+        if status in (429, 503) and retry_after is not None and retry_after.strip().isdigit():
+            return float(retry_after.strip())
         return float(min(self.retry_wait_min * 2 ** (retry - 1), self.retry_wait_max))
 
 
@@ -172,8 +180,12 @@ class WebhookSender:
         if queue is None:
             queue = self._queues[event.room.name] = asyncio.Queue()
             self._workers[event.room.name] = asyncio.create_task(self._work(event.room.name, queue))
+        if queue.qsize() >= self.policy.max_depth:
+            logger.info("dropped webhook", extra={"id": event.id, "reason": "queue is full"})
+            self._record(event, Outcome.DROPPED)
+            return
         queue.put_nowait(item)
-        if duplicate < faults.duplicate:
+        if duplicate < faults.duplicate and queue.qsize() < self.policy.max_depth:
             self._duplicated += 1
             queue.put_nowait(_Item(event, item.body, item.queued_at, hold=False, duplicate=True))
 
@@ -210,17 +222,19 @@ class WebhookSender:
         headers = self._signed_headers(item.body)
         timeout = aiohttp.ClientTimeout(total=self.policy.request_timeout)
         status: int | None = None
+        retry_after: str | None = None
         for attempt in range(1, self.policy.max_retries + 2):
             if attempt > 1:
-                await asyncio.sleep(self.policy.retry_wait(attempt - 1))
+                await asyncio.sleep(self.policy.retry_wait(attempt - 1, status, retry_after))
             try:
                 async with self._session.post(
                     self.url, data=item.body, headers=headers, timeout=timeout
                 ) as response:
                     status = response.status
+                    retry_after = response.headers.get("Retry-After")
                     await response.read()
             except (aiohttp.ClientError, TimeoutError) as error:
-                status = None
+                status = retry_after = None
                 logger.debug("webhook attempt failed", extra={"id": item.event.id, "error": repr(error)})
                 continue
             if not _retryable(status):

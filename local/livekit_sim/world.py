@@ -8,8 +8,15 @@ RemoveParticipant, ``pkg/service/agentservice.go``, ``pkg/agent/client.go``):
 - agents and egress are *dependent* participants: they never keep a room open;
 - a room holding only dependent participants closes ``departure_timeout`` after the last
   participant of any kind left, if a non-dependent one ever joined; otherwise ``empty_timeout``
-  after it was created. The server checks every second;
+  after it was created. Both are counted in whole seconds (``time.Now().Unix()``) and the server
+  checks every second;
 - a closing room disconnects everyone (a ``participant_left`` each), then ``room_finished``;
+- one participant per identity: a second connection with an identity already in the room
+  replaces the first, which leaves (``participant_left``) before the new one joins;
+- the room's ``num_participants`` counts non-dependent participants only, and is refreshed at
+  most every 5 s (``roomUpdateInterval``): ListRooms and the webhooks' room lag behind joins;
+- a new room gets its dispatches as it opens: those of CreateRoom's ``agents``, else one with an
+  empty agent name (LiveKit's default "any agent"); CreateRoom on an open room changes nothing;
 - a job goes to a worker registered for its agent name that has room for it, picked at random
   weighted by spare capacity (1 - load); with none the job is dropped, logged as "not dispatching
   agent job since no worker is available", and the dispatch keeps no job. Jobs end when their
@@ -28,8 +35,8 @@ import logging
 import random
 import secrets
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
@@ -52,6 +59,8 @@ from local.livekit_sim.twirp import room_proto
 logger = logging.getLogger(__name__)
 
 NO_WORKER = "not dispatching agent job since no worker is available"
+ROOM_UPDATE_SECONDS = 5.0  # rtc/room.go roomUpdateInterval: how stale num_participants may be
+DEFAULT_DISPATCH = (("", ""),)  # a room created without agents dispatches "any agent"
 JOB_STATUS = {"success": "JS_SUCCESS", "failed": "JS_FAILED"}
 
 
@@ -116,14 +125,33 @@ class _Session:
     dispatch_ids: list[str] = field(default_factory=list)
     first_joined_at: float | None = None  # a non-dependent participant's first join
     last_left_at: float | None = None  # any participant's last leave
+    reported: int = 0  # num_participants as LiveKit last refreshed it
+    refreshed_at: float = 0.0
+    dirty: bool = False
 
     def closes_at(self) -> float | None:
-        """When CloseIfEmpty closes the room if nothing changes; None while someone keeps it open."""
+        """When CloseIfEmpty closes the room if nothing changes; None while someone keeps it open.
+        LiveKit keeps both instants in whole seconds, so a room may close up to 1 s early."""
         if any(not member.kind.is_dependent for member in self.members.values()):
             return None
         if self.first_joined_at is not None and self.last_left_at is not None:
-            return self.last_left_at + self.live.departure_timeout
-        return self.live.created_at + self.live.empty_timeout
+            return int(self.last_left_at) + self.live.departure_timeout
+        return int(self.live.created_at) + self.live.empty_timeout
+
+    def changed(self, now: float) -> None:
+        """ProtoProxy.MarkDirty: refresh the count now if the last refresh is old, else later."""
+        self.dirty = True
+        if now - self.refreshed_at > ROOM_UPDATE_SECONDS:
+            self.refresh(now)
+
+    def refresh(self, now: float) -> None:
+        self.dirty = False
+        count = sum(not member.kind.is_dependent for member in self.members.values())
+        if count != self.reported:
+            self.reported, self.refreshed_at = count, now
+
+    def room(self) -> LiveRoom:
+        return replace(self.live, num_participants=self.reported)
 
 
 @dataclass
@@ -181,16 +209,28 @@ class SimulatedLiveKit:
     def is_down(self) -> bool:
         return self._twin.is_down
 
-    def create_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom:
+    def create_room(
+        self,
+        name: str,
+        departure_timeout: int,
+        empty_timeout: int,
+        agents: Sequence[tuple[str, str]] | None = None,
+    ) -> LiveRoom:
+        """Open the room with these timeouts and dispatches (``(agent_name, metadata)`` pairs);
+        a room already open is returned as it is: LiveKit ignores the timeouts and ``agents``."""
         with self._lock:
-            self._twin.create_room(name, departure_timeout, empty_timeout)
-            return self._touch(name).live
+            if (session := self._open_session(name)) is not None:
+                return session.room()
+            return self._open(name, departure_timeout, empty_timeout, agents).room()
 
     def list_rooms(self) -> list[LiveRoom]:
-        return self._twin.list_rooms()
+        with self._lock:
+            return [self._reported(room) for room in self._twin.list_rooms()]
 
     def get_room(self, name: str) -> LiveRoom | None:
-        return self._twin.get_room(name)
+        with self._lock:
+            room = self._twin.get_room(name)
+            return None if room is None else self._reported(room)
 
     def close_room(self, name: str) -> bool:
         """DeleteRoom: everyone is disconnected, jobs end, ``room_finished``. False if not open."""
@@ -202,7 +242,7 @@ class SimulatedLiveKit:
                     self._finish(name, session)
                 return False
             if session is None or session.live.sid != live.sid:
-                session = self._touch(name)
+                session = self._ensure_open(name)
             self._finish(name, session)
             return True
 
@@ -225,23 +265,7 @@ class SimulatedLiveKit:
     def create_dispatch(self, room: str, agent_name: str, metadata: str) -> Dispatch:
         """Opens the room if needed and gives the dispatch a job on a worker with room for it."""
         with self._lock:
-            worker = self._pick_worker(agent_name)
-            dispatch = self._twin_dispatch(room, agent_name, metadata, worker is not None)
-            session = self._touch(room)
-            session.dispatch_ids.append(dispatch.dispatch_id)
-            if not dispatch.jobs:
-                logger.info(
-                    NO_WORKER,
-                    extra={"agent_name": agent_name, "room": room, "room_sid": session.live.sid},
-                )
-            if worker is not None and worker.task_arn is not None and dispatch.jobs:
-                self._twin.hand_job(room, worker.task_arn, dispatch_id=dispatch.dispatch_id)
-                dispatch = self._twin.get_dispatch(room, dispatch.dispatch_id) or dispatch
-            joined = self._twin.list_participants(room) if dispatch.jobs else []
-            agents = {p.identity: p for p in joined if p.sid not in session.members}
-            for job in dispatch.jobs:
-                self._start_job(session, dispatch, job.job_id, worker, agents.get(job.participant_identity))
-            return dispatch
+            return self._dispatch(self._ensure_open(room), agent_name, metadata)
 
     def get_dispatch(self, room: str, dispatch_id: str) -> Dispatch | None:
         return self._twin.get_dispatch(room, dispatch_id)
@@ -266,13 +290,22 @@ class SimulatedLiveKit:
         name: str = "",
         metadata: str = "",
     ) -> tuple[LiveRoom, Participant]:
-        """A participant connects (a new sid, even for an identity already there), opening the room."""
+        """A participant connects with a new sid, opening the room. One already there with this
+        identity is replaced: it leaves first (LiveKit's duplicate identity)."""
         with self._lock:
-            joined = self._twin.add_participant(room, _new_id("PA"), identity, kind.number)
-            session = self._touch(room)
-            member = _Member(joined.sid, identity, kind, joined.joined_at, name, metadata)
-            self._add_member(session, member)
-            return session.live, member.model()
+            return self._join(room, identity, kind, name, metadata)[:2]
+
+    def _join(
+        self, room: str, identity: str, kind: ParticipantKind, name: str, metadata: str
+    ) -> tuple[LiveRoom, Participant, list[Participant]]:
+        session = self._ensure_open(room)
+        replaced = [m for m in session.members.values() if m.identity == identity]
+        for member in replaced:
+            self.remove_participant(room, member.sid)
+        joined = self._twin.add_participant(room, _new_id("PA"), identity, kind.number)
+        member = _Member(joined.sid, identity, kind, joined.joined_at, name, metadata)
+        self._add_member(session, member)
+        return session.room(), member.model(), [m.model() for m in replaced]
 
     def leave(self, room: str, *, sid: str | None = None, identity: str | None = None) -> list[Participant]:
         """The participant with ``sid``, or every one with ``identity``, disconnects."""
@@ -288,16 +321,14 @@ class SimulatedLiveKit:
             return [member.model() for member in gone]
 
     def refresh(self, room: str, identity: str) -> tuple[Participant, list[Participant]]:
-        """A page refresh: the new connection joins before the old one(s) leave."""
+        """A page refresh: the same identity connects again, so its old connection leaves first."""
         with self._lock:
             session = self._sessions.get(room)
             old = [m for m in session.members.values() if m.identity == identity] if session else []
             if not old:
                 raise UnknownParticipant(f"no participant with identity {identity!r} in room {room!r}")
-            _, joined = self.join(room, identity, old[0].kind, old[0].name, old[0].metadata)
-            for member in old:
-                self.remove_participant(room, member.sid)
-            return joined, [member.model() for member in old]
+            _, joined, left = self._join(room, identity, old[0].kind, old[0].name, old[0].metadata)
+            return joined, left
 
     # --- time ----------------------------------------------------------------------------------
 
@@ -312,6 +343,8 @@ class SimulatedLiveKit:
                 if live is None or live.sid != session.live.sid or (due is not None and now >= due):
                     self._finish(name, session)
                     closed.append(name)
+                elif session.dirty and now - session.refreshed_at >= ROOM_UPDATE_SECONDS:
+                    session.refresh(now)
             return closed
 
     # --- workers -------------------------------------------------------------------------------
@@ -365,19 +398,42 @@ class SimulatedLiveKit:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _touch(self, name: str) -> _Session:
-        """The session of the room the twin has open, starting one (``room_started``) if new."""
+    def _open_session(self, name: str) -> _Session | None:
+        """The session of the room if it is open; one the twin closed (or reopened) behind our
+        back is finished first."""
         live = self._twin.get_room(name)
-        assert live is not None, "called right after the twin opened the room"
         session = self._sessions.get(name)
-        if session is not None and session.live.sid != live.sid:
-            self._finish(name, session)  # closed behind our back, and opened again since
+        if session is not None and (live is None or session.live.sid != live.sid):
+            self._finish(name, session)
             session = None
-        if session is None:
-            session = self._sessions[name] = _Session(live)
-            self._emit("room_started", session)
-        session.live = live
+        if session is not None and live is not None:
+            session.live = live
+        elif live is not None:  # opened behind our back: adopted as it is
+            session = self._start_session(live, ())
         return session
+
+    def _ensure_open(self, name: str) -> _Session:
+        """LiveKit's auto_create: the open room, or a new one with the default timeouts."""
+        return self._open_session(name) or self._open(name, 0, 0, None)
+
+    def _open(
+        self, name: str, departure_timeout: int, empty_timeout: int, agents: Sequence[tuple[str, str]] | None
+    ) -> _Session:
+        live = self._twin.create_room(name, departure_timeout, empty_timeout)
+        return self._start_session(live, DEFAULT_DISPATCH if agents is None else agents)
+
+    def _start_session(self, live: LiveRoom, agents: Sequence[tuple[str, str]]) -> _Session:
+        """``room_started``, then the room's own dispatches, each offered to a worker once."""
+        session = self._sessions[live.name] = _Session(live, refreshed_at=self._clock.now())
+        self._emit("room_started", session)
+        for agent_name, metadata in agents:
+            self._dispatch(session, agent_name, metadata)
+        return session
+
+    def _reported(self, room: LiveRoom) -> LiveRoom:
+        session = self._sessions.get(room.name)
+        count = session.reported if session is not None and session.live.sid == room.sid else 0
+        return replace(room, num_participants=count)
 
     def _finish(self, name: str, session: _Session) -> None:
         """Close the room: jobs end, everyone leaves, the twin forgets it, ``room_finished``."""
@@ -395,12 +451,34 @@ class SimulatedLiveKit:
         session.members[member.sid] = member
         if not member.kind.is_dependent and session.first_joined_at is None:
             session.first_joined_at = member.joined_at
+        session.changed(self._clock.now())
         self._emit("participant_joined", session, member, ParticipantInfo.ACTIVE)
 
     def _drop_member(self, session: _Session, member: _Member) -> None:
         del session.members[member.sid]
         session.last_left_at = self._clock.now()
+        session.changed(session.last_left_at)
         self._emit("participant_left", session, member, ParticipantInfo.DISCONNECTED)
+
+    def _dispatch(self, session: _Session, agent_name: str, metadata: str) -> Dispatch:
+        """The one offer of the dispatch's job: to a worker picked now, or to nobody, ever."""
+        room = session.live.name
+        worker = self._pick_worker(agent_name)
+        dispatch = self._twin_dispatch(room, agent_name, metadata, worker is not None)
+        session.dispatch_ids.append(dispatch.dispatch_id)
+        if not dispatch.jobs:
+            logger.info(
+                NO_WORKER,
+                extra={"agent_name": agent_name, "room": room, "room_sid": session.live.sid},
+            )
+        if worker is not None and worker.task_arn is not None and dispatch.jobs:
+            self._twin.hand_job(room, worker.task_arn, dispatch_id=dispatch.dispatch_id)
+            dispatch = self._twin.get_dispatch(room, dispatch.dispatch_id) or dispatch
+        joined = self._twin.list_participants(room) if dispatch.jobs else []
+        agents = {p.identity: p for p in joined if p.sid not in session.members}
+        for job in dispatch.jobs:
+            self._start_job(session, dispatch, job.job_id, worker, agents.get(job.participant_identity))
+        return dispatch
 
     def _pick_worker(self, agent_name: str) -> _Worker | None:
         """LiveKit's selectWorkerWeightedByLoad: random, weighted by spare capacity."""
@@ -488,8 +566,7 @@ class SimulatedLiveKit:
         member: _Member | None = None,
         state: ParticipantInfo.State = ParticipantInfo.ACTIVE,
     ) -> None:
-        room = room_proto(session.live)
-        room.num_participants = sum(not m.kind.is_dependent for m in session.members.values())
+        room = room_proto(session.room())
         event = WebhookEvent(event=kind, id=_new_id("EV"), created_at=int(self._clock.now()), room=room)
         if member is not None:
             event.participant.CopyFrom(member.proto(state))

@@ -1,15 +1,19 @@
 """Everything ``lkctl dev`` and ``make demo`` start, in order, and stop in reverse: moto (or a real
 account's table and queue), the control plane's HTTP API (its URL is LiveKit's webhook URL), the
-LiveKit simulator (or nothing, for a real LiveKit server), then the rest of the local stack.
+LiveKit simulator, or a livekit-server of this machine (bound to 127.0.0.1, its webhooks to the
+stack, the real agent worker with the keyless ``AGENT_PIPELINE=echo``), or nothing for your own
+LiveKit server, then the rest of the local stack.
 """
 
 from __future__ import annotations
 
 import secrets
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from local.livekit_server import LiveKitServer, ServerConfig
 from local.livekit_sim import LiveKitSimulator
 from local.stack.aws import AwsResources, MotoServer, provision_moto, use_account
 from local.stack.stack import LiveKitTarget, LocalStack, StackOptions
@@ -17,6 +21,7 @@ from local.stack.template import load
 from local.stack.timeline import Timeline
 
 SIMULATOR_API_KEY = "devkey"
+KEYLESS_PIPELINE = {"AGENT_PIPELINE": "echo"}  # the real worker without provider keys
 
 
 @dataclass(frozen=True)
@@ -47,15 +52,22 @@ class DevSession:
         livekit: RealLiveKit | None = None,
         account: AccountResources | None = None,
         simulator_port: int = 0,
+        server: Path | None = None,
     ) -> None:
+        """``server``: a livekit-server binary to run instead of the simulator (not with ``livekit``)."""
+        assert livekit is None or server is None, "your LiveKit or ours, not both"
+        if server is not None:
+            options = replace(options, settings=KEYLESS_PIPELINE | options.settings)
         self.options = options
         self.timeline = timeline
+        self._server_binary = server
         self._livekit = livekit
         self._account = account
         self._simulator_port = simulator_port
         self._running = ExitStack()
         self.moto: MotoServer | None = None
         self.simulator: LiveKitSimulator | None = None
+        self.server: LiveKitServer | None = None
         self.stack: LocalStack | None = None
         self.target: LiveKitTarget | None = None
 
@@ -76,7 +88,13 @@ class DevSession:
         stack = self.stack = LocalStack(aws, self.options, self.timeline)
         self._running.callback(stack.stop)
         stack.listen()
-        if self._livekit is None:
+        if self._server_binary is not None:
+            config = ServerConfig(api_key, api_secret, [stack.webhook_url])
+            self.server = LiveKitServer(self._server_binary, config, log_dir=self.options.log_dir).start()
+            self._running.callback(self.server.stop)
+            self._running.callback(stack.stop)  # again, to run first: agents leave a live server
+            self.target = LiveKitTarget(self.server.url, api_key, api_secret)
+        elif self._livekit is None:
             self.simulator = LiveKitSimulator(
                 api_key=api_key,
                 api_secret=api_secret,
@@ -93,8 +111,8 @@ class DevSession:
         stack.start(self.target)
 
     def stop(self) -> None:
-        """The stack and its tasks first (their workers unregister from the simulator), then the
-        simulator, then moto."""
+        """The stack and its tasks first (their workers leave the simulator or the server), then
+        the simulator or the server, then moto."""
         self._running.close()
 
     def __enter__(self) -> DevSession:
@@ -113,6 +131,8 @@ class DevSession:
             "livekit_url": self.target.url,
             "livekit_api_key": self.target.api_key,
             "livekit_api_secret": self.target.api_secret,
+            "livekit_server_pid": self.server.pid if self.server else None,
+            "livekit_server_log": str(self.server.log_path) if self.server else None,
         }
 
     def _aws(self, moto_url: str, api_key: str, api_secret: str) -> AwsResources:

@@ -103,8 +103,12 @@ def test_grace_period_whose_timer_was_lost_is_ended_by_the_scheduled_sweep(
 
 
 def test_duplicate_dispatch_is_deleted_and_counted_by_reason(
-    aws: LocalAws, capsys: pytest.CaptureFixture[str]
+    aws: LocalAws, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A second agent is not in LiveKit's participant count: the room's audit finds the extra
+    dispatch (here every sweep audits every room)."""
+    monkeypatch.setenv("SWEEP_AUDIT_PERIOD_SECONDS", "60")
+    composition.reset()
     active_room(aws)
     recorded = room_item(aws)["agent"]["M"]["dispatch_id"]["S"]
     aws.livekit.state.create_dispatch("room-1", "voice-agent", "{}")

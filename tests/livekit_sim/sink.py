@@ -1,5 +1,6 @@
 """A webhook endpoint on 127.0.0.1 for the simulator's tests: it records every POST and answers
-the statuses queued in ``answers`` first, then 200. Its request threads are joined on close."""
+the statuses queued in ``answers`` first (a status, or a status and headers), then 200. Its
+request threads are joined on close."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ class _Server(ThreadingHTTPServer):
 class WebhookSink:
     def __init__(self) -> None:
         self.received: list[Received] = []
-        self.answers: deque[int] = deque()
+        self.answers: deque[int | tuple[int, dict[str, str]]] = deque()
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -60,7 +61,8 @@ class WebhookSink:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with sink._lock:
-                    status = sink.answers.popleft() if sink.answers else 200
+                    answer = sink.answers.popleft() if sink.answers else 200
+                    status, headers = answer if isinstance(answer, tuple) else (answer, {})
                     sink.received.append(
                         Received(
                             body,
@@ -70,6 +72,8 @@ class WebhookSink:
                         )
                     )
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

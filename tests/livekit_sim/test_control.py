@@ -49,9 +49,11 @@ def test_participants_join_and_leave_with_their_kinds(client: SimulatorClient, s
     assert sink.received[2].json["participant"]["kind"] == "SIP"
 
 
-def test_a_refresh_joins_the_new_connection_before_the_old_one_leaves(
+def test_a_refresh_replaces_the_old_connection_which_leaves_before_the_new_one_joins(
     client: SimulatorClient, sink: WebhookSink
 ) -> None:
+    """livekit-server v1.13.5 keeps one participant per identity: StartSession removes the old
+    one (DUPLICATE_IDENTITY) before the new one joins, as the parity test sees it do."""
     old = client.join("standup", "alice").participant
 
     refreshed = client.refresh("standup", "alice")
@@ -60,8 +62,22 @@ def test_a_refresh_joins_the_new_connection_before_the_old_one_leaves(
     assert [p.sid for p in client.state().rooms[0].participants] == [refreshed.joined.sid]
     received = sink.wait_for(4)
     assert [(r.json["event"], r.json["participant"]["sid"]) for r in received[2:]] == [
-        ("participant_joined", refreshed.joined.sid),
         ("participant_left", old.sid),
+        ("participant_joined", refreshed.joined.sid),
+    ]
+
+
+def test_joining_with_an_identity_already_in_the_room_replaces_that_participant(
+    client: SimulatorClient, sink: WebhookSink
+) -> None:
+    first = client.join("standup", "alice").participant
+
+    second = client.join("standup", "alice").participant
+
+    assert [p.sid for p in client.state().rooms[0].participants] == [second.sid]
+    assert [(r.json["event"], r.json["participant"]["sid"]) for r in sink.wait_for(4)[2:]] == [
+        ("participant_left", first.sid),
+        ("participant_joined", second.sid),
     ]
 
 
@@ -74,10 +90,10 @@ def test_state_shows_dispatches_jobs_and_workers(sim: LiveKitSimulator, client: 
 
     [room] = state.rooms
     [job] = dispatch.jobs
-    assert [(d.dispatch_id, d.agent_name) for d in room.dispatches] == [(dispatch.dispatch_id, AGENT)]
-    assert [(j.job_id, j.status, j.worker_id) for j in room.dispatches[0].jobs] == [
-        (job.job_id, "JS_RUNNING", worker)
-    ]
+    default, ours = room.dispatches  # a room opened without CreateRoom's agents dispatches "any agent"
+    assert [(d.agent_name, d.jobs) for d in [default]] == [("", [])]
+    assert (ours.dispatch_id, ours.agent_name) == (dispatch.dispatch_id, AGENT)
+    assert [(j.job_id, j.status, j.worker_id) for j in ours.jobs] == [(job.job_id, "JS_RUNNING", worker)]
     assert [p.kind for p in room.participants] == [ParticipantKind.STANDARD, ParticipantKind.AGENT]
     assert [(w.worker_id, w.slots, w.jobs) for w in state.workers] == [(worker, 2, [job.job_id])]
     assert room.closes_at is None and state.now == sim.snapshot().now

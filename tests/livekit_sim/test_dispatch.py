@@ -27,14 +27,18 @@ from tests.livekit_sim.sink import WebhookSink
 
 
 def dispatch(sim: LiveKitSimulator, room: str) -> tuple[str, list[str]]:
-    """CreateDispatch over Twirp: the dispatch id and its jobs' ids."""
+    """CreateDispatch over Twirp, which answers before any job exists (as LiveKit does), then
+    ListDispatch: the dispatch id and its jobs' ids."""
     created = twirp(
         sim,
         lambda api: api.agent_dispatch.create_dispatch(
             CreateAgentDispatchRequest(room=room, agent_name=AGENT)
         ),
     )
-    return created.id, [job.id for job in created.state.jobs]
+    assert list(created.state.jobs) == []
+    listed = twirp(sim, lambda api: api.agent_dispatch.get_dispatch(created.id, room))
+    assert listed is not None
+    return created.id, [job.id for job in listed.state.jobs]
 
 
 def participants(sim: LiveKitSimulator, room: str) -> list[tuple[str, int]]:
@@ -95,8 +99,9 @@ def test_a_worker_in_a_task_accepts_as_that_task_and_list_dispatch_says_so(
     identity = agent_identity(job_id, task_arn)
     [assignment] = client.messages(worker)
     assert isinstance(assignment, JobAssignment) and assignment.participant_identity == identity
-    [listed] = twirp(sim, lambda api: api.agent_dispatch.list_dispatch("standup"))
-    assert [(job.id, job.state.participant_identity) for job in listed.state.jobs] == [(job_id, identity)]
+    listed = twirp(sim, lambda api: api.agent_dispatch.list_dispatch("standup"))
+    [ours] = [d for d in listed if d.agent_name == AGENT]  # beside the room's own empty-name dispatch
+    assert [(job.id, job.state.participant_identity) for job in ours.state.jobs] == [(job_id, identity)]
     assert participants(sim, "standup") == [("alice", 0), (identity, ParticipantInfo.AGENT)]
 
 
@@ -108,9 +113,10 @@ def test_a_dispatch_with_no_worker_is_dropped_and_never_gets_a_job(
     client.register_worker(AGENT)
 
     assert jobs == []
-    [listed] = twirp(sim, lambda api: api.agent_dispatch.list_dispatch("standup"))
+    default, listed = twirp(sim, lambda api: api.agent_dispatch.list_dispatch("standup"))
+    assert (default.agent_name, list(default.state.jobs)) == ("", [])  # the room's own, unanswered too
     assert (listed.id, list(listed.state.jobs)) == (dispatch_id, [])
-    assert [r.getMessage() for r in caplog.records] == [NO_WORKER]
+    assert [r.getMessage() for r in caplog.records] == [NO_WORKER, NO_WORKER]
     assert participants(sim, "standup") == []
 
 
@@ -159,7 +165,7 @@ def test_removing_an_agent_ends_its_job(sim: LiveKitSimulator, client: Simulator
     assert client.messages(worker)[1] == JobTermination(
         job_id=job_id, room="standup", reason="agent left the room"
     )
-    [listed] = twirp(sim, lambda api: api.agent_dispatch.list_dispatch("standup"))
+    _, listed = twirp(sim, lambda api: api.agent_dispatch.list_dispatch("standup"))
     assert [job.state.status for job in listed.state.jobs] == [JobStatus.JS_SUCCESS]
 
 

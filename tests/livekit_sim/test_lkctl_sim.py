@@ -44,7 +44,7 @@ def test_state_json_is_the_simulators_model(sim: LiveKitSimulator, client: Simul
     state = SimState.model_validate_json(result.stdout)
     [room] = state.rooms
     assert [p.kind for p in room.participants] == ["standard", "agent"] and state.workers[0].jobs
-    assert room.dispatches[0].jobs[0].job_id in table.stdout and "JS_RUNNING" in table.stdout
+    assert room.dispatches[-1].jobs[0].job_id in table.stdout and "JS_RUNNING" in table.stdout
 
 
 def test_leave_and_refresh(sim: LiveKitSimulator, client: SimulatorClient) -> None:

@@ -36,7 +36,7 @@ def test_a_worker_reports_its_job_ended_and_the_agent_leaves(
     assert ended.status == recorded
     [room] = client.state().rooms
     assert [p.identity for p in room.participants] == ["alice"]
-    assert [(j.job_id, j.status, j.worker_id) for j in room.dispatches[0].jobs] == [
+    assert [(j.job_id, j.status, j.worker_id) for j in room.dispatches[-1].jobs] == [
         (job.job_id, recorded, None)
     ]
     assert sink.events(4)[3] == ("participant_left", f"agent-{job.job_id}")
@@ -50,7 +50,7 @@ def test_unregistering_a_worker_fails_its_jobs(sim: LiveKitSimulator, client: Si
 
     state = client.state()
     assert state.workers == [] and [p.identity for p in state.rooms[0].participants] == ["alice"]
-    assert state.rooms[0].dispatches[0].jobs[0].status == "JS_FAILED"
+    assert state.rooms[0].dispatches[-1].jobs[0].status == "JS_FAILED"
     with pytest.raises(SimulatorError) as gone:
         client.messages(worker)
     assert gone.value.status == 404 and worker in gone.value.message

@@ -38,8 +38,9 @@ def agents_in(sim: SimulatorClient, name: str) -> int:
 
 
 def dispatches_in(sim: SimulatorClient, name: str) -> int:
+    """Our dispatches: LiveKit's own "any agent" one (an empty agent name) lives with the room."""
     found = room(sim.state(), name)
-    return 0 if found is None else len(found.dispatches)
+    return 0 if found is None else sum(1 for d in found.dispatches if d.agent_name)
 
 
 def child_pids() -> set[int]:

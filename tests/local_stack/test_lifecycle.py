@@ -24,6 +24,8 @@ INFO_KEYS = {
     "livekit_url",
     "livekit_api_key",
     "livekit_api_secret",
+    "livekit_server_pid",
+    "livekit_server_log",
 }
 
 

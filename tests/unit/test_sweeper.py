@@ -19,6 +19,16 @@ def stack() -> TwinStack:
     return TwinStack()
 
 
+@pytest.fixture
+def audited() -> TwinStack:
+    """Every room audited every sweep. LiveKit never counts agents in ``num_participants``, so
+    what only our agent or its dispatch shows (a job that ended unreported, a stray dispatch, a
+    leftover agent in a room nobody else is in) is found on the room's audit turn."""
+    return TwinStack(
+        sweep_policy=replace(SWEEP_POLICY, audit_period_seconds=SWEEP_POLICY.sweep_interval_seconds)
+    )
+
+
 def active_room(stack: TwinStack, room: str = "room-1", sid: str = "PA_1") -> str:
     """A room with one human and its agent dispatched; returns the task ARN."""
     stack.join(sid, room=room)
@@ -81,16 +91,16 @@ def test_settled_rooms_cost_the_sweep_nothing(stack: TwinStack) -> None:
 # --- 2. dispatch hygiene -------------------------------------------------------------------------
 
 
-def test_duplicate_dispatch_is_deleted_and_the_rooms_own_kept(stack: TwinStack) -> None:
-    active_room(stack)
-    recorded = stack.room().agent.dispatch_id
-    stack.advance(5)
-    stack.livekit.create_dispatch("room-1", AGENT_NAME, "{}")  # a second one, e.g. a stray retry
+def test_duplicate_dispatch_is_deleted_and_the_rooms_own_kept(audited: TwinStack) -> None:
+    active_room(audited)
+    recorded = audited.room().agent.dispatch_id
+    audited.advance(5)
+    audited.livekit.create_dispatch("room-1", AGENT_NAME, "{}")  # a second one, e.g. a stray retry
 
-    stack.sweep()
+    audited.sweep()
 
-    assert [d.dispatch_id for d in stack.dispatches()] == [recorded]
-    assert stack.metrics.count_for("DispatchesDeleted", Reason="duplicate") == 1
+    assert [d.dispatch_id for d in audited.dispatches()] == [recorded]
+    assert audited.metrics.count_for("DispatchesDeleted", Reason="duplicate") == 1
 
 
 def test_without_a_running_job_the_newest_dispatch_is_kept() -> None:
@@ -107,36 +117,36 @@ def test_without_a_running_job_the_newest_dispatch_is_kept() -> None:
     assert stack.livekit.get_dispatch("room-x", old.dispatch_id) is None
 
 
-def test_dead_dispatch_is_replaced_once_the_worker_is_ready(stack: TwinStack) -> None:
-    arn = active_room(stack)
-    dead = stack.room().agent.dispatch_id
-    stack.livekit.end_jobs("room-1", dead, "JS_FAILED")
-    stack.advance(31)
-    stack.heartbeat(arn)
+def test_dead_dispatch_is_replaced_once_the_worker_is_ready(audited: TwinStack) -> None:
+    arn = active_room(audited)
+    dead = audited.room().agent.dispatch_id
+    audited.livekit.end_jobs("room-1", dead, "JS_FAILED")
+    audited.advance(31)
+    audited.heartbeat(arn)
 
-    stack.sweep()
+    audited.sweep()
 
-    [fresh] = stack.dispatches()
+    [fresh] = audited.dispatches()
     assert fresh.dispatch_id != dead and fresh.has_running_job
-    assert stack.room().agent.dispatch_id == fresh.dispatch_id
-    assert stack.room().state is RoomState.ACTIVE
-    assert stack.metrics.count_for("DispatchesDeleted", Reason="no_live_job") == 1
+    assert audited.room().agent.dispatch_id == fresh.dispatch_id
+    assert audited.room().state is RoomState.ACTIVE
+    assert audited.metrics.count_for("DispatchesDeleted", Reason="no_live_job") == 1
 
 
-def test_jobless_dispatch_is_not_recreated_while_no_worker_is_ready(stack: TwinStack) -> None:
-    arn = active_room(stack)
-    dead = stack.room().agent.dispatch_id
-    stack.livekit.end_jobs("room-1", dead, "JS_SUCCESS")
-    stack.advance(31)
-    worker = stack.store.get_worker(arn)
-    stack.store.put_worker(
-        worker.model_copy(update={"status": WorkerStatus.DRAINING, "heartbeat_at": stack.clock.now()})
+def test_jobless_dispatch_is_not_recreated_while_no_worker_is_ready(audited: TwinStack) -> None:
+    arn = active_room(audited)
+    dead = audited.room().agent.dispatch_id
+    audited.livekit.end_jobs("room-1", dead, "JS_SUCCESS")
+    audited.advance(31)
+    worker = audited.store.get_worker(arn)
+    audited.store.put_worker(
+        worker.model_copy(update={"status": WorkerStatus.DRAINING, "heartbeat_at": audited.clock.now()})
     )
 
-    stack.sweep()
+    audited.sweep()
 
-    assert stack.livekit.get_dispatch("room-1", dead) is None
-    assert stack.livekit.calls["create_dispatch"] == 1, "only the original dispatch was ever created"
+    assert audited.livekit.get_dispatch("room-1", dead) is None
+    assert audited.livekit.calls["create_dispatch"] == 1, "only the original dispatch was ever created"
 
 
 def test_young_jobless_dispatch_gets_time_to_receive_its_job(stack: TwinStack) -> None:
@@ -154,25 +164,25 @@ def test_young_jobless_dispatch_gets_time_to_receive_its_job(stack: TwinStack) -
     ids=["never-tracked-room-after-agent-ttl", "closed-room-after-grace"],
 )
 def test_leftover_dispatch_in_a_room_without_humans_is_deleted_after_its_idle_limit(
-    stack: TwinStack, known_room: bool, idle_limit: int
+    audited: TwinStack, known_room: bool, idle_limit: int
 ) -> None:
     if known_room:
-        active_room(stack, room="room-x")
-        stack.leave("PA_1", room="room-x")
-        stack.advance(61)
-        assert stack.room("room-x").state is RoomState.CLOSED
-    stack.livekit.register_worker(AGENT_NAME)
-    stack.livekit.open_room("room-x")
-    leftover = stack.livekit.create_dispatch("room-x", AGENT_NAME, "{}")
+        active_room(audited, room="room-x")
+        audited.leave("PA_1", room="room-x")
+        audited.advance(61)
+        assert audited.room("room-x").state is RoomState.CLOSED
+    audited.livekit.register_worker(AGENT_NAME)
+    audited.livekit.open_room("room-x")
+    leftover = audited.livekit.create_dispatch("room-x", AGENT_NAME, "{}")
 
-    stack.advance(idle_limit - 1)
-    stack.sweep()
-    assert stack.livekit.get_dispatch("room-x", leftover.dispatch_id) is not None
+    audited.advance(idle_limit - 1)
+    audited.sweep()
+    assert audited.livekit.get_dispatch("room-x", leftover.dispatch_id) is not None
 
-    stack.advance(2)
-    stack.sweep()
-    assert stack.livekit.get_dispatch("room-x", leftover.dispatch_id) is None
-    assert stack.metrics.count_for("DispatchesDeleted", Reason="no_humans") == 1
+    audited.advance(2)
+    audited.sweep()
+    assert audited.livekit.get_dispatch("room-x", leftover.dispatch_id) is None
+    assert audited.metrics.count_for("DispatchesDeleted", Reason="no_humans") == 1
 
 
 def test_leftover_dispatch_stays_while_humans_are_in_the_room(stack: TwinStack) -> None:
@@ -427,29 +437,29 @@ def test_sweep_reports_gauges_and_what_it_cleaned(stack: TwinStack) -> None:
 # --- 6. safety -----------------------------------------------------------------------------------
 
 
-def test_livekit_outage_changes_nothing_destructive_and_the_next_sweep_catches_up(stack: TwinStack) -> None:
-    arn = active_room(stack)
-    stack.livekit.close_room("room-1")
-    stack.livekit.open_room("room-x")
-    leftover = stack.livekit.create_dispatch("room-x", AGENT_NAME, "{}")
-    stack.advance(400)
-    stack.heartbeat(arn)
-    stack.livekit.set_down(True)
+def test_livekit_outage_changes_nothing_destructive_and_the_next_sweep_catches_up(audited: TwinStack) -> None:
+    arn = active_room(audited)
+    audited.livekit.close_room("room-1")
+    audited.livekit.open_room("room-x")
+    leftover = audited.livekit.create_dispatch("room-x", AGENT_NAME, "{}")
+    audited.advance(400)
+    audited.heartbeat(arn)
+    audited.livekit.set_down(True)
 
-    report = stack.sweep()
+    report = audited.sweep()
 
     assert report.complete
-    assert stack.runner.tasks[arn].running is True
-    assert stack.room().state is not RoomState.CLOSED
-    assert stack.livekit.get_dispatch("room-x", leftover.dispatch_id) is not None
-    assert stack.metrics.count_for("SweepListingFailures", Source="livekit") == 1
+    assert audited.runner.tasks[arn].running is True
+    assert audited.room().state is not RoomState.CLOSED
+    assert audited.livekit.get_dispatch("room-x", leftover.dispatch_id) is not None
+    assert audited.metrics.count_for("SweepListingFailures", Source="livekit") == 1
 
-    stack.livekit.set_down(False)
-    stack.sweep()
+    audited.livekit.set_down(False)
+    audited.sweep()
 
-    assert stack.room().state is RoomState.CLOSED
-    assert stack.runner.tasks[arn].running is False
-    assert stack.livekit.get_dispatch("room-x", leftover.dispatch_id) is None
+    assert audited.room().state is RoomState.CLOSED
+    assert audited.runner.tasks[arn].running is False
+    assert audited.livekit.get_dispatch("room-x", leftover.dispatch_id) is None
 
 
 def test_throttled_ecs_listing_stops_nothing_until_it_answers(stack: TwinStack) -> None:

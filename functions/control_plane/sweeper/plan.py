@@ -21,9 +21,6 @@ from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 # LiveKit's listings and our records are read at different moments: anything that changed
 # within this margin of a listing is left for the next sweep rather than judged on it.
 LISTING_MARGIN_SECONDS = 10.0
-# A dispatch onto a ready worker puts its agent in the room within seconds; until then either
-# participant count is believable.
-AGENT_JOIN_SECONDS = 15.0
 
 
 class DeleteReason(StrEnum):
@@ -81,24 +78,11 @@ def audit_due(name: str, now: float, policy: SweepPolicy) -> bool:
     return zlib.crc32(name.encode("utf-8", "surrogatepass")) % slots == slot
 
 
-def expected_participants(room: Room, now: float) -> tuple[int, int]:
-    """How many participants LiveKit should list for the record: its humans, plus our agent
-    once its dispatch has had time to place the job (either count while that is in flux)."""
-    humans = len(room.humans)
-    agent = room.agent
-    if agent is None or agent.dispatch_id is None:
-        return humans, humans + (1 if room.stop_requested_at is not None else 0)
-    settled = agent.dispatched_at is not None and now - agent.dispatched_at >= AGENT_JOIN_SECONDS
-    if settled and room.stop_requested_at is None and agent.task_stopped_at is None:
-        return humans + 1, humans + 1
-    return humans, humans + 1
-
-
-def participants_explained(room: Room, live: LiveRoom, ours: Sequence[Dispatch]) -> bool:
-    """Whether LiveKit's participant count is the recorded humans plus our running agents, so
-    listing the participants could show nothing the record does not know."""
-    running = sum(1 for dispatch in ours for job in dispatch.jobs if job.status == "JS_RUNNING")
-    return room.sid == live.sid and live.num_participants == len(room.humans) + running
+def participants_explained(room: Room, live: LiveRoom) -> bool:
+    """Whether LiveKit's participant count is the recorded humans, so listing the participants
+    could show no human the record does not know. LiveKit's ``num_participants`` leaves agents
+    and egress out (``IsDependent``): our agent is never in it."""
+    return room.sid == live.sid and live.num_participants == len(room.humans)
 
 
 def plan_room_check(
@@ -112,11 +96,12 @@ def plan_room_check(
     """Whether a tracked room costs per-room LiveKit calls this sweep.
 
     A room whose session, participant count and agent's worker agree with LiveKit's room list
-    costs none: reconcile works on the record. A count that disagrees (a missed join or leave,
-    a dead or duplicate dispatch — our agent is a participant while its job runs), a worker
-    gone silent under a dispatch, or the room's audit turn makes it inspected. Inspection
-    itself leaves alone what changed around the listing, so a room in flux costs calls but
-    is never misjudged.
+    costs none: reconcile works on the record. A count that is not the recorded humans (a
+    missed join or leave; LiveKit never counts agents, and refreshes the count every 5 s), a job
+    failure recorded since the dispatch (its dispatch is dead), a worker gone silent under a
+    dispatch, or the room's audit turn (which finds any other dead or duplicate dispatch) makes
+    it inspected. Inspection itself leaves alone what changed around
+    the listing, so a room in flux costs calls but is never misjudged.
     """
     if live is None:
         return RoomCheck.GONE
@@ -124,10 +109,12 @@ def plan_room_check(
         return RoomCheck.NEW_SESSION
     if audit:
         return RoomCheck.INSPECT
-    low, high = expected_participants(room, listed_at)
-    if not low <= live.num_participants <= high:
+    if live.num_participants != len(room.humans):
         return RoomCheck.INSPECT
     agent = room.agent
+    dispatched_at = agent.dispatched_at if agent is not None and agent.dispatch_id is not None else None
+    if dispatched_at is not None and room.crashes and room.crashes[-1] >= dispatched_at:
+        return RoomCheck.INSPECT  # its job failed since the dispatch: the dispatch is dead
     if agent is not None and agent.dispatch_id is not None and agent.task_arn is not None:
         silent = worker is None or listed_at - worker.heartbeat_at > policy.worker_stale_seconds
         if (

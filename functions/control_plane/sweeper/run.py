@@ -373,7 +373,7 @@ class _SweepRun:
         self, room: Room, live_room: LiveRoom, participants: list[LiveParticipant] | None = None
     ) -> None:
         """Inspect a room: its dispatches first; its participants only when the listing's count
-        is not explained by the recorded humans plus our running agents (or the session is new)."""
+        is not the recorded humans (or the session is new)."""
         self.inspected += 1
         listed_at = self.now()
         ours = await self._our_dispatches(room.name)
@@ -391,7 +391,7 @@ class _SweepRun:
             )
             self.metrics.count("RoomsGone")
             room = observed
-        if participants is None and not participants_explained(room, live_room, ours):
+        if participants is None and not participants_explained(room, live_room):
             participants = await self.livekit.alist_participants(live_room.name)
         if participants is not None:
             room = await self.blocking(self._apply_changes, room, participants, listed_at)

@@ -33,7 +33,9 @@ from control_plane.worker_protocol import agent_identity
 DEFAULT_DEPARTURE_TIMEOUT = 20
 DEFAULT_EMPTY_TIMEOUT = 300
 STANDARD_KIND = 0
+EGRESS_KIND = 2
 AGENT_KIND = 4
+DEPENDENT_KINDS = (EGRESS_KIND, AGENT_KIND)  # LiveKit's IsDependent: never counted, never keep a room open
 
 
 class _WallClock:
@@ -48,7 +50,9 @@ class _RoomState:
     dispatches: dict[str, Dispatch] = field(default_factory=dict)
 
     def snapshot(self) -> LiveRoom:
-        return replace(self.room, num_participants=len(self.participants))
+        """``num_participants`` as LiveKit counts it: agents and egress left out."""
+        counted = sum(p.kind not in DEPENDENT_KINDS for p in self.participants.values())
+        return replace(self.room, num_participants=counted)
 
 
 class InMemoryLiveKit:
@@ -114,7 +118,8 @@ class InMemoryLiveKit:
             return [state.snapshot() for state in self._rooms.values()]
 
     def create_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom:
-        """Opens the room, or updates the timeouts of an open one, as LiveKit's CreateRoom does."""
+        """Opens the room with these timeouts; an open room is returned unchanged, as LiveKit's
+        CreateRoom does (v1.13.5 ``getOrCreateRoom``: the second call's timeouts are ignored)."""
         with self._serving("create_room"):
             return self._open(name, departure_timeout, empty_timeout).snapshot()
 
@@ -146,9 +151,15 @@ class InMemoryLiveKit:
         departure_timeout: int = 0,
         empty_timeout: int = 0,
     ) -> LiveRoom:
-        """Open a room, or update an open one; a timeout of 0 keeps the default or current value."""
+        """Open a room, or change an open one as the room's own server would (what CreateRoom
+        cannot do); a timeout of 0 keeps the default or current value."""
         with self._lock:
-            return self._open(name, departure_timeout, empty_timeout).snapshot()
+            state = self._open(name, departure_timeout, empty_timeout)
+            if departure_timeout > 0:
+                state.room = replace(state.room, departure_timeout=departure_timeout)
+            if empty_timeout > 0:
+                state.room = replace(state.room, empty_timeout=empty_timeout)
+            return state.snapshot()
 
     def close_room(self, name: str) -> bool:
         """LiveKit closes the room: its participants and dispatches go with it. False if not open."""
@@ -227,20 +238,17 @@ class InMemoryLiveKit:
 
     def _open(self, name: str, departure_timeout: int, empty_timeout: int) -> _RoomState:
         state = self._rooms.get(name)
-        if state is None:
-            room = LiveRoom(
-                sid=self._new_id("RM"),
-                name=name,
-                num_participants=0,
-                departure_timeout=DEFAULT_DEPARTURE_TIMEOUT,
-                created_at=self._clock.now(),
-                empty_timeout=DEFAULT_EMPTY_TIMEOUT,
-            )
-            state = self._rooms[name] = _RoomState(room)
-        if departure_timeout > 0:
-            state.room = replace(state.room, departure_timeout=departure_timeout)
-        if empty_timeout > 0:
-            state.room = replace(state.room, empty_timeout=empty_timeout)
+        if state is not None:
+            return state
+        room = LiveRoom(
+            sid=self._new_id("RM"),
+            name=name,
+            num_participants=0,
+            departure_timeout=departure_timeout or DEFAULT_DEPARTURE_TIMEOUT,
+            created_at=self._clock.now(),
+            empty_timeout=empty_timeout or DEFAULT_EMPTY_TIMEOUT,
+        )
+        state = self._rooms[name] = _RoomState(room)
         return state
 
     def _new_id(self, prefix: str) -> str:

@@ -177,8 +177,14 @@ class Capacity:
             log.info("worker kept warm", extra={"task_arn": task_arn, "room": room})
             self._wake()
             return
-        # The worker's own copy of the job may still be listed for a moment: it is ours to end.
-        workers.mark_draining(task_arn)
+        # Between the release and here another Lambda may have reserved the worker, or LiveKit
+        # handed it a job: the drain is conditional on neither, and StopTask follows only a drain
+        # that won. The room's own job may still be listed for a moment: it is ours to end.
+        if workers.drain_after(task_arn, room) is None:
+            self._ports.metrics.count("WorkerStopsAvoided")
+            log.info("worker took another room meanwhile: kept", extra={"task_arn": task_arn, "room": room})
+            self._wake()
+            return
         self._ports.runner.stop(task_arn, f"room {room} closed")
 
     def job_moved(self, room: str, reserved_on: str, running_on: str) -> str | None:

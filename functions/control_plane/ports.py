@@ -130,6 +130,12 @@ class WorkerRegistry(Protocol):
         write, so no reservation slips in between the check and the flag)."""
         ...
 
+    def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
+        """Set ``draining`` once ``room``'s agent is gone, only if the worker holds no slot and
+        hosts no job but ``room``'s (its own copy may still be listed): one conditional write, so
+        a slot reserved or a job taken meanwhile keeps the worker. The record after, or None."""
+        ...
+
     def put_waiting(self, room: str, since: float) -> None:
         """Remember that ``room`` waits for a slot (kept once, with its first ``since``)."""
         ...
@@ -146,6 +152,11 @@ class WorkerRegistry(Protocol):
 
     def count_arrival(self, now: float) -> None:
         """A room asked for an agent: one more arrival in the minute of ``now``."""
+        ...
+
+    def mark_ready(self, task_arn: str, now: float) -> WorkerRecord | None:
+        """Set the worker's ``ready_at`` to ``now`` if it has none (one conditional write): the
+        record after, or None if it was set before (a re-sent ``WorkerReady``) or is unknown."""
         ...
 
     def record_cold_start(self, seconds: float) -> None:

@@ -1,0 +1,148 @@
+"""The warm pool's edges (issue 18): reconnect storms, release races, orphaned reservations,
+workers lost before their job, through the real core on twins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
+from tests.harness import POOL_POLICY, TwinStack
+
+
+def warm_stack(warm_tasks: int = 1, **pool: object) -> TwinStack:
+    """A stack whose pool launched its warm workers and saw them become ready."""
+    stack = TwinStack(pool=replace(POOL_POLICY, warm_tasks=warm_tasks, **pool))  # type: ignore[arg-type]
+    stack.controller.capacity.replenish()
+    for arn in stack.pool_tasks():
+        record = stack.store.get_worker(arn)
+        if record is None or record.status is WorkerStatus.STARTING:
+            stack.pool_worker_becomes_ready(arn)
+    return stack
+
+
+def test_a_reconnect_storm_of_worker_ready_messages_samples_the_cold_start_once() -> None:
+    stack = TwinStack(pool=replace(POOL_POLICY, warm_tasks=1, adaptive=True))
+    stack.controller.capacity.replenish()
+    [arn] = stack.pool_tasks()
+    stack.advance(40)
+    stack.pool_worker_becomes_ready(arn)
+    measured = stack.store.pool_demand().cold_start_seconds
+    wanted = stack.controller.capacity.replenish().wanted_slots
+
+    # Three hours on, LiveKit restarts: the worker re-registers and re-sends WorkerReady, many times.
+    stack.advance(3 * 3600)
+    for _ in range(25):
+        stack.timers.send(WorkerReady(task_arn=arn), 0)
+    stack.run_due_timers()
+
+    assert measured == 40.0
+    assert stack.store.pool_demand().cold_start_seconds == measured, "the estimate is unchanged"
+    assert stack.controller.capacity.replenish().wanted_slots == wanted, "the pool did not grow"
+    assert stack.metrics.count_for("WorkerColdStartSeconds") == 40.0, "one sample"
+
+
+def _another_room_reserves(stack: TwinStack, arn: str) -> None:
+    worker = stack.store.get_worker(arn)
+    assert worker is not None
+    assert stack.store.reserve_slot(worker, "room-b", stack.clock.now(), jobs_per_task=2)
+
+
+def _livekit_hands_it_a_job(stack: TwinStack, arn: str) -> None:
+    stack.heartbeat(arn, {"room-b": "AJ_9"})
+
+
+@pytest.mark.parametrize("meanwhile", [_another_room_reserves, _livekit_hands_it_a_job])
+def test_a_worker_taken_by_another_room_while_its_room_is_released_is_never_stopped(
+    meanwhile: Callable[[TwinStack, str], None],
+) -> None:
+    stack = warm_stack(warm_tasks=1, jobs_per_task=2)
+    [warm] = stack.pool_tasks()
+    stack.join("PA_1")
+    assert stack.task_of() == warm
+    for arn in stack.pool_tasks():
+        if not stack.worker_registered(arn):
+            stack.pool_worker_becomes_ready(arn)  # the replacement: the pool needs `warm` no more
+    release_slot = stack.store.release_slot
+
+    def released_then_taken(task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
+        after = release_slot(task_arn, room, unassign)
+        if room == "room-1":
+            meanwhile(stack, task_arn)  # another Lambda, or LiveKit, between the release and the drain
+        return after
+
+    stack.store.release_slot = released_then_taken  # type: ignore[method-assign]
+    stack.leave("PA_1")
+    stack.advance(61)  # grace over: room-1's agent is removed
+
+    assert stack.room().agent is None
+    assert stack.runner.tasks[warm].running, "the worker another room took is not SIGTERMed"
+    worker = stack.store.get_worker(warm)
+    assert worker is not None and not worker.draining
+    assert stack.metrics.count_for("WorkerStopsAvoided") == 1
+
+
+def test_a_released_worker_nobody_took_is_drained_and_stopped() -> None:
+    stack = warm_stack(warm_tasks=1, jobs_per_task=2)
+    [warm] = stack.pool_tasks()
+    stack.join("PA_1")
+    stack.job_started("room-1", warm)
+    for arn in stack.pool_tasks():
+        if not stack.worker_registered(arn):
+            stack.pool_worker_becomes_ready(arn)
+
+    stack.leave("PA_1")
+    stack.advance(61)
+
+    assert not stack.runner.tasks[warm].running, "its own room's job listed still: ours to end"
+    worker = stack.store.get_worker(warm)
+    assert worker is not None and worker.draining
+
+
+def test_a_pool_worker_lost_before_the_rooms_job_is_the_workers_failure_not_the_rooms() -> None:
+    stack = warm_stack(warm_tasks=2)
+    stack.join("PA_1")
+    for _ in range(3):  # three Spot reclaims in a row, each before LiveKit handed over the job
+        reserved_on = stack.task_of()
+        spare = [arn for arn in stack.pool_tasks() if arn != reserved_on]
+        for arn in spare:
+            if not stack.worker_registered(arn):
+                stack.pool_worker_becomes_ready(arn)
+        stack.runner.crash(reserved_on, "SpotInterruption", None)
+        stack.ecs_event(reserved_on, "STOPPED", stop_code="SpotInterruption")
+
+        room = stack.room()
+        assert room.crashes == () and room.failed_at is None and room.next_launch_at is None
+        assert room.agent is not None and room.agent.slot_reserved, "another ready worker, at once"
+        assert room.agent.task_arn in spare
+        assert len(stack.dispatches()) == 1
+    assert stack.metrics.count_for("WorkersLostBeforeJob") == 3
+    assert stack.metrics.count_for("AgentCrashes") == 0
+
+
+def test_a_worker_lost_with_no_other_ready_worker_launches_at_once() -> None:
+    stack = warm_stack(warm_tasks=1)
+    [warm] = stack.pool_tasks()
+    stack.join("PA_1")
+    for arn in stack.pool_tasks():  # the replacement the pool launched is still starting
+        assert arn == warm or not stack.worker_registered(arn)
+
+    stack.crash()
+
+    room = stack.room()
+    assert room.crashes == ()
+    assert room.agent is not None and room.agent.task_arn != warm, "capacity asked for now, no backoff"
+
+
+def test_a_worker_dying_after_the_rooms_job_started_still_counts_as_the_rooms_crash() -> None:
+    stack = warm_stack(warm_tasks=1)
+    [warm] = stack.pool_tasks()
+    stack.join("PA_1")
+    stack.job_started("room-1", warm)
+
+    stack.crash()
+
+    assert len(stack.room().crashes) == 1
+    assert stack.metrics.count_for("WorkersLostBeforeJob") == 0

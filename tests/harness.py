@@ -25,7 +25,7 @@ from control_plane.events import EventParticipant, EventRoom, LiveKitEvent
 from control_plane.pool import PoolPolicy
 from control_plane.ports import LaunchLimiter, Ports
 from control_plane.reconcile import Policy
-from control_plane.room import Room
+from control_plane.room import JOIN_RESERVATION_SECONDS, Room
 from control_plane.settings import TASK_STARTED_BY
 from control_plane.sweeper import Sweeper, SweepPolicy, SweepReport
 from control_plane.task_events import EcsTaskStateChange, TaskEventHandler, TaskEventOutcome
@@ -54,6 +54,9 @@ SWEEP_POLICY = SweepPolicy(
     concurrency=4,
     safety_margin_seconds=10,
 )
+
+# What the settings give rooms we create: the join reservation + grace + a 10 s margin.
+ROOM_DEPARTURE_TIMEOUT = JOIN_RESERVATION_SECONDS + POLICY.grace_seconds + 10
 
 POOL_POLICY = PoolPolicy(worker_stale_seconds=45, start_timeout_seconds=300)
 
@@ -123,7 +126,11 @@ class TwinStack:
 
     def controller_for(self, ports: Ports) -> RoomController:
         return RoomController(
-            ports, self.policy, departure_timeout=70, event_ttl_seconds=86400, pool=self.pool
+            ports,
+            self.policy,
+            departure_timeout=ROOM_DEPARTURE_TIMEOUT,
+            event_ttl_seconds=86400,
+            pool=self.pool,
         )
 
     def event_for(self, kind: str, sid: str, **kwargs: object) -> LiveKitEvent:

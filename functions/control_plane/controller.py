@@ -310,6 +310,10 @@ class RoomController:
         (:func:`control_plane.room.expect_human`), and reconcile, so the agent is asked for
         before LiveKit has seen the human. A listing older than the record reserves nothing."""
         now = self._now()
+        # LiveKit closes the room departure_timeout after the human leaves (at the earliest
+        # now): a deadline (reservation end + grace) past that would outlive the room. Rooms we
+        # create cover the whole reservation; one created elsewhere with less caps it.
+        until = min(until, now + max(0, live.departure_timeout - self._policy.grace_seconds))
 
         def reserve(room: Room | None) -> Room | None:
             observed = observe_room_started(

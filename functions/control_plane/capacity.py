@@ -24,6 +24,7 @@ from control_plane.ports import (
     ObservedTaskState,
     Ports,
 )
+from control_plane.reconcile import holds_slot_on
 from control_plane.worker_protocol import WakeRooms, WorkerRecord
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,29 @@ class Capacity:
                 log.info("slot reserved", extra={"room": room, "task_arn": worker.task_arn})
                 return worker.task_arn
         return None
+
+    def reap_orphaned_slots(self, workers: Sequence[WorkerRecord], lease: float) -> int:
+        """Free reservations older than the claim lease whose room does not point back: taking
+        a slot and recording it in the room are two writes, and when the second fails the slot
+        would pin the worker for hours. The room is re-read before each reap, and the reap is
+        conditional on that very reservation, so one made or recorded meanwhile stays."""
+        now = self._ports.clock.now()
+        reaped = 0
+        for worker in workers:
+            for room, reserved_at in sorted(worker.reserved.items()):
+                if now - reserved_at < lease or room in worker.jobs:
+                    continue
+                if holds_slot_on(self._ports.rooms.get(room), worker.task_arn):
+                    continue
+                if self._ports.workers.reap_slot(worker.task_arn, room, reserved_at):
+                    reaped += 1
+                    log.warning(
+                        "orphaned slot reservation freed", extra={"room": room, "task_arn": worker.task_arn}
+                    )
+        if reaped:
+            self._ports.metrics.count("OrphanedSlotsReaped", reaped)
+            self._wake()
+        return reaped
 
     def _held_for_another(self, worker: WorkerRecord, room: str | None) -> bool:
         """A fresh task launched for a room still waiting is that room's first: taking it would

@@ -130,6 +130,12 @@ class WorkerRegistry(Protocol):
         write, so no reservation slips in between the check and the flag)."""
         ...
 
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
+        """Free ``room``'s slot if it is still the reservation made at ``reserved_at`` and the
+        worker runs no job for the room (one conditional write; the room never ran there, so it
+        does not count toward ``JOBS_PER_TASK``). False if anything changed."""
+        ...
+
     def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
         """Set ``draining`` once ``room``'s agent is gone, only if the worker holds no slot and
         hosts no job but ``room``'s (its own copy may still be listed): one conditional write, so

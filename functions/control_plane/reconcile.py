@@ -368,6 +368,13 @@ def record_launch(room: Room, token: str, task_arn: str) -> Room | None:
     )
 
 
+def holds_slot_on(room: Room | None, task_arn: str) -> bool:
+    """Whether the room's record points at a slot on ``task_arn`` (a reservation the record
+    does not point back to was orphaned: the write recording it failed)."""
+    agent = room.agent if room is not None else None
+    return agent is not None and agent.slot_reserved and agent.task_arn == task_arn
+
+
 def record_slot(room: Room, token: str, task_arn: str) -> Room | None:
     """The room holds a slot on ``task_arn``; None if the agent moved on (release the slot)."""
     agent = room.agent

@@ -145,6 +145,9 @@ class HeartbeatedWorkers:
             self._world.drain_requested(task_arn)
         return drained
 
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
+        return self._store.reap_slot(task_arn, room, reserved_at)
+
     def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
         self.get_worker(task_arn)  # the jobs its last heartbeat listed
         drained = self._store.drain_after(task_arn, room)

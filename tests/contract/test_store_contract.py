@@ -522,3 +522,25 @@ def test_a_released_worker_is_drained_only_if_nothing_but_the_ending_room_is_on_
     assert own is not None and own.draining and own.jobs == {"room-a": "J"}
     assert store.drain_after("arn:unknown", "room-a") is None
     assert [w.task_arn for w in store.live_workers() if w.draining] == ["arn:free", "arn:own-job"]
+
+
+def test_an_orphaned_slot_is_reaped_only_if_it_is_still_that_reservation_and_no_job_runs(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    store.put_worker(WorkerRecord(task_arn="arn:w", status=WorkerStatus.READY, capacity=3, heartbeat_at=T0))
+    worker = store.get_worker("arn:w")
+    assert store.reserve_slot(worker, "orphan", T0, jobs_per_task=5)
+    assert store.reserve_slot(store.get_worker("arn:w"), "running", T0, jobs_per_task=5)
+    store.put_worker(
+        WorkerRecord(
+            task_arn="arn:w", status=WorkerStatus.READY, capacity=3, heartbeat_at=T0, jobs={"running": "J"}
+        )
+    )
+
+    assert store.reap_slot("arn:w", "orphan", T0 + 1) is False, "another reservation than the one judged"
+    assert store.reap_slot("arn:w", "running", T0) is False, "its job runs there"
+    assert store.reap_slot("arn:w", "orphan", T0) is True
+    assert store.reap_slot("arn:w", "orphan", T0) is False, "once"
+    assert store.reap_slot("arn:unknown", "orphan", T0) is False
+    after = store.get_worker("arn:w")
+    assert after is not None and after.reserved == {"running": T0} and after.assigned == 1

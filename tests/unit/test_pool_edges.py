@@ -8,8 +8,10 @@ from dataclasses import replace
 
 import pytest
 
+from control_plane import reconcile
+from control_plane.room import Room
 from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
-from tests.harness import POOL_POLICY, TwinStack
+from tests.harness import POLICY, POOL_POLICY, TwinStack
 
 
 def warm_stack(warm_tasks: int = 1, **pool: object) -> TwinStack:
@@ -146,3 +148,48 @@ def test_a_worker_dying_after_the_rooms_job_started_still_counts_as_the_rooms_cr
 
     assert len(stack.room().crashes) == 1
     assert stack.metrics.count_for("WorkersLostBeforeJob") == 0
+
+
+def test_a_reservation_whose_room_write_failed_is_reaped_after_the_claim_lease() -> None:
+    stack = warm_stack(warm_tasks=1)
+    [warm] = stack.pool_tasks()
+    save = stack.store.save
+
+    def throttled_when_recording_the_slot(room: Room, expected_version: int) -> Room:
+        if room.agent is not None and room.agent.slot_reserved:
+            raise RuntimeError("ProvisionedThroughputExceededException (injected)")
+        return save(room, expected_version)
+
+    stack.store.save = throttled_when_recording_the_slot  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        stack.join("PA_1")
+    stack.store.save = save  # type: ignore[method-assign]
+    worker = stack.store.get_worker(warm)
+    assert worker is not None and "room-1" in worker.reserved, "the slot was taken, its record not"
+    assert not stack.room().agent or not stack.room().agent.slot_reserved
+
+    stack.sweep()  # within the lease: a reservation being recorded right now is left alone
+    assert "room-1" in stack.store.get_worker(warm).reserved
+    stack.advance(POLICY.claim_lease_seconds)
+    stack.sweep()
+
+    room = stack.room()
+    assert room.agent is not None and room.agent.slot_reserved, "the room took a slot again"
+    assert stack.store.get_worker(warm).reserved.keys() <= {"room-1"}
+    assert stack.metrics.count_for("OrphanedSlotsReaped") == 1
+    for record in stack.store.live_workers():
+        for name in record.reserved:
+            assert reconcile.holds_slot_on(stack.store.get(name), record.task_arn), (
+                "no reservation is orphaned"
+            )
+
+
+def test_a_reservation_its_room_points_back_to_is_never_reaped() -> None:
+    stack = warm_stack(warm_tasks=1)
+    stack.join("PA_1")
+    arn = stack.task_of()
+    stack.advance(3600)
+    stack.sweep()
+
+    assert "room-1" in stack.store.get_worker(arn).reserved
+    assert stack.metrics.count_for("OrphanedSlotsReaped") == 0

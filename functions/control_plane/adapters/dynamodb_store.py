@@ -409,6 +409,16 @@ class DynamoDBStore:
             {":true": {"BOOL": True}, ":zero": {"N": "0"}},
         )
 
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
+        return self._conditional_worker_update(
+            task_arn,
+            "REMOVE #reserved.#room ADD #assigned :minus_one",
+            "#reserved.#room = :at AND NOT attribute_exists(#jobs.#room)",
+            {"#jobs": "jobs"},
+            {":at": {"N": repr(reserved_at)}, ":minus_one": {"N": "-1"}},
+            room,
+        )
+
     def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
         try:
             response = self._client.update_item(

@@ -160,8 +160,12 @@ class _SweepRun:
         self._count_gauges(rooms, tasks)
         if tasks is not None:
             await self._clean_tasks(tasks, workers, rooms)
-        # The pool's backstop: waiting rooms take open slots, then it launches or scales in.
+        # The pool's backstop: orphaned reservations are freed, waiting rooms take open slots,
+        # then it launches or scales in.
         try:
+            await self.blocking(
+                self.controller.capacity.reap_orphaned_slots, workers, self.policy.settle_seconds
+            )
             await self.blocking(self.controller.wake_waiting)
         except Exception:
             log.exception("the pool's backstop failed; the next sweep tries again")

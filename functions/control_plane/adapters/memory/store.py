@@ -221,6 +221,18 @@ class InMemoryStore:
             self._workers[task_arn] = current.model_copy(update={"draining": True})
             return True
 
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(task_arn)
+            if current is None or current.reserved.get(room) != reserved_at or room in current.jobs:
+                return False
+            reserved = {name: at for name, at in current.reserved.items() if name != room}
+            self._workers[task_arn] = current.model_copy(
+                update={"reserved": reserved, "assigned": current.assigned - 1}
+            )
+            return True
+
     def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
         with self._lock:
             self.writes += 1

@@ -20,6 +20,7 @@ from control_plane.adapters.memory.runtime import (
     VirtualClock,
 )
 from control_plane.adapters.memory.store import InMemoryStore
+from control_plane.adapters.memory.task_count import InMemoryTaskCount
 from control_plane.controller import RoomController
 from control_plane.events import EventParticipant, EventRoom, LiveKitEvent
 from control_plane.pool import PoolPolicy
@@ -99,6 +100,7 @@ class TwinStack:
     sweep_policy: SweepPolicy = SWEEP_POLICY
     pool: PoolPolicy = POOL_POLICY
     limiter: LaunchLimiter | None = None
+    tasks: InMemoryTaskCount = field(default_factory=InMemoryTaskCount)
 
     def __post_init__(self) -> None:
         self.store = InMemoryStore()
@@ -115,6 +117,7 @@ class TwinStack:
             clock=self.clock,
             metrics=self.metrics,
             limiter=self.limiter,
+            tasks=self.tasks,
         )
         self.controller = self.controller_for(self.ports)
         self.sweeper = Sweeper(

@@ -6,7 +6,7 @@ what it wraps; the contract tests run one suite against both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -306,6 +306,30 @@ class LiveKitGateway(Protocol):
     def create_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom: ...
 
 
+class TaskCount(Protocol):
+    """The live tasks every Lambda counts before it launches, so ``MAX_TASKS`` is a hard cap
+    (``control_plane.task_count``): one conditional item, idempotent steps, healed by the sweep."""
+
+    def reserve(self, keys: Sequence[str], max_tasks: int, now: float) -> list[str]:
+        """Count launches, one per key, while the count stays at most ``max_tasks``; the keys
+        that may launch (a key counted already is granted again, not counted twice)."""
+        ...
+
+    def confirm(self, keys: Sequence[str], task_arns: Sequence[str], now: float) -> None:
+        """The launches under ``keys`` started these tasks: count them by ARN from now on."""
+        ...
+
+    def release(self, keys: Collection[str]) -> None:
+        """Forget these keys or task ARNs (a refused launch, a stopped task); idempotent."""
+        ...
+
+    def heal(self, listed: Collection[str], now: float) -> None:
+        """Rebuild the count from ECS's listing of our tasks meant to run."""
+        ...
+
+    def live(self) -> dict[str, float]: ...
+
+
 class MetricsSink(Protocol):
     def count(
         self, name: str, value: float = 1, unit: str = "Count", dimensions: Mapping[str, str] | None = None
@@ -330,3 +354,4 @@ class Ports:
     clock: Clock
     metrics: MetricsSink
     limiter: LaunchLimiter | None = None
+    tasks: TaskCount | None = None

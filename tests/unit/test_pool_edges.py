@@ -3,7 +3,9 @@ workers lost before their job, through the real core on twins."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -193,3 +195,51 @@ def test_a_reservation_its_room_points_back_to_is_never_reaped() -> None:
 
     assert "room-1" in stack.store.get_worker(arn).reserved
     assert stack.metrics.count_for("OrphanedSlotsReaped") == 0
+
+
+def test_twenty_first_joins_at_once_launch_at_most_max_tasks() -> None:
+    stack = TwinStack(pool=replace(POOL_POLICY, max_tasks=5))
+    rooms = [f"room-{i:02}" for i in range(20)]
+    listed_together = threading.Barrier(len(rooms), timeout=10)
+    first_listing = threading.local()
+    live_workers = stack.store.live_workers
+
+    def every_lambda_lists_before_any_launches() -> list[WorkerRecord]:
+        workers = list(live_workers())
+        if not getattr(first_listing, "done", False):
+            first_listing.done = True
+            listed_together.wait()
+        return workers
+
+    stack.store.live_workers = every_lambda_lists_before_any_launches  # type: ignore[method-assign]
+    with ThreadPoolExecutor(len(rooms)) as lambdas:
+        list(lambdas.map(lambda room: stack.join(f"PA_{room}", room=room), rooms))
+
+    assert len(stack.runner.running()) == 5, "MAX_TASKS is a hard cap"
+    assert set(stack.tasks.live()) == {task.arn for task in stack.runner.running()}
+    held_back = [room for room in rooms if stack.room(room).agent.task_arn is None]
+    assert len(held_back) == 15 and all(stack.room(room).agent.launch_queued for room in held_back)
+    assert stack.metrics.count_for("PoolExhausted") >= 15
+
+
+def test_a_stopped_task_frees_its_place_and_a_lost_event_is_healed_by_the_sweep() -> None:
+    stack = TwinStack(pool=replace(POOL_POLICY, max_tasks=2))
+    stack.join("PA_1", room="room-a")
+    stack.join("PA_2", room="room-b")
+    stack.join("PA_3", room="room-c")
+    assert stack.room("room-c").agent.task_arn is None, "held back at the cap"
+
+    crashed = stack.crash("room-a")
+    assert crashed not in stack.tasks.live(), "its STOPPED event freed its place"
+    lost = stack.task_of("room-b")
+    stack.runner.crash(lost)  # this one's STOPPED event never arrives
+    assert lost in stack.tasks.live()
+    stack.advance(130)
+    stack.sweep()
+
+    assert lost not in stack.tasks.live(), "the sweep's heal forgot the task ECS no longer lists"
+    stack.advance(20)  # room-c's queued launch comes due
+
+    running = {task.arn for task in stack.runner.running()}
+    assert set(stack.tasks.live()) == running and len(running) == 2
+    assert stack.room("room-c").agent.task_arn in running, "the place the lost event held is free again"

@@ -160,6 +160,7 @@ class _SweepRun:
         self._count_gauges(rooms, tasks)
         if tasks is not None:
             await self._clean_tasks(tasks, workers, rooms)
+            await self._guarded(self._heal_task_count, tasks, "*")
         # The pool's backstop: orphaned reservations are freed, waiting rooms take open slots,
         # then it launches or scales in.
         try:
@@ -259,6 +260,12 @@ class _SweepRun:
             self.controller.task_stopped(
                 stop.room, task.task_arn, task.launch_token, stop.reason in CRASH_REASONS
             )
+
+    def _heal_task_count(self, tasks: list[TaskSnapshot]) -> None:
+        """The live-task count behind ``MAX_TASKS`` rebuilt from this listing: a STOPPED event
+        lost, or a Lambda that died between counting a launch and RunTask, is forgotten."""
+        if self.ports.tasks is not None:
+            self.ports.tasks.heal({task.task_arn for task in tasks}, self.now())
 
     def _forget_worker(self, record: WorkerRecord) -> None:
         """ECS no longer runs it and it stopped heartbeating: out of the live index."""

@@ -159,8 +159,10 @@ class _SweepRun:
         self.workers = {worker.task_arn: worker for worker in workers}
         self._count_gauges(rooms, tasks)
         if tasks is not None:
-            await self._clean_tasks(tasks, workers, rooms)
+            # Healed before this sweep stops anything: a task stopped now is released by its own
+            # STOPPED event, which a heal on this (older) listing would otherwise undo.
             await self._guarded(self._heal_task_count, tasks, "*")
+            await self._clean_tasks(tasks, workers, rooms)
         # The pool's backstop: orphaned reservations are freed, waiting rooms take open slots,
         # then it launches or scales in.
         try:

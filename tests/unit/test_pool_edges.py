@@ -243,3 +243,21 @@ def test_a_stopped_task_frees_its_place_and_a_lost_event_is_healed_by_the_sweep(
     running = {task.arn for task in stack.runner.running()}
     assert set(stack.tasks.live()) == running and len(running) == 2
     assert stack.room("room-c").agent.task_arn in running, "the place the lost event held is free again"
+
+
+def test_a_pool_worker_that_hangs_before_the_rooms_job_is_replaced_without_a_crash() -> None:
+    stack = warm_stack(warm_tasks=2)
+    stack.join("PA_1")
+    hung = stack.task_of()
+    for arn in stack.pool_tasks():
+        if not stack.worker_registered(arn):
+            stack.pool_worker_becomes_ready(arn)
+    stack.silence(hung)
+    stack.advance(60)
+
+    stack.sweep()  # stops it as stale_heartbeat
+
+    room = stack.room()
+    assert not stack.runner.tasks[hung].running
+    assert room.crashes == () and room.agent is not None and room.agent.task_arn != hung
+    assert stack.metrics.count_for("WorkersLostBeforeJob") == 1

@@ -20,12 +20,13 @@ from control_plane.adapters.memory.runtime import (
     VirtualClock,
 )
 from control_plane.adapters.memory.store import InMemoryStore
+from control_plane.adapters.memory.task_count import InMemoryTaskCount
 from control_plane.controller import RoomController
 from control_plane.events import EventParticipant, EventRoom, LiveKitEvent
 from control_plane.pool import PoolPolicy
 from control_plane.ports import LaunchLimiter, Ports
 from control_plane.reconcile import Policy
-from control_plane.room import Room
+from control_plane.room import JOIN_RESERVATION_SECONDS, Room
 from control_plane.settings import TASK_STARTED_BY
 from control_plane.sweeper import Sweeper, SweepPolicy, SweepReport
 from control_plane.task_events import EcsTaskStateChange, TaskEventHandler, TaskEventOutcome
@@ -55,6 +56,11 @@ SWEEP_POLICY = SweepPolicy(
     safety_margin_seconds=10,
 )
 
+# What the settings give rooms we create: the join reservation + grace + a 10 s margin.
+# The departure_timeout of the rooms the tests' webhooks report (and their LiveKit twin opens).
+EVENT_DEPARTURE_TIMEOUT = 120
+ROOM_DEPARTURE_TIMEOUT = JOIN_RESERVATION_SECONDS + POLICY.grace_seconds + 10
+
 POOL_POLICY = PoolPolicy(worker_stale_seconds=45, start_timeout_seconds=300)
 
 _ids = itertools.count(1)
@@ -69,7 +75,7 @@ def event(
     participant_kind: int = STANDARD,
     at: float = 0,
     event_id: str | None = None,
-    departure_timeout: int = 120,
+    departure_timeout: int = EVENT_DEPARTURE_TIMEOUT,
     room_created_at: float = 0.0,
 ) -> LiveKitEvent:
     participant = None
@@ -96,6 +102,7 @@ class TwinStack:
     sweep_policy: SweepPolicy = SWEEP_POLICY
     pool: PoolPolicy = POOL_POLICY
     limiter: LaunchLimiter | None = None
+    tasks: InMemoryTaskCount = field(default_factory=InMemoryTaskCount)
 
     def __post_init__(self) -> None:
         self.store = InMemoryStore()
@@ -112,6 +119,7 @@ class TwinStack:
             clock=self.clock,
             metrics=self.metrics,
             limiter=self.limiter,
+            tasks=self.tasks,
         )
         self.controller = self.controller_for(self.ports)
         self.sweeper = Sweeper(
@@ -123,7 +131,11 @@ class TwinStack:
 
     def controller_for(self, ports: Ports) -> RoomController:
         return RoomController(
-            ports, self.policy, departure_timeout=70, event_ttl_seconds=86400, pool=self.pool
+            ports,
+            self.policy,
+            departure_timeout=ROOM_DEPARTURE_TIMEOUT,
+            event_ttl_seconds=86400,
+            pool=self.pool,
         )
 
     def event_for(self, kind: str, sid: str, **kwargs: object) -> LiveKitEvent:
@@ -140,6 +152,10 @@ class TwinStack:
         return self.controller.handle_event(event(kind, **kwargs))  # type: ignore[arg-type]
 
     def join(self, sid: str, identity: str = "alice", room: str = "room-1", **kwargs: object) -> str:
+        if self.livekit.get_room(room) is None:  # LiveKit's room has the timeout its webhooks report
+            departure_timeout = kwargs.get("departure_timeout", EVENT_DEPARTURE_TIMEOUT)
+            assert isinstance(departure_timeout, int)
+            self.livekit.open_room(room, departure_timeout=departure_timeout)
         self.livekit.add_participant(room, sid, identity)
         return self.deliver("participant_joined", sid=sid, identity=identity, room=room, **kwargs)
 

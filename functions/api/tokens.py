@@ -3,9 +3,9 @@
 The token may join exactly one room and publish, subscribe and send data there; it carries no
 admin, create, list, record or agent grant, so a leaked token cannot reach another room or the
 server API. Its TTL only bounds how long it can be used to connect: LiveKit keeps a connected
-participant past it. It also carries the room's configuration (``departure_timeout`` = grace +
-margin), so if LiveKit closed the empty room before the human connected, the room the token
-re-creates still outlasts the grace period. It never carries an agent dispatch: agents come
+participant past it. It also carries the room's configuration (``departure_timeout`` = join
+reservation + grace + margin), so if LiveKit closed the empty room before the human connected,
+the room the token re-creates still outlasts the grace period. It never carries an agent dispatch: agents come
 only from the control plane.
 """
 

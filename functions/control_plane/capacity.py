@@ -24,6 +24,7 @@ from control_plane.ports import (
     ObservedTaskState,
     Ports,
 )
+from control_plane.reconcile import holds_slot_on
 from control_plane.worker_protocol import WakeRooms, WorkerRecord
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,29 @@ class Capacity:
                 return worker.task_arn
         return None
 
+    def reap_orphaned_slots(self, workers: Sequence[WorkerRecord], lease: float) -> int:
+        """Free reservations older than the claim lease whose room does not point back: taking
+        a slot and recording it in the room are two writes, and when the second fails the slot
+        would pin the worker for hours. The room is re-read before each reap, and the reap is
+        conditional on that very reservation, so one made or recorded meanwhile stays."""
+        now = self._ports.clock.now()
+        reaped = 0
+        for worker in workers:
+            for room, reserved_at in sorted(worker.reserved.items()):
+                if now - reserved_at < lease or room in worker.jobs:
+                    continue
+                if holds_slot_on(self._ports.rooms.get(room), worker.task_arn):
+                    continue
+                if self._ports.workers.reap_slot(worker.task_arn, room, reserved_at):
+                    reaped += 1
+                    log.warning(
+                        "orphaned slot reservation freed", extra={"room": room, "task_arn": worker.task_arn}
+                    )
+        if reaped:
+            self._ports.metrics.count("OrphanedSlotsReaped", reaped)
+            self._wake()
+        return reaped
+
     def _held_for_another(self, worker: WorkerRecord, room: str | None) -> bool:
         """A fresh task launched for a room still waiting is that room's first: taking it would
         leave that room waiting on a task it no longer has."""
@@ -109,7 +133,11 @@ class Capacity:
         workers = self.workers()
         if self._open_for(room, workers):
             return False
-        return self._plan(workers, self._ports.clock.now()).live_tasks >= self._policy.max_tasks
+        cap = self._policy.max_tasks
+        counted = self._ports.tasks
+        if counted is not None and len(counted.live()) >= cap:
+            return True
+        return self._plan(workers, self._ports.clock.now()).live_tasks >= cap
 
     def launch_for_room(
         self, room: str, launch_token: str, workers: Sequence[WorkerRecord]
@@ -118,22 +146,53 @@ class Capacity:
         now = self._ports.clock.now()
         plan = self._plan(workers, now)
         if plan.live_tasks >= self._policy.max_tasks:
-            self._ports.metrics.count("PoolExhausted")
-            log.warning(
-                "pool exhausted: room waits for a slot",
-                extra={"room": room, "live_tasks": plan.live_tasks, "max_tasks": self._policy.max_tasks},
-            )
+            self._exhausted(room, plan.live_tasks)
+            return LaunchBlocked(EXHAUSTED_RETRY_SECONDS)
+        if not self._count([launch_token], now):
+            self._exhausted(room, plan.live_tasks)
             return LaunchBlocked(EXHAUSTED_RETRY_SECONDS)
         grant = self._grant(1, now)
         if grant.tasks < 1:
+            self._uncount([launch_token])
             self._ports.metrics.count("LaunchesQueued")
             log.info(
                 "launch queued by the launch limiter", extra={"room": room, "retry_after": grant.retry_after}
             )
             return LaunchBlocked(max(grant.retry_after, 1.0))
-        (launched,) = self._ports.runner.launch(room, launch_token)[:1]
+        try:
+            (launched,) = self._ports.runner.launch(room, launch_token)[:1]
+        except LaunchFailed:
+            self._uncount([launch_token])  # ECS surely started nothing
+            raise
+        self._confirm([launch_token], [launched], now)
         self._record_starting([launched], now, room)
         return launched
+
+    def _exhausted(self, room: str, live_tasks: int) -> None:
+        self._ports.metrics.count("PoolExhausted")
+        log.warning(
+            "pool exhausted: room waits for a slot",
+            extra={"room": room, "live_tasks": live_tasks, "max_tasks": self._policy.max_tasks},
+        )
+
+    def _count(self, keys: Sequence[str], now: float) -> list[str]:
+        """The launches the shared live-task count admits under ``MAX_TASKS`` (all without one)."""
+        tasks = self._ports.tasks
+        return list(keys) if tasks is None else tasks.reserve(keys, self._policy.max_tasks, now)
+
+    def _uncount(self, keys: Sequence[str]) -> None:
+        if keys and self._ports.tasks is not None:
+            self._ports.tasks.release(keys)
+
+    def _confirm(self, keys: Sequence[str], launched: Sequence[LaunchedTask], now: float) -> None:
+        """Count the tasks by ARN, so their STOPPED events release them; if this write fails the
+        sweep's heal counts them from ECS's listing."""
+        if self._ports.tasks is None:
+            return
+        try:
+            self._ports.tasks.confirm(keys, [task.task_arn for task in launched], now)
+        except Exception:
+            log.exception("live-task count not confirmed: the sweep heals it", extra={"keys": list(keys)})
 
     def replenish(self, workers: Sequence[WorkerRecord] | None = None) -> PoolPlan:
         """Launch what the pool lacks and drain what it has too much of (idle workers only)."""
@@ -177,8 +236,14 @@ class Capacity:
             log.info("worker kept warm", extra={"task_arn": task_arn, "room": room})
             self._wake()
             return
-        # The worker's own copy of the job may still be listed for a moment: it is ours to end.
-        workers.mark_draining(task_arn)
+        # Between the release and here another Lambda may have reserved the worker, or LiveKit
+        # handed it a job: the drain is conditional on neither, and StopTask follows only a drain
+        # that won. The room's own job may still be listed for a moment: it is ours to end.
+        if workers.drain_after(task_arn, room) is None:
+            self._ports.metrics.count("WorkerStopsAvoided")
+            log.info("worker took another room meanwhile: kept", extra={"task_arn": task_arn, "room": room})
+            self._wake()
+            return
         self._ports.runner.stop(task_arn, f"room {room} closed")
 
     def job_moved(self, room: str, reserved_on: str, running_on: str) -> str | None:
@@ -230,7 +295,16 @@ class Capacity:
         listing = ",".join(sorted(w.task_arn for w in workers))
         batch = 0
         while count > 0:
-            grant = self._grant(min(count, RUN_TASK_MAX_COUNT), now)
+            digest = hashlib.sha256(f"{listing}\0{int(now // 10)}\0{batch}".encode()).hexdigest()[:40]
+            token = f"pool-{digest}"
+            keys = self._count([f"{token}#{i}" for i in range(min(count, RUN_TASK_MAX_COUNT))], now)
+            if not keys:
+                self._ports.metrics.count("PoolExhausted")
+                log.warning("pool launch held back: MAX_TASKS tasks live", extra={"tasks": count})
+                return
+            grant = self._grant(len(keys), now)
+            self._uncount(keys[grant.tasks :])
+            keys = keys[: grant.tasks]
             if grant.tasks < 1:
                 self._ports.metrics.count("LaunchesQueued")
                 log.info(
@@ -239,15 +313,17 @@ class Capacity:
                 )
                 self._ports.timers.send(WakeRooms(), max(1, math.ceil(grant.retry_after)))
                 return
-            digest = hashlib.sha256(f"{listing}\0{int(now // 10)}\0{batch}".encode()).hexdigest()[:40]
             try:
-                launched = self._ports.runner.launch(None, f"pool-{digest}", grant.tasks)
+                launched = self._ports.runner.launch(None, token, grant.tasks)
             except (LaunchFailed, LaunchOutcomeUnknown) as error:
+                if isinstance(error, LaunchFailed):
+                    self._uncount(keys)  # else the tasks may exist: the sweep's heal settles it
                 # The pool tries again after a backoff (a wake); rooms never wait on it.
                 log.warning("pool launch failed", extra={"tasks": grant.tasks, "error": str(error)})
                 self._ports.metrics.count("TaskLaunchFailures")
                 self._ports.timers.send(WakeRooms(), POOL_LAUNCH_RETRY_SECONDS)
                 return
+            self._confirm(keys, launched, now)
             self._record_starting(launched, now)
             self._ports.metrics.count("PoolTasksLaunched", len(launched))
             log.info("pool tasks launched", extra={"tasks": len(launched)})

@@ -20,6 +20,7 @@ from botocore.config import Config
 
 from control_plane.adapters.dynamodb_launch_limiter import DynamoDBLaunchLimiter
 from control_plane.adapters.dynamodb_store import DynamoDBStore
+from control_plane.adapters.dynamodb_task_count import DynamoDBTaskCount
 from control_plane.adapters.ecs_runner import EcsRunner, TaskPlacement
 from control_plane.adapters.powertools_metrics import PowertoolsMetrics
 from control_plane.adapters.sqs_timers import SqsTimers
@@ -222,6 +223,7 @@ def ports(metrics: Metrics) -> Ports:
         clock=SystemClock(),
         metrics=PowertoolsMetrics(metrics),
         limiter=DynamoDBLaunchLimiter(dynamodb_client(), config.table_name, config.launch_limits),
+        tasks=DynamoDBTaskCount(dynamodb_client(), config.table_name),
     )
 
 

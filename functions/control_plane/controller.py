@@ -139,7 +139,9 @@ class RoomController:
 
     def worker_ready(self, message: WorkerReady) -> Room | None:
         """A worker can take rooms: the room it was launched for first, then those waiting."""
-        worker = self._ports.workers.get_worker(message.task_arn)
+        # livekit-agents registers again on every reconnect and the worker re-sends WorkerReady:
+        # only the first one per task (``ready_at`` set once) is a cold-start sample.
+        worker = self._ports.workers.mark_ready(message.task_arn, self._now())
         cold_start = None
         if worker is not None and worker.launched_at is not None:
             cold_start = max(0.0, self._now() - worker.launched_at)
@@ -238,10 +240,20 @@ class RoomController:
         if after is None:
             return None
         counted = bool(after.crashes) and after.crashes[-1] == now
+        lost = crashed and after.agent is not None and reconcile.lost_before_job(after.agent, launch_token)
         log.warning(
             "agent task stopped unasked",
-            extra={"room": name, "task_arn": task_arn, "crashed": crashed, "crashes": len(after.crashes)},
+            extra={
+                "room": name,
+                "task_arn": task_arn,
+                "crashed": crashed,
+                "crashes": len(after.crashes),
+                "worker_lost_before_job": lost,
+            },
         )
+        if lost:
+            # The worker's failure, not the room's: no backoff, another slot (or a launch) now.
+            self._ports.metrics.count("WorkersLostBeforeJob")
         if counted:
             self._ports.metrics.count("AgentCrashes")
             self._after_failure(after, now, "agent crash loop")
@@ -326,6 +338,10 @@ class RoomController:
         (:func:`control_plane.room.expect_human`), and reconcile, so the agent is asked for
         before LiveKit has seen the human. A listing older than the record reserves nothing."""
         now = self._now()
+        # LiveKit closes the room departure_timeout after the human leaves (at the earliest
+        # now): a deadline (reservation end + grace) past that would outlive the room. Rooms we
+        # create cover the whole reservation; one created elsewhere with less caps it.
+        until = min(until, now + max(0, live.departure_timeout - self._policy.grace_seconds))
 
         def reserve(room: Room | None) -> Room | None:
             observed = observe_room_started(

@@ -40,6 +40,8 @@ ADAPTER_ACTIONS: Final[Mapping[str, frozenset[str]]] = {
     # api.room_index.RoomIndex: one page of the attention index for GET /rooms.
     # control_plane.adapters.dynamodb_launch_limiter: the shared launch-rate bucket item.
     "DynamoDBLaunchLimiter": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
+    # control_plane.adapters.dynamodb_task_count: the live-task count behind MAX_TASKS.
+    "DynamoDBTaskCount": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
     "RoomIndex": frozenset({"dynamodb:Query"}),
     # api.counters.CloudWatchCounters: the last hour of the functions' own metrics for GET /stats.
     "CloudWatchCounters": frozenset({"cloudwatch:GetMetricData"}),
@@ -57,6 +59,7 @@ IMPLIED_ACTIONS: Final[Mapping[str, Mapping[str, str]]] = {
 COMPOSITION_ADAPTERS: Final[tuple[str, ...]] = (
     "DynamoDBStore",
     "DynamoDBLaunchLimiter",
+    "DynamoDBTaskCount",
     "EcsRunner",
     "SqsTimers",
     "secrets_provider",

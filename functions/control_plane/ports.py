@@ -6,7 +6,7 @@ what it wraps; the contract tests run one suite against both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -130,6 +130,18 @@ class WorkerRegistry(Protocol):
         write, so no reservation slips in between the check and the flag)."""
         ...
 
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
+        """Free ``room``'s slot if it is still the reservation made at ``reserved_at`` and the
+        worker runs no job for the room (one conditional write; the room never ran there, so it
+        does not count toward ``JOBS_PER_TASK``). False if anything changed."""
+        ...
+
+    def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
+        """Set ``draining`` once ``room``'s agent is gone, only if the worker holds no slot and
+        hosts no job but ``room``'s (its own copy may still be listed): one conditional write, so
+        a slot reserved or a job taken meanwhile keeps the worker. The record after, or None."""
+        ...
+
     def put_waiting(self, room: str, since: float) -> None:
         """Remember that ``room`` waits for a slot (kept once, with its first ``since``)."""
         ...
@@ -146,6 +158,11 @@ class WorkerRegistry(Protocol):
 
     def count_arrival(self, now: float) -> None:
         """A room asked for an agent: one more arrival in the minute of ``now``."""
+        ...
+
+    def mark_ready(self, task_arn: str, now: float) -> WorkerRecord | None:
+        """Set the worker's ``ready_at`` to ``now`` if it has none (one conditional write): the
+        record after, or None if it was set before (a re-sent ``WorkerReady``) or is unknown."""
         ...
 
     def record_cold_start(self, seconds: float) -> None:
@@ -291,6 +308,30 @@ class LiveKitGateway(Protocol):
     def create_room(self, name: str, departure_timeout: int, empty_timeout: int) -> LiveRoom: ...
 
 
+class TaskCount(Protocol):
+    """The live tasks every Lambda counts before it launches, so ``MAX_TASKS`` is a hard cap
+    (``control_plane.task_count``): one conditional item, idempotent steps, healed by the sweep."""
+
+    def reserve(self, keys: Sequence[str], max_tasks: int, now: float) -> list[str]:
+        """Count launches, one per key, while the count stays at most ``max_tasks``; the keys
+        that may launch (a key counted already is granted again, not counted twice)."""
+        ...
+
+    def confirm(self, keys: Sequence[str], task_arns: Sequence[str], now: float) -> None:
+        """The launches under ``keys`` started these tasks: count them by ARN from now on."""
+        ...
+
+    def release(self, keys: Collection[str]) -> None:
+        """Forget these keys or task ARNs (a refused launch, a stopped task); idempotent."""
+        ...
+
+    def heal(self, listed: Collection[str], now: float) -> None:
+        """Rebuild the count from ECS's listing of our tasks meant to run."""
+        ...
+
+    def live(self) -> dict[str, float]: ...
+
+
 class MetricsSink(Protocol):
     def count(
         self, name: str, value: float = 1, unit: str = "Count", dimensions: Mapping[str, str] | None = None
@@ -315,3 +356,4 @@ class Ports:
     clock: Clock
     metrics: MetricsSink
     limiter: LaunchLimiter | None = None
+    tasks: TaskCount | None = None

@@ -368,6 +368,13 @@ def record_launch(room: Room, token: str, task_arn: str) -> Room | None:
     )
 
 
+def holds_slot_on(room: Room | None, task_arn: str) -> bool:
+    """Whether the room's record points at a slot on ``task_arn`` (a reservation the record
+    does not point back to was orphaned: the write recording it failed)."""
+    agent = room.agent if room is not None else None
+    return agent is not None and agent.slot_reserved and agent.task_arn == task_arn
+
+
 def record_slot(room: Room, token: str, task_arn: str) -> Room | None:
     """The room holds a slot on ``task_arn``; None if the agent moved on (release the slot)."""
     agent = room.agent
@@ -522,8 +529,11 @@ def record_task_stopped(
 
     The agent is marked so ``decide`` removes it (dispatches deleted) and launches anew. A
     crash while humans wait counts toward the crash loop: the next launch waits out a backoff,
-    and ``crash_loop_limit`` crashes within the window mark the room failed. A stop the room
-    requested itself, or a task already recorded as stopped, is not news.
+    and ``crash_loop_limit`` crashes within the window mark the room failed. A worker that died
+    holding the room's slot before the room's job ran there (:func:`lost_before_job`: a Spot
+    reclaim, a pool worker's own fault) failed itself, not the room: nothing is counted and the
+    room takes another slot at once. A stop the room requested itself, or a task already
+    recorded as stopped, is not news.
     """
     agent = room.agent
     if agent is None or agent.task_stopped_at is not None or room.stop_requested_at is not None:
@@ -534,9 +544,23 @@ def record_task_stopped(
     update: dict[str, object] = {
         "agent": agent.model_copy(update={"task_arn": task_arn, "task_stopped_at": now})
     }
-    if crashed and _wanted(room, now):
+    if crashed and _wanted(room, now) and not lost_before_job(agent, launch_token):
         update.update(count_failure(room, now, policy))
     return room.model_copy(update=update)
+
+
+def lost_before_job(agent: Agent, task_launch_token: str | None) -> bool:
+    """The worker holding the room's slot died before it reported the room's job, and it was
+    not launched for this agent (a pool worker, or another room's task): its death is that
+    worker's failure, not the room's. A task launched for the room is judged as the room's
+    (a broken image or configuration must still end in a crash loop), and so is a task whose
+    launch token is unknown."""
+    return (
+        agent.slot_reserved
+        and agent.job_id is None
+        and task_launch_token is not None
+        and task_launch_token != agent.launch_token
+    )
 
 
 def count_failure(room: Room, now: float, policy: Policy) -> dict[str, object]:

@@ -28,6 +28,9 @@ DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 # A join reservation (see ``expect_human``) lasts at most this long, whatever the caller asks,
 # and a room keeps at most this many of them.
 MAX_RESERVATION_SECONDS = 300.0
+# How long the join API counts a human handed a token as present before LiveKit reports the
+# join: the time to open the app and connect. Rooms we create outlive it plus grace.
+JOIN_RESERVATION_SECONDS = 60
 MAX_EXPECTED = 20
 
 

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from control_plane.launch_limit import LaunchLimits
 from control_plane.pool import PoolPolicy, parse_schedule
 from control_plane.reconcile import Policy
+from control_plane.room import JOIN_RESERVATION_SECONDS
 from control_plane.sweeper.plan import SweepPolicy
 
 # The largest webhook body accepted; above it the answer is 413, which LiveKit never retries.
@@ -145,8 +146,11 @@ class Settings(BaseSettings):
 
     @property
     def departure_timeout(self) -> int:
-        """What rooms we create get, so LiveKit does not close them before our grace ends."""
-        return self.grace_period_seconds + self.room_departure_margin_seconds
+        """What rooms we create get, so LiveKit does not close them before the longest deadline
+        the control plane may keep: a human handed a join token who connects and leaves at once
+        keeps the agent until the reservation's end plus grace (``reconcile._grace_deadline``),
+        while LiveKit counts ``departure_timeout`` from that leave."""
+        return JOIN_RESERVATION_SECONDS + self.grace_period_seconds + self.room_departure_margin_seconds
 
     @cached_property
     def sweep_policy(self) -> SweepPolicy:

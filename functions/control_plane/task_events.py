@@ -134,6 +134,8 @@ class TaskEventHandler:
         worker = self._ports.workers.get_worker(detail.task_arn)
         if detail.last_status == "STOPPED":
             self._task_stopped(detail, worker)
+            if self._ports.tasks is not None:
+                self._ports.tasks.release([detail.task_arn])  # its place under MAX_TASKS
         recorded = self._ports.workers.record_task_state(
             ObservedTaskState(
                 task_arn=detail.task_arn,

@@ -97,7 +97,8 @@ class WorkerRecord(BaseModel):
 
     The worker owns ``jobs`` (room name to LiveKit job id, what it runs now). The control plane
     owns ``reserved`` (room name to when a slot was reserved for that room's agent) and
-    ``assigned`` (how many rooms it has ever been given, for ``JOBS_PER_TASK``): a slot is taken
+    ``assigned`` (how many rooms it has ever been given, for ``JOBS_PER_TASK``) and ``ready_at``
+    (when its first ``WorkerReady`` was handled, set once: the one cold-start sample): a slot is taken
     only by a conditional write on them (see ``control_plane.pool``), so two rooms never count
     on the same slot.
     """
@@ -112,6 +113,7 @@ class WorkerRecord(BaseModel):
     assigned: int = Field(0, ge=0)
     heartbeat_at: float
     launched_at: float | None = None
+    ready_at: float | None = None
     launched_for: str | None = None
     draining: bool = False
     ecs_version: int = 0

@@ -145,6 +145,16 @@ class HeartbeatedWorkers:
             self._world.drain_requested(task_arn)
         return drained
 
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
+        return self._store.reap_slot(task_arn, room, reserved_at)
+
+    def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
+        self.get_worker(task_arn)  # the jobs its last heartbeat listed
+        drained = self._store.drain_after(task_arn, room)
+        if drained is not None:
+            self._world.drain_requested(task_arn)
+        return drained
+
     def reserve_slot(self, worker: WorkerRecord, room: str, now: float, jobs_per_task: int) -> bool:
         return self._store.reserve_slot(worker, room, now, jobs_per_task)
 
@@ -171,6 +181,9 @@ class HeartbeatedWorkers:
 
     def count_arrival(self, now: float) -> None:
         self._store.count_arrival(now)
+
+    def mark_ready(self, task_arn: str, now: float) -> WorkerRecord | None:
+        return self._store.mark_ready(task_arn, now)
 
     def record_cold_start(self, seconds: float) -> None:
         self._store.record_cold_start(seconds)

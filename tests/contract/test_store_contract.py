@@ -464,3 +464,83 @@ def test_demand_counts_arrivals_per_minute_and_averages_cold_starts(
     minute = int(start // 60)
     assert demand.arrivals == {minute + 1: 2, minute + 16: 1}
     assert demand.cold_start_seconds == pytest.approx(48.0)
+
+
+def test_readiness_is_recorded_once_per_task_and_heartbeats_keep_it(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    store.record_task_state(
+        ObservedTaskState(task_arn="arn:t1", version=1, last_status="PENDING", seen_at=T0)
+    )
+    store.put_worker(
+        WorkerRecord(task_arn="arn:t1", status=WorkerStatus.READY, capacity=1, heartbeat_at=T0 + 40)
+    )
+
+    first = store.mark_ready("arn:t1", T0 + 40)
+    again = store.mark_ready("arn:t1", T0 + 3 * 3600)  # a reconnect re-sends WorkerReady
+    store.put_worker(
+        WorkerRecord(task_arn="arn:t1", status=WorkerStatus.READY, capacity=1, heartbeat_at=T0 + 60)
+    )
+
+    assert first is not None and first.ready_at == T0 + 40 and first.launched_at == T0
+    assert again is None
+    assert store.mark_ready("arn:unknown", T0) is None
+    stored = store.get_worker("arn:t1")
+    assert stored is not None and stored.ready_at == T0 + 40, "a heartbeat never rewrites ready_at"
+
+
+def test_a_released_worker_is_drained_only_if_nothing_but_the_ending_room_is_on_it(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    for arn in ("arn:free", "arn:reserved", "arn:other-job", "arn:own-job"):
+        store.put_worker(WorkerRecord(task_arn=arn, status=WorkerStatus.READY, capacity=2, heartbeat_at=T0))
+    store.reserve_slot(store.get_worker("arn:reserved"), "room-b", T0, jobs_per_task=2)
+    store.put_worker(
+        WorkerRecord(
+            task_arn="arn:other-job",
+            status=WorkerStatus.READY,
+            capacity=2,
+            heartbeat_at=T0,
+            jobs={"room-b": "J"},
+        )
+    )
+    store.put_worker(
+        WorkerRecord(
+            task_arn="arn:own-job",
+            status=WorkerStatus.READY,
+            capacity=2,
+            heartbeat_at=T0,
+            jobs={"room-a": "J"},
+        )
+    )
+
+    drained = store.drain_after("arn:free", "room-a")
+    assert drained is not None and drained.draining
+    assert store.drain_after("arn:reserved", "room-a") is None, "another room reserved it meanwhile"
+    assert store.drain_after("arn:other-job", "room-a") is None, "LiveKit handed it another room's job"
+    own = store.drain_after("arn:own-job", "room-a")
+    assert own is not None and own.draining and own.jobs == {"room-a": "J"}
+    assert store.drain_after("arn:unknown", "room-a") is None
+    assert [w.task_arn for w in store.live_workers() if w.draining] == ["arn:free", "arn:own-job"]
+
+
+def test_an_orphaned_slot_is_reaped_only_if_it_is_still_that_reservation_and_no_job_runs(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    store.put_worker(WorkerRecord(task_arn="arn:w", status=WorkerStatus.READY, capacity=3, heartbeat_at=T0))
+    worker = store.get_worker("arn:w")
+    assert store.reserve_slot(worker, "orphan", T0, jobs_per_task=5)
+    assert store.reserve_slot(store.get_worker("arn:w"), "running", T0, jobs_per_task=5)
+    store.put_worker(
+        WorkerRecord(
+            task_arn="arn:w", status=WorkerStatus.READY, capacity=3, heartbeat_at=T0, jobs={"running": "J"}
+        )
+    )
+
+    assert store.reap_slot("arn:w", "orphan", T0 + 1) is False, "another reservation than the one judged"
+    assert store.reap_slot("arn:w", "running", T0) is False, "its job runs there"
+    assert store.reap_slot("arn:w", "orphan", T0) is True
+    assert store.reap_slot("arn:w", "orphan", T0) is False, "once"
+    assert store.reap_slot("arn:unknown", "orphan", T0) is False
+    after = store.get_worker("arn:w")
+    assert after is not None and after.reserved == {"running": T0} and after.assigned == 1

@@ -10,6 +10,7 @@ import jwt
 import pytest
 
 from api import wiring
+from control_plane.room import JOIN_RESERVATION_SECONDS
 from handlers import timer, webhook
 from tests.api_harness import ApiCalls, room_path
 from tests.localstack import (
@@ -22,6 +23,7 @@ from tests.localstack import (
 )
 
 GRACE, MARGIN = 60, 10
+ROOM_LIFETIME = JOIN_RESERVATION_SECONDS + GRACE + MARGIN
 
 
 def claims(api: ApiCalls, token: str) -> dict[str, Any]:
@@ -35,7 +37,9 @@ def test_join_creates_the_room_returns_a_token_and_launches_the_agent_at_once(ap
     assert answer.status == 200, answer
     body = answer.body
     room = api.aws.livekit.state.get_room("standup")
-    assert room is not None and room.departure_timeout == GRACE + MARGIN, "LiveKit keeps the room past grace"
+    assert room is not None and room.departure_timeout == ROOM_LIFETIME, (
+        "LiveKit keeps the room past reservation + grace"
+    )
     assert body["url"] == api.aws.livekit.url and body["room_sid"] == room.sid
     assert body["agent"]["status"] == "waiting_for_worker" and body["reused"] is False
     [task] = api.tasks()
@@ -57,7 +61,7 @@ def test_the_token_joins_this_room_only_and_expires_soon(api: ApiCalls) -> None:
         "canPublishData": True,
     }, "no admin, create, list, record or agent grant"
     assert before + 300 <= token["exp"] == body["token_expires_at"] <= int(time.time()) + 300
-    assert token["roomConfig"]["departureTimeout"] == GRACE + MARGIN
+    assert token["roomConfig"]["departureTimeout"] == ROOM_LIFETIME
     assert "agents" not in token["roomConfig"], "agents come only from the control plane"
 
 

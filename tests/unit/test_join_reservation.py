@@ -4,12 +4,15 @@ reservation plus grace" (room.expect_human, reconcile.decide)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from control_plane.reconcile import World, decide, expecting_human, grace_cancelled, needs_worker_check
 from control_plane.room import (
+    JOIN_RESERVATION_SECONDS,
     MAX_EXPECTED,
     MAX_RESERVATION_SECONDS,
     Agent,
@@ -22,7 +25,7 @@ from control_plane.room import (
     observe_room_finished,
     start_session,
 )
-from tests.harness import POLICY, TwinStack
+from tests.harness import POLICY, ROOM_DEPARTURE_TIMEOUT, TwinStack
 
 RESERVATION = 30.0
 GRACE = POLICY.grace_seconds
@@ -185,9 +188,31 @@ def test_a_reservation_launches_the_agent_before_the_human_joins() -> None:
 
     assert stack.runner.run_task_calls == 1
     assert room.agent is not None and room.agent.task_arn is not None
-    assert room.departure_timeout == 70, "the room was created with grace + margin"
+    assert room.departure_timeout == ROOM_DEPARTURE_TIMEOUT, "created with reservation + grace + margin"
     stack.worker_becomes_ready()
     assert len(stack.dispatches()) == 1, "dispatched before the human connected"
+
+
+@pytest.mark.parametrize("departure_timeout", [ROOM_DEPARTURE_TIMEOUT, GRACE + 10])
+def test_a_human_who_connects_and_leaves_at_once_never_keeps_the_agent_past_the_room(
+    departure_timeout: int,
+) -> None:
+    """LiveKit closes the room departure_timeout after the last human leaves: the control
+    plane's deadline (reservation end + grace) must not be later. Rooms we create cover a whole
+    join reservation; a room LiveKit reports with less (kept from an earlier creation) caps it."""
+    stack = TwinStack()
+    live = replace(stack.controller.create_room("room-1"), departure_timeout=departure_timeout)
+    stack.controller.expect_human(live, "alice", stack.clock.now() + JOIN_RESERVATION_SECONDS)
+    stack.worker_becomes_ready()
+    stack.join("PA_1")
+    stack.advance(1)
+    stack.leave("PA_1")
+    livekit_closes_at = stack.clock.now() + departure_timeout
+
+    room = stack.room()
+    assert room.grace is not None and room.grace.deadline <= livekit_closes_at
+    if departure_timeout == ROOM_DEPARTURE_TIMEOUT:
+        assert room.grace.deadline == stack.clock.now() - 1 + JOIN_RESERVATION_SECONDS + GRACE, "kept"
 
 
 def test_the_human_joining_keeps_the_same_agent() -> None:

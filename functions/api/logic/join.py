@@ -1,6 +1,7 @@
 """``POST /rooms/{room}/join``: a participant token, and the agent asked for at once.
 
-The room is opened in LiveKit with ``departure_timeout`` = grace + margin (``create_room``), then
+The room is opened in LiveKit with ``departure_timeout`` = join reservation + grace + margin
+(``create_room``: LiveKit keeps the room as long as the control plane may keep the agent), then
 the human's place is reserved in the room record and the room reconciled through the same
 ``reconcile`` as every webhook (``RoomController.expect_human``), so the cold start, or a warm
 slot, begins before the human has connected. An agent the room already has is reused. Both
@@ -19,10 +20,8 @@ from api.errors import PoolExhausted
 from api.models import JoinRequest, JoinResponse
 from api.tokens import participant_token
 from api.wiring import ApiDeps
+from control_plane.room import JOIN_RESERVATION_SECONDS
 
-# How long a human handed a token is counted as present before LiveKit reports the join: the
-# time to open the app and connect. Capped in the core at room.MAX_RESERVATION_SECONDS.
-JOIN_RESERVATION_SECONDS = 60.0
 # When a caller refused for capacity should ask again: about one sweep, in which slots free up,
 # idle workers are retired and the pool relaunches.
 POOL_EXHAUSTED_RETRY_SECONDS = 30

@@ -49,7 +49,7 @@ WAITING_PK_PREFIX = "WAIT#"
 SWEEP_CURSOR_PK = "SWEEP#cursor"
 POOL_PK = "POOL#demand"
 # Fields only the control plane writes on a worker item; worker-side writes create them empty.
-CONTROL_PLANE_WORKER_FIELDS = frozenset({"draining", "reserved", "assigned", "launched_at"})
+CONTROL_PLANE_WORKER_FIELDS = frozenset({"draining", "reserved", "assigned", "launched_at", "ready_at"})
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -409,6 +409,42 @@ class DynamoDBStore:
             {":true": {"BOOL": True}, ":zero": {"N": "0"}},
         )
 
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
+        return self._conditional_worker_update(
+            task_arn,
+            "REMOVE #reserved.#room ADD #assigned :minus_one",
+            "#reserved.#room = :at AND NOT attribute_exists(#jobs.#room)",
+            {"#jobs": "jobs"},
+            {":at": {"N": repr(reserved_at)}, ":minus_one": {"N": "-1"}},
+            room,
+        )
+
+    def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=self._worker_key(task_arn),
+                UpdateExpression="SET #draining = :true",
+                ConditionExpression="attribute_exists(pk)"
+                " AND (attribute_not_exists(#reserved) OR size(#reserved) = :zero)"
+                " AND (attribute_not_exists(#jobs) OR size(#jobs) = :zero"
+                " OR (size(#jobs) = :one AND attribute_exists(#jobs.#room)))",
+                ExpressionAttributeNames={
+                    "#draining": "draining",
+                    "#reserved": "reserved",
+                    "#jobs": "jobs",
+                    "#room": room,
+                },
+                ExpressionAttributeValues={":true": {"BOOL": True}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        record = _worker_from_item(response["Attributes"])
+        return record if record is not None and record.task_arn == task_arn else None
+
     def _conditional_worker_update(
         self,
         task_arn: str,
@@ -507,6 +543,23 @@ class DynamoDBStore:
                 except ClientError as error:
                     if not _is_condition_failure(error):
                         raise
+
+    def mark_ready(self, task_arn: str, now: float) -> WorkerRecord | None:
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=self._worker_key(task_arn),
+                UpdateExpression="SET ready_at = :now",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(ready_at)",
+                ExpressionAttributeValues={":now": {"N": repr(now)}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        record = _worker_from_item(response["Attributes"])
+        return record if record is not None and record.task_arn == task_arn else None
 
     def record_cold_start(self, seconds: float) -> None:
         """Read, average, write: a lost race loses one sample of a running average, no more."""

@@ -159,9 +159,16 @@ class _SweepRun:
         self.workers = {worker.task_arn: worker for worker in workers}
         self._count_gauges(rooms, tasks)
         if tasks is not None:
+            # Healed before this sweep stops anything: a task stopped now is released by its own
+            # STOPPED event, which a heal on this (older) listing would otherwise undo.
+            await self._guarded(self._heal_task_count, tasks, "*")
             await self._clean_tasks(tasks, workers, rooms)
-        # The pool's backstop: waiting rooms take open slots, then it launches or scales in.
+        # The pool's backstop: orphaned reservations are freed, waiting rooms take open slots,
+        # then it launches or scales in.
         try:
+            await self.blocking(
+                self.controller.capacity.reap_orphaned_slots, workers, self.policy.settle_seconds
+            )
             await self.blocking(self.controller.wake_waiting)
         except Exception:
             log.exception("the pool's backstop failed; the next sweep tries again")
@@ -255,6 +262,12 @@ class _SweepRun:
             self.controller.task_stopped(
                 stop.room, task.task_arn, task.launch_token, stop.reason in CRASH_REASONS
             )
+
+    def _heal_task_count(self, tasks: list[TaskSnapshot]) -> None:
+        """The live-task count behind ``MAX_TASKS`` rebuilt from this listing: a STOPPED event
+        lost, or a Lambda that died between counting a launch and RunTask, is forgotten."""
+        if self.ports.tasks is not None:
+            self.ports.tasks.heal({task.task_arn for task in tasks}, self.now())
 
     def _forget_worker(self, record: WorkerRecord) -> None:
         """ECS no longer runs it and it stopped heartbeating: out of the live index."""

@@ -157,6 +157,7 @@ class InMemoryStore:
                 "reserved": current.reserved if current else record.reserved,
                 "assigned": current.assigned if current else record.assigned,
                 "launched_at": current.launched_at if current else record.launched_at,
+                "ready_at": current.ready_at if current else record.ready_at,
             }
             if record.status is WorkerStatus.STOPPED and record.expires_at is None:
                 update["expires_at"] = int(record.heartbeat_at) + self._retention
@@ -220,6 +221,28 @@ class InMemoryStore:
             self._workers[task_arn] = current.model_copy(update={"draining": True})
             return True
 
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(task_arn)
+            if current is None or current.reserved.get(room) != reserved_at or room in current.jobs:
+                return False
+            reserved = {name: at for name, at in current.reserved.items() if name != room}
+            self._workers[task_arn] = current.model_copy(
+                update={"reserved": reserved, "assigned": current.assigned - 1}
+            )
+            return True
+
+    def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(task_arn)
+            if current is None or current.reserved or set(current.jobs) - {room}:
+                return None
+            after = current.model_copy(update={"draining": True})
+            self._workers[task_arn] = after
+            return after
+
     def put_waiting(self, room: str, since: float) -> None:
         with self._lock:
             self.writes += 1
@@ -254,6 +277,16 @@ class InMemoryStore:
             slot = minute % ARRIVAL_RING
             held_minute, count = self._arrival_ring.get(slot, (minute, 0))
             self._arrival_ring[slot] = (minute, count + 1 if held_minute == minute else 1)
+
+    def mark_ready(self, task_arn: str, now: float) -> WorkerRecord | None:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(task_arn)
+            if current is None or current.ready_at is not None:
+                return None
+            after = current.model_copy(update={"ready_at": now})
+            self._workers[task_arn] = after
+            return after
 
     def record_cold_start(self, seconds: float) -> None:
         with self._lock:

@@ -40,6 +40,12 @@ class Echo:
             await self._sink(frame)
 
 
+async def frames_of(stream: AsyncIterator[rtc.AudioFrameEvent]) -> AsyncIterator[rtc.AudioFrame]:
+    """An ``rtc.AudioStream`` yields events; the mixer takes frames."""
+    async for event in stream:
+        yield event.frame
+
+
 def is_human(participant: rtc.RemoteParticipant) -> bool:
     """Agents (another job's, or a stale one of ours) are not echoed back."""
     return participant.kind != rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
@@ -55,7 +61,7 @@ async def serve_echo(room: rtc.Room) -> Echo:
         track: rtc.Track, _publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
     ) -> None:
         if track.kind == rtc.TrackKind.KIND_AUDIO and is_human(participant):
-            echo.add(rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=CHANNELS))
+            echo.add(frames_of(rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=CHANNELS)))
 
     room.on("track_subscribed", subscribed)
     for participant in room.remote_participants.values():

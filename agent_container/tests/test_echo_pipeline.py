@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 from livekit import rtc
 
-from agent_worker.echo import CHANNELS, SAMPLE_RATE, Echo
+from agent_worker.echo import CHANNELS, SAMPLE_RATE, Echo, frames_of
 
 BLOCK = SAMPLE_RATE // 10  # the mixer's 100 ms
 
@@ -55,3 +55,18 @@ def test_an_agent_without_humans_sends_nothing() -> None:
         return heard
 
     assert asyncio.run(run()) == []
+
+
+def test_a_subscribed_track_is_mixed_as_frames_not_stream_events() -> None:
+    """``rtc.AudioStream`` yields ``AudioFrameEvent``s; the mixer reads ``.data`` off frames."""
+
+    async def events() -> AsyncIterator[rtc.AudioFrameEvent]:
+        async for frame in tone(7, 2):
+            yield rtc.AudioFrameEvent(frame)
+
+    async def run() -> list[rtc.AudioFrame]:
+        return [frame async for frame in frames_of(events())]
+
+    frames = asyncio.run(run())
+
+    assert [int(np.frombuffer(f.data, dtype=np.int16)[0]) for f in frames] == [7, 7]

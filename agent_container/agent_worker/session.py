@@ -6,7 +6,7 @@ its start and how it ended (:mod:`agent_worker.job_report`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import boto3
@@ -138,7 +138,8 @@ async def job_report(settings: AgentSettings, job: agent.Job) -> JobReport:
         )
     except TaskArnUnknown:
         task_arn = None
-    sink = SqsJobReports(boto3.client("sqs"), settings.timer_queue_url)
+    # boto3 builds a client in a few hundred ms of Python: off the loop, where the room connects
+    sink = SqsJobReports(await asyncio.to_thread(boto3.client, "sqs"), settings.timer_queue_url)
     return JobReport(
         task_arn=task_arn,
         room=job.room.name,
@@ -151,6 +152,8 @@ async def job_report(settings: AgentSettings, job: agent.Job) -> JobReport:
 
 
 async def entrypoint(ctx: JobContext) -> None:
+    # the human is waiting for the agent: connect while the job's report is being built
+    connecting = asyncio.create_task(ctx.connect(), name="connect")
     settings = load_settings()
     report = await job_report(settings, ctx.job)
     # sent beside the job, not before it: the human is waiting for the agent to join
@@ -161,11 +164,13 @@ async def entrypoint(ctx: JobContext) -> None:
         await asyncio.to_thread(report.end)
 
     ctx.add_shutdown_callback(report_end)
-    await run_job(lambda: serve_job(ctx, settings, report), report, ctx.shutdown)
+    await run_job(lambda: serve_job(ctx, settings, report, connecting), report, ctx.shutdown)
 
 
-async def serve_job(ctx: JobContext, settings: AgentSettings, report: JobReport) -> None:
-    await ctx.connect()
+async def serve_job(
+    ctx: JobContext, settings: AgentSettings, report: JobReport, connecting: Awaitable[None]
+) -> None:
+    await connecting
     presence = job_presence(
         settings,
         room=ctx.room.name,

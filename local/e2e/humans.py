@@ -134,7 +134,11 @@ class Human:
             self._tasks.append(asyncio.create_task(self._listen(track), name=f"listen-{self.identity}"))
 
     async def _listen(self, track: rtc.Track) -> None:
-        async for event in rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1):
+        try:
+            stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
+        except AssertionError:  # the SDK's answer when the track ended first (the room was deleted)
+            return
+        async for event in stream:
             if int(np.abs(np.frombuffer(event.frame.data, dtype=np.int16)).max(initial=0)) > AUDIBLE:
                 self.audible_agent_frames += 1
 

@@ -20,6 +20,8 @@ from local.e2e.world import World, WorldOptions, always, eventually
 COLD_AGENT_TIMEOUT = 60.0
 SWEEP = 5.0
 MARGIN = 5.0
+SETTLE = 30.0
+"""``CLAIM_LEASE_SECONDS``: a jobless dispatch older than this is dead to the sweep."""
 
 
 def started(tmp_path: Path, **settings: str) -> Iterator[World]:
@@ -144,3 +146,7 @@ def test_an_unreachable_speech_provider_fails_the_room_after_the_crash_loop_limi
         assert record is not None
         assert len(record.crashes) >= 2
         always("no further dispatch", lambda: not world.agents_in("mute"), 2 * SWEEP)
+        eventually("the failed dispatch deleted", lambda: not world.dispatches("mute"), SETTLE + 2 * SWEEP)
+
+        world.human("mute", "bob")  # a new human is a new chance
+        eventually("the crash loop reset", lambda: world.room_state("mute") in ("starting", "active"), 15)

@@ -8,7 +8,7 @@ INFRA_VENV := .venv-infra
 # The container runs Python 3.12; use it for the agent tests when this machine has it.
 AGENT_PYTHON ?= $(shell python3.12 --version >/dev/null 2>&1 && echo python3.12 || echo $(PYTHON))
 
-.PHONY: demo dev test check infra-lint unit test-agent bench simulate format clean openapi reliability
+.PHONY: demo dev test check infra-lint unit test-agent bench bench-e2e e2e simulate format clean openapi reliability
 
 $(BIN)/.installed: pyproject.toml functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,8 +61,19 @@ reliability: $(BIN)/.installed
 test-agent: $(AGENT_VENV)/.installed
 	$(AGENT_VENV)/bin/pytest agent_container/tests
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed $(AGENT_VENV)/.installed
 	$(BIN)/python bench/run.py
+
+# The e2e tier (issue 19, README "End-to-end tier"): the real livekit-server (LIVEKIT_SERVER,
+# livekit-server on PATH, or built once into ~/.cache/livekit-server), the local stack running
+# the real agent worker, WebRTC humans; all in a private network namespace (needs root).
+e2e: $(BIN)/.installed $(AGENT_VENV)/.installed
+	$(BIN)/python -m local.e2e.netns -- $(BIN)/pytest tests/e2e -p no:cacheprovider -rfEs
+
+# Join latency on the real server; JOINS=3 is the smoke size (full: 30 per row, by hand).
+JOINS ?= 30
+bench-e2e: $(BIN)/.installed $(AGENT_VENV)/.installed
+	$(BIN)/python bench/e2e_latency.py --joins $(JOINS)
 
 # Every cleanup policy over a seeded day of rooms and a launch storm (issue 9): table on stdout,
 # bench/results/policies.json and its charts.

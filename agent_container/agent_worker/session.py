@@ -1,11 +1,12 @@
-"""What each job runs: an ``AgentSession`` (Deepgram STT and TTS, the configured LLM) plus
+"""What each job runs: an ``AgentSession`` (Deepgram STT and TTS, the configured LLM), or the
+keyless echo (``AGENT_PIPELINE=echo``, :mod:`agent_worker.echo`), plus
 the room-presence watch that ends the job when the humans are gone, and the job's reports of
 its start and how it ended (:mod:`agent_worker.job_report`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import boto3
@@ -15,11 +16,12 @@ from livekit.plugins import deepgram, openai
 from livekit.protocol import agent
 
 from agent_worker.clock import Clock, Scheduler, SystemClock
+from agent_worker.echo import serve_echo
 from agent_worker.ecs_metadata import TaskArnUnknown, resolve_task_arn
 from agent_worker.job_report import JobReport, close_failure, run_job
 from agent_worker.presence import Participant, RoomPresence
 from agent_worker.registry import SqsJobReports
-from agent_worker.settings import AgentSettings, LLMProvider, load_settings
+from agent_worker.settings import AgentPipeline, AgentSettings, LLMProvider, load_settings
 
 
 class RemoteParticipantLike(Protocol):
@@ -59,10 +61,15 @@ def build_llm(settings: AgentSettings) -> llm.LLM[Any]:
 
 def build_session(settings: AgentSettings) -> AgentSession[None]:
     """STT, LLM and TTS; VAD and turn detection are livekit-agents' built-in local models."""
+    assert settings.deepgram_api_key is not None  # enforced by AgentSettings
     deepgram_key = settings.deepgram_api_key.get_secret_value()
+    stt_url = {"base_url": settings.deepgram_stt_url} if settings.deepgram_stt_url else {}
     return AgentSession(
         stt=deepgram.STT(
-            model=settings.deepgram_stt_model, language=settings.agent_language, api_key=deepgram_key
+            model=settings.deepgram_stt_model,
+            language=settings.agent_language,
+            api_key=deepgram_key,
+            **stt_url,
         ),
         tts=deepgram.TTS(model=settings.deepgram_tts_model, api_key=deepgram_key),
         llm=build_llm(settings),
@@ -131,7 +138,8 @@ async def job_report(settings: AgentSettings, job: agent.Job) -> JobReport:
         )
     except TaskArnUnknown:
         task_arn = None
-    sink = SqsJobReports(boto3.client("sqs"), settings.timer_queue_url)
+    # boto3 builds a client in a few hundred ms of Python: off the loop, where the room connects
+    sink = SqsJobReports(await asyncio.to_thread(boto3.client, "sqs"), settings.timer_queue_url)
     return JobReport(
         task_arn=task_arn,
         room=job.room.name,
@@ -144,6 +152,8 @@ async def job_report(settings: AgentSettings, job: agent.Job) -> JobReport:
 
 
 async def entrypoint(ctx: JobContext) -> None:
+    # the human is waiting for the agent: connect while the job's report is being built
+    connecting = asyncio.create_task(ctx.connect(), name="connect")
     settings = load_settings()
     report = await job_report(settings, ctx.job)
     # sent beside the job, not before it: the human is waiting for the agent to join
@@ -154,11 +164,13 @@ async def entrypoint(ctx: JobContext) -> None:
         await asyncio.to_thread(report.end)
 
     ctx.add_shutdown_callback(report_end)
-    await run_job(lambda: serve_job(ctx, settings, report), report, ctx.shutdown)
+    await run_job(lambda: serve_job(ctx, settings, report, connecting), report, ctx.shutdown)
 
 
-async def serve_job(ctx: JobContext, settings: AgentSettings, report: JobReport) -> None:
-    await ctx.connect()
+async def serve_job(
+    ctx: JobContext, settings: AgentSettings, report: JobReport, connecting: Awaitable[None]
+) -> None:
+    await connecting
     presence = job_presence(
         settings,
         room=ctx.room.name,
@@ -173,6 +185,14 @@ async def serve_job(ctx: JobContext, settings: AgentSettings, report: JobReport)
         presence.job_ended(reason)
 
     ctx.add_shutdown_callback(job_ending)
+    if settings.agent_pipeline is AgentPipeline.ECHO:
+        echo = await serve_echo(ctx.room)
+
+        async def stop_echo(reason: str) -> None:
+            await echo.aclose()
+
+        ctx.add_shutdown_callback(stop_echo)
+        return
     session = build_session(settings)
 
     @session.on("close")

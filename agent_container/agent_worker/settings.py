@@ -28,6 +28,13 @@ class LLMProvider(StrEnum):
     """LiveKit Inference (LiveKit Cloud only), authenticated with the LiveKit API key."""
 
 
+class AgentPipeline(StrEnum):
+    VOICE = "voice"
+    """Production: Deepgram speech-to-text and text-to-speech around the configured LLM."""
+    ECHO = "echo"
+    """No provider and no key: the agent plays back what the humans say (the e2e tier, ``make dev``)."""
+
+
 class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
 
@@ -37,7 +44,13 @@ class AgentSettings(BaseSettings):
         description="secret: the agent's own LiveKit API key, never the one the webhook accepts"
     )
     livekit_api_secret: SecretStr = Field(description="secret: that LiveKit key's secret")
-    deepgram_api_key: SecretStr = Field(description="secret: Deepgram API key (STT and TTS)")
+    agent_pipeline: AgentPipeline = Field(
+        AgentPipeline.VOICE, description="voice (Deepgram + LLM) or echo (keyless, for tests and make dev)"
+    )
+    deepgram_api_key: SecretStr | None = Field(None, description="secret: Deepgram API key (STT and TTS)")
+    deepgram_stt_url: str | None = Field(
+        None, description="Deepgram's listen endpoint instead of the public one"
+    )
     deepgram_stt_model: str = Field("nova-3", description="Deepgram speech-to-text model")
     deepgram_tts_model: str = Field("aura-2-andromeda-en", description="Deepgram text-to-speech voice")
     agent_language: str = Field("en-US", description="Language the agent listens for")
@@ -99,8 +112,11 @@ class AgentSettings(BaseSettings):
             )
         if not self.agent_task_role_id and self.ecs_container_metadata_uri_v4:
             raise ValueError("agent_task_role_id: AGENT_TASK_ROLE_ID must be the task role's RoleId in ECS")
-        if self.llm_provider is LLMProvider.OPENAI and self.llm_api_key is None:
-            raise ValueError("LLM_PROVIDER=openai needs LLM_API_KEY")
+        if self.agent_pipeline is AgentPipeline.VOICE:
+            if self.deepgram_api_key is None:
+                raise ValueError("AGENT_PIPELINE=voice needs DEEPGRAM_API_KEY")
+            if self.llm_provider is LLMProvider.OPENAI and self.llm_api_key is None:
+                raise ValueError("LLM_PROVIDER=openai needs LLM_API_KEY")
         return self
 
 

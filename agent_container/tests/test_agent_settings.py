@@ -7,7 +7,7 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from agent_worker.settings import AgentSettings, LLMProvider
+from agent_worker.settings import AgentPipeline, AgentSettings, LLMProvider
 from control_plane.worker_protocol import TASK_ROLE_ID_ENV
 
 REQUIRED = {
@@ -42,6 +42,7 @@ def test_defaults_match_the_control_plane_and_fargate(environment: pytest.Monkey
     assert settings.health_port == 8081
     assert settings.llm_provider is LLMProvider.OPENAI
     assert settings.launched_for_room is None
+    assert settings.agent_pipeline is AgentPipeline.VOICE, "production speaks through the providers"
 
 
 def test_jobs_per_task_comes_from_the_same_variable_the_control_plane_reads(
@@ -71,6 +72,7 @@ def test_secrets_never_show_in_reprs_dumps_or_logs(
 
     shown = repr(settings) + str(settings) + settings.model_dump_json() + caplog.text
     assert not [secret for secret in SECRETS if secret in shown]
+    assert settings.deepgram_api_key is not None
     assert settings.deepgram_api_key.get_secret_value() == "dg-secret-value-456"
 
 
@@ -103,6 +105,31 @@ def test_the_openai_provider_needs_its_key_and_livekit_inference_does_not(
     environment.setenv("LLM_PROVIDER", "livekit")
     environment.setenv("LLM_MODEL", "openai/gpt-4.1-mini")
     assert AgentSettings().llm_provider is LLMProvider.LIVEKIT
+
+
+def test_the_voice_pipeline_needs_the_deepgram_key(environment: pytest.MonkeyPatch) -> None:
+    environment.delenv("DEEPGRAM_API_KEY")
+
+    with pytest.raises(ValidationError, match="DEEPGRAM_API_KEY"):
+        AgentSettings()
+
+
+def test_the_echo_pipeline_runs_without_any_provider_key(environment: pytest.MonkeyPatch) -> None:
+    environment.delenv("DEEPGRAM_API_KEY")
+    environment.delenv("LLM_API_KEY")
+    environment.setenv("AGENT_PIPELINE", "echo")
+
+    settings = AgentSettings()
+
+    assert settings.agent_pipeline is AgentPipeline.ECHO
+    assert settings.deepgram_api_key is None and settings.llm_api_key is None
+
+
+def test_an_unknown_pipeline_is_refused(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("AGENT_PIPELINE", "silent")
+
+    with pytest.raises(ValidationError, match="agent_pipeline"):
+        AgentSettings()
 
 
 def test_the_jobs_own_grace_outlasts_the_control_planes_by_a_margin(environment: pytest.MonkeyPatch) -> None:

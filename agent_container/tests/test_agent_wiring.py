@@ -48,6 +48,15 @@ def test_each_job_gets_deepgram_speech_both_ways_and_the_configured_llm() -> Non
     assert session.llm.model == "gpt-4.1-mini"
 
 
+def test_deepgram_speech_to_text_can_be_pointed_at_another_endpoint() -> None:
+    """The e2e tier's provider failure uses the real plugin against an endpoint that refuses."""
+    session = build_session_offline(settings(deepgram_stt_url="ws://10.99.0.1:9/v1/listen"))
+
+    assert isinstance(session.stt, deepgram.STT)
+    assert session.stt._opts.endpoint_url == "ws://10.99.0.1:9/v1/listen"
+    assert build_session_offline(settings()).stt._opts.endpoint_url.startswith("https://api.deepgram.com")
+
+
 def test_an_openai_compatible_endpoint_can_stand_in_for_openai() -> None:
     llm = build_llm(settings(llm_base_url="https://llm.internal.example/v1", llm_model="llama-3.3-70b"))
 

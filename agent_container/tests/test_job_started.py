@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
 from fakes import TASK_ARN, BrokenSink, FakeJobContext, capture_job_reports
@@ -21,6 +23,8 @@ def run_job(ctx: FakeJobContext, *, ends: bool = True) -> None:
 
     async def job() -> None:
         await session.entrypoint(ctx)  # type: ignore[arg-type]
+        # livekit-agents keeps the job's loop running once the entrypoint returns
+        await asyncio.gather(*(task for task in asyncio.all_tasks() if task is not asyncio.current_task()))
         if ends:
             ctx.shutdown("room closed")
             await ctx.run_shutdown_callbacks()
@@ -33,8 +37,10 @@ def job_body(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Stands in for the agent session (which needs a real room); records the rooms it served."""
     served: list[str] = []
 
-    async def serve_job(ctx: FakeJobContext, settings: AgentSettings, report: JobReport) -> None:
-        await ctx.connect()
+    async def serve_job(
+        ctx: FakeJobContext, settings: AgentSettings, report: JobReport, connecting: Awaitable[None]
+    ) -> None:
+        await connecting
         served.append(ctx.job.room.name)
 
     monkeypatch.setattr(session, "serve_job", serve_job)
@@ -95,3 +101,25 @@ def test_a_job_without_its_room_session_sends_no_start_and_runs_all_the_same(
     assert job_body == ["standup"]
     assert [type(message) for message in sink.sent] == [JobEnded]
     assert "no room sid" in caplog.text
+
+
+def test_the_agent_joins_its_room_while_the_jobs_report_is_being_built(
+    monkeypatch: pytest.MonkeyPatch, job_body: list[str]
+) -> None:
+    """The human is waiting: the room connection does not queue behind boto3 (e2e tier: the
+    report's SQS client took ~1 s of a warm join on 2 busy cores)."""
+    capture_job_reports(monkeypatch)
+    ctx = FakeJobContext()
+    connected_meanwhile: list[bool] = []
+    build_report = session.job_report
+
+    async def slow_report(settings: AgentSettings, job: Any) -> JobReport:
+        await asyncio.sleep(0.05)
+        connected_meanwhile.append(ctx.connected)
+        return await build_report(settings, job)
+
+    monkeypatch.setattr(session, "job_report", slow_report)
+
+    run_job(ctx)
+
+    assert connected_meanwhile == [True]

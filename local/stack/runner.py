@@ -159,6 +159,11 @@ class LocalRunner:
         with self._lock:
             return [task.snapshot() for task in self._tasks.values() if task.running]
 
+    def pids(self) -> dict[str, int]:
+        """Task ARN to process id, for every task whose process has not exited."""
+        with self._lock:
+            return {task.arn: task.process.pid for task in self._tasks.values() if task.running}
+
     def started(self) -> int:
         with self._lock:
             return len(self._tasks)

@@ -266,6 +266,18 @@ def prime(metrics: Metrics) -> None:
     sqs_client().built()
 
 
+def after_restore() -> None:
+    """SnapStart's after-restore hook: forget the LiveKit secret and the LiveKit HTTP session.
+
+    Init reads no secret and opens no connection, so both are normally empty; dropping them
+    keeps any later change to init from carrying a secret or a dead connection across a restore.
+    """
+    if secrets_provider.cache_info().currsize:
+        secrets_provider().clear_cache()  # type: ignore[no-untyped-call]
+    if livekit_gateway.cache_info().currsize:
+        livekit_gateway().close()
+
+
 def reset() -> None:
     """Forget cached settings and clients (tests change the environment between cases)."""
     if livekit_gateway.cache_info().currsize:

@@ -59,7 +59,10 @@ if TYPE_CHECKING:
 IMPORT_GOAL = 1.5  # x import boto3, CPU
 FIRST_GOAL = 2.0  # x a warm request, CPU
 TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
-IDLE_TABLE = "cold-start-sweep"  # the sweeper's own table: its two sweeps find the same work
+# Own tables, so earlier runs' rooms do not change what a first and a warm request find: the
+# sweeper's two sweeps find the same idle table, the timer's first WorkerReady finds no room
+# of another run waiting for a slot (and would give it the slot the warm one's room needs).
+OWN_TABLES = {"handlers.sweeper": "cold-start-sweep", "handlers.timer": "cold-start-timer"}
 
 BOTO3_CHILD = """
 import json, resource, sys, time
@@ -186,8 +189,8 @@ def _lambda_env(resources: dict[str, str], tree: Path, function: Function) -> di
         "MAX_TASKS": "100000",  # every run launches tasks in moto, which never stops them
     }
     env.pop("POWERTOOLS_TRACE_DISABLED", None)
-    if function.module == "handlers.sweeper":
-        env["TABLE_NAME"] = IDLE_TABLE
+    if function.module in OWN_TABLES:
+        env["TABLE_NAME"] = OWN_TABLES[function.module]
     return env
 
 
@@ -221,17 +224,49 @@ class Events:
 
     def timer(self, tag: str) -> list[dict[str, Any]]:
         """A WorkerReady each for two rooms whose agent task has just registered its worker."""
-        from tests.localstack import sqs_event, worker_registers
+        from control_plane import composition
+        from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
+        from tests.localstack import sqs_event
 
         self._drain_timer_queue()
         events = []
-        for n in (1, 2):
-            room = f"timer-{tag}-{n}"
-            self._join(room)
-            worker_registers(self.aws, room)
-            events.append(sqs_event(self.aws.queue_url, max_messages=1))
-            assert len(events[-1]["Records"]) == 1, events[-1]
+        with self._table(OWN_TABLES["handlers.timer"]):
+            store = composition.store()
+            for n in (1, 2):
+                room = f"timer-{tag}-{n}"
+                self._join(room)
+                tracked = store.get(room)
+                assert tracked is not None and tracked.agent is not None and tracked.agent.task_arn
+                task_arn = tracked.agent.task_arn
+                # What the agent container does once LiveKit registered its worker.
+                self.aws.livekit.state.register_worker("voice-agent")
+                worker = WorkerRecord(
+                    task_arn=task_arn,
+                    status=WorkerStatus.READY,
+                    capacity=1,
+                    heartbeat_at=time.time(),
+                    launched_for=room,
+                )
+                store.put_worker(worker)
+                body = WorkerReady(task_arn=task_arn, room=room).model_dump_json()
+                self.aws.client("sqs").send_message(QueueUrl=self.aws.queue_url, MessageBody=body)
+                events.append(sqs_event(self.aws.queue_url, max_messages=1))
+                assert len(events[-1]["Records"]) == 1, events[-1]
         return events
+
+    @contextlib.contextmanager
+    def _table(self, name: str) -> Iterator[None]:
+        """The handlers in this process use table ``name`` meanwhile."""
+        from control_plane import composition
+
+        saved = os.environ["TABLE_NAME"]
+        os.environ["TABLE_NAME"] = name
+        composition.reset()
+        try:
+            yield
+        finally:
+            os.environ["TABLE_NAME"] = saved
+            composition.reset()
 
     def sweeper(self, tag: str) -> list[dict[str, Any]]:
         from tests.localstack import scheduler_event
@@ -361,10 +396,12 @@ def _local_aws() -> Iterator[LocalAws]:
     }
     saved = dict(os.environ)
     os.environ.update(overrides)
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the handlers run here to make events
     try:
         with FakeLiveKitServer() as livekit:
             aws = provision(livekit)
-            create_table(aws.client("dynamodb"), IDLE_TABLE)
+            for table in OWN_TABLES.values():
+                create_table(aws.client("dynamodb"), table)
             os.environ.update(aws.env)  # for the events made here, through the handlers in-process
             yield aws
     finally:
@@ -508,6 +545,33 @@ def report(figures: dict[str, Any]) -> list[str]:
     return missed
 
 
+MARKDOWN_HEADER = [
+    "| function | `import boto3` | import | x boto3 | first request | warm request | x warm "
+    "| first after restore | peak MB |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+]
+
+
+def markdown_rows(functions: dict[str, Any], suffix: str = "") -> list[str]:
+    """The table README.md and docs/cold-start.md quote: CPU ms and ratios, one row per function."""
+    rows = []
+    for name, f in functions.items():
+        restored = f"{f['restored_first_cpu_ms']:.0f}" if "restored_first_cpu_ms" in f else "-"
+        cells = [
+            f"`{name}`{suffix}",
+            f"{f['boto3_import_cpu_ms']:.0f}",
+            f"{f['import_cpu_ms']:.0f}",
+            f"{f['import_vs_boto3']:.2f}",
+            f"{f['first_cpu_ms']:.0f}",
+            f"{f['warm_cpu_ms']:.0f}",
+            f"{f['first_vs_warm']:.2f}",
+            restored,
+            f"{f['peak_mb']:.0f}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 LAMBDA_VENV = ROOT / "bench" / "results" / "lambda-venv"
 
 
@@ -576,6 +640,7 @@ def main() -> None:
     from bench import figures as results
 
     results.write(args.out, {**figures, "missed": missed})
+    print("\n".join(["", *MARKDOWN_HEADER, *markdown_rows(list(figures["trees"].values())[-1])]))
     summary = f"; goals missed: {', '.join(missed)}" if missed else "; every goal met"
     print(f"({time.perf_counter() - started:.0f} s){summary}")
 

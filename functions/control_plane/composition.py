@@ -266,7 +266,7 @@ def prime(metrics: Metrics) -> None:
     secrets_provider()
     ecs_client().built()
     sqs_client().built()
-    # The first paginator lists botocore's ~400 service folders to load paginators-1.json (~45 ms
+    # The first paginator lists botocore's ~400 service folders to load paginators-1.json (~10 ms
     # of CPU): the attention-index queries of the timer, sweeper and API would pay it.
     dynamodb_client().get_paginator("query")
 

@@ -47,7 +47,7 @@ def deps(metrics: Metrics) -> ApiDeps:
         settings=settings,
         controller=composition.controller(metrics),
         ports=composition.ports(metrics),
-        index=RoomIndex(boto3.client("dynamodb", config=composition.client_config()), settings.table_name),
+        index=RoomIndex(composition.dynamodb_client(), settings.table_name),
         counters=CloudWatchCounters(boto3.client("cloudwatch"), METRICS_NAMESPACE),
         rooms=LiveKitRoomDeleter(
             composition.livekit_gateway(), settings.livekit_url, composition.livekit_credentials

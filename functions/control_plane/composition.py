@@ -262,10 +262,27 @@ def prime(metrics: Metrics) -> None:
     fresh credentials through the container credentials endpoint, so a snapshot may keep them.
     The LiveKit secret is not read here: no secret, connection or unique value in the snapshot.
     """
+    import encodings.idna  # noqa: F401  (the first HTTP request's host name codec, ~15 ms of CPU)
+
     ports(metrics)
     secrets_provider()
     ecs_client().built()
     sqs_client().built()
+    # The first paginator lists botocore's ~400 service folders to load paginators-1.json (~10 ms
+    # of CPU): the attention-index queries of the timer, sweeper and API would pay it.
+    dynamodb_client().get_paginator("query")
+
+
+def after_restore() -> None:
+    """SnapStart's after-restore hook: forget the LiveKit secret and the LiveKit HTTP session.
+
+    Init reads no secret and opens no connection, so both are normally empty; dropping them
+    keeps any later change to init from carrying a secret or a dead connection across a restore.
+    """
+    if secrets_provider.cache_info().currsize:
+        secrets_provider().clear_cache()  # type: ignore[no-untyped-call]
+    if livekit_gateway.cache_info().currsize:
+        livekit_gateway().close()
 
 
 def reset() -> None:

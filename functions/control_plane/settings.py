@@ -2,14 +2,19 @@
 
 Secrets are never settings: only the ARN of the Secrets Manager secret is, and the value is
 fetched (and cached) by the LiveKit adapter when first needed.
+
+Read with plain pydantic, as pydantic-settings would (each field from the variable of its name,
+in any case; values passed in win): importing pydantic-settings cost every function ~50 ms of
+CPU per cold start (bench/cold_start.py), and the Lambda package no longer carries it.
 """
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
+from typing import Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from control_plane.launch_limit import LaunchLimits
 from control_plane.pool import PoolPolicy, parse_schedule
@@ -30,8 +35,8 @@ TASK_STARTED_BY = "livekit-agent-lifecycle"
 METRICS_NAMESPACE = "LiveKitAgentLifecycle"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     grace_period_seconds: int = Field(
         60, ge=0, le=900, description="Agent stays this long after the last human"
@@ -122,6 +127,14 @@ class Settings(BaseSettings):
         description="LiveKit calls per second the sweep may make (0: unlimited); LiveKit Cloud allows "
         "a project 1,000 a minute by default, shared with webhooks and the API",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, values: Any) -> Any:
+        """Each unset field from the environment variable of its name, matched in any case."""
+        environment = {name.lower(): value for name, value in os.environ.items()}
+        read = {name: environment[name] for name in cls.model_fields if name in environment}
+        return {**read, **values} if isinstance(values, dict) else values
 
     @field_validator("warm_schedule")
     @classmethod

@@ -23,9 +23,11 @@ from api.errors import BadCursor, LiveKitRefused, PoolExhausted, RoomNotFound
 from api.models import ErrorBody, FieldError
 from api.routes import gc, join, rooms, stats
 from api.routes.common import DEPS
+from control_plane import composition
 from control_plane.adapters.livekit_gateway import LiveKitRejectedError
 from control_plane.ports import LiveKitUnavailable, RunnerUnavailable, VersionConflict
 from control_plane.settings import METRICS_NAMESPACE
+from handlers import runtime
 
 logger = Logger(service="livekit-api")
 copy_config_to_registered_loggers(source_logger=logger, include={"control_plane", "api"})
@@ -131,3 +133,13 @@ def livekit_refused(error: Exception) -> Response[str]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     app.append_context(**{DEPS: wiring.deps(metrics)})
     return app.resolve(event, context)
+
+
+def prime() -> None:
+    """At init, what a first request would build: the core's ports and clients and the API's own
+    (docs/cold-start.md); nothing is called over the network."""
+    composition.prime(metrics)
+    wiring.deps(metrics)
+
+
+runtime.at_init(prime)

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from control_plane import composition
 from control_plane.settings import METRICS_NAMESPACE
+from handlers import runtime
 
 logger = Logger(service="livekit-sweeper")
 copy_config_to_registered_loggers(source_logger=logger, include={"control_plane"})
@@ -34,3 +35,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / MILLISECONDS
     )
     return asdict(report)
+
+
+def prime() -> None:
+    """At init, what the first sweep would build: ports, clients, the sweep and its LiveKit gateway
+    (livekit-api and aiohttp). Nothing is called over the network."""
+    composition.prime(metrics)
+    composition.sweeper(metrics)
+
+
+runtime.at_init(prime)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from control_plane import composition
 from control_plane.settings import METRICS_NAMESPACE
 from control_plane.task_events import EcsTaskStateChange
+from handlers import runtime
 
 logger = Logger(service="livekit-task-events")
 copy_config_to_registered_loggers(source_logger=logger, include={"control_plane"})
@@ -46,3 +47,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = composition.task_event_handler(metrics).handle(change)
     metrics.add_metric(name="TaskEventsProcessed", unit="Count", value=1)
     return {"outcome": outcome.value}
+
+
+def prime() -> None:
+    """At init, what the first event would build: ports, clients and the task-event handler.
+    Nothing is called over the network."""
+    composition.task_event_handler(metrics)
+    composition.prime(metrics)
+
+
+runtime.at_init(prime)

@@ -28,6 +28,7 @@ from control_plane import composition
 from control_plane.adapters.livekit_gateway import DEFAULT_TIMEOUT_SECONDS
 from control_plane.settings import METRICS_NAMESPACE
 from control_plane.worker_protocol import TIMER_MESSAGE, sender_may_send
+from handlers import runtime
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -114,3 +115,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     return process_partial_response(
         event=event, record_handler=handle_record, processor=processor, context=context
     )
+
+
+def prime() -> None:
+    """At init, what a first batch would build: ports, clients and the LiveKit gateway (livekit-api
+    is imported already: most timer messages call LiveKit). Nothing is called over the network."""
+    composition.prime(metrics)
+    composition.livekit_gateway()
+
+
+runtime.at_init(prime)

@@ -19,8 +19,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
-import random
 import time
 from collections.abc import Callable
 from http import HTTPStatus
@@ -35,6 +33,7 @@ from control_plane import composition
 from control_plane.events import LiveKitEvent, MalformedWebhook, WebhookRejected, verify_webhook
 from control_plane.ports import LiveKitUnavailable
 from control_plane.settings import MAX_WEBHOOK_BYTES, METRICS_NAMESPACE
+from handlers import runtime
 
 logger = Logger(service="livekit-webhook")
 copy_config_to_registered_loggers(source_logger=logger, include={"control_plane"})
@@ -187,22 +186,4 @@ def before_snapshot() -> None:
     composition.livekit_gateway()
 
 
-def after_restore() -> None:
-    """Every environment restored from one snapshot starts with the same ``random`` state: reseed
-    it (botocore draws retry jitter from it), so restored environments do not retry in step."""
-    random.seed()
-
-
-if os.environ.get("LAMBDA_TASK_ROOT"):  # in Lambda (and sam local); tests and tools build lazily
-    prime()
-
-try:  # in the Lambda Python runtimes (3.12+); absent elsewhere, where nothing is snapshotted
-    from snapshot_restore_py import (  # type: ignore[import-not-found]
-        register_after_restore,
-        register_before_snapshot,
-    )
-except ImportError:  # pragma: no cover - outside Lambda
-    pass
-else:  # pragma: no cover - inside Lambda
-    register_before_snapshot(before_snapshot)
-    register_after_restore(after_restore)
+runtime.at_init(prime, before_snapshot)

@@ -158,6 +158,3 @@ def _serve(session: DevSession, printer: Printer) -> None:
         session.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-COMMANDS = (dev,)

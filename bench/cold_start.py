@@ -22,7 +22,7 @@ goals, on CPU ms: the first webhook ≤ 60 (≈ 200 ms at 512 MB) and ≤ 60 res
 and init + first ≤ 650 (below the 698 before, although work moved into init). Before issue 10
 (this machine, Python 3.12.1, CPU ms): init 352, first 348, restored first 354 (the run in
 docs/cold-start.md). ``--functions`` compares function trees (e.g. another checkout's
-functions/). Run: ``python bench/cold_start.py [--runs N]`` from the repo root; ``make bench``
+functions/). Run: ``.venv/bin/python bench/cold_start.py [--runs N]`` from the repo root; ``make bench``
 runs it.
 """
 

@@ -167,3 +167,14 @@ def test_the_capacity_model_scales_the_days_counts_per_concurrent_room(tmp_path:
     assert launches.demand(100_000) == pytest.approx(100_000 * launches.per_room)
     assert launches.rooms_at_limit == pytest.approx(20.0 / launches.per_room)
     assert "| Fargate task launches |" in capacity.table(list(rows.values()), 100_000)
+
+
+def test_the_capacity_model_without_results_says_to_run_the_simulator_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        capacity.main(["--results", str(tmp_path / "policies.json")])
+
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert "does not exist: run `make simulate` first" in err and "Traceback" not in err

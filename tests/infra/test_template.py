@@ -386,8 +386,10 @@ def _requirement_names(lines: list[str]) -> dict[str, str]:
 def test_lambda_requirements_are_the_project_dependencies() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     declared = _requirement_names(pyproject["project"]["dependencies"])
-    packaged = _requirement_names((ROOT / "functions" / "requirements.txt").read_text().splitlines())
-    assert packaged == declared, "sam build installs functions/requirements.txt; tests run pyproject's"
+    packaged = _requirement_names((ROOT / "functions" / "requirements.in").read_text().splitlines())
+    assert packaged == declared, (
+        "sam build installs the lock of functions/requirements.in; tests run pyproject's"
+    )
 
 
 @pytest.mark.parametrize("environment", ["dev", "prod"])

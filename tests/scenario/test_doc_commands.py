@@ -124,6 +124,10 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "aws secretsmanager delete-secret": Skip(AWS),
     "aws ecr delete-repository --force": Skip(AWS),
     "make infra-lint": Elsewhere("`make test` runs it"),
+    "make lock": Skip("rewrites the committed locks with newer versions: a maintainer's step"),
+    "make lock LOCK_ARGS=": Skip(
+        "rewrites the locks (~1 min against PyPI); tests/infra/test_locks.py checks them"
+    ),
     # --- agent_container/README.md
     "docker build -f agent_container/Dockerfile -t livekit-agent .": Skip(DOCKER),
     ".venv/bin/python bench/bench_log_rate_limit.py": Elsewhere("`make bench` runs it (bench/run.py); ~12 s"),

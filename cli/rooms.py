@@ -37,16 +37,17 @@ def list_rooms(cli: Cli, state: str | None, limit: int, cursor: str | None) -> N
         cursor = page.next_cursor
         if cursor is None or len(found) >= limit:
             break
-    shown, more = found, cursor
     cli.printer.result(
-        RoomPage(rooms=shown, next_cursor=more),
+        RoomPage(rooms=found, next_cursor=cursor),
         table(
             None,
             ["room", "state", "humans", "agent", "grace until", "updated"],
-            [(r.name, r.state, r.humans, r.agent, when(r.grace_deadline), when(r.updated_at)) for r in shown],
+            [(r.name, r.state, r.humans, r.agent, when(r.grace_deadline), when(r.updated_at)) for r in found],
         ),
     )
-    cli.printer.status(f"{len(shown)} room(s)" + (f"; more with --cursor {more}" if more else ""))
+    again = f"lkctl room list{f' --state {state}' if state else ''} --cursor {cursor}"
+    more = f"; more with `{again}`" if cursor else ""
+    cli.printer.status(f"{len(found)} room(s){more}")
 
 
 @command("show")

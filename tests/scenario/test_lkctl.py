@@ -107,7 +107,7 @@ def test_room_list_stops_at_the_limit_and_prints_the_cursor_to_the_rest(
     )
 
     assert [room.name for room in page.rooms] == names[:3]
-    assert f"more with --cursor {page.next_cursor}" in first.stderr
+    assert f"more with `lkctl room list --cursor {page.next_cursor}`" in first.stderr
     assert [room.name for room in rest.rooms] == names[3:] and rest.next_cursor is None
 
 

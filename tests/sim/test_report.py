@@ -178,3 +178,31 @@ def test_the_capacity_model_without_results_says_to_run_the_simulator_first(
     err = capsys.readouterr().err
     assert exited.value.code == 2
     assert "does not exist: run `make simulate` first" in err and "Traceback" not in err
+
+
+REFERENCE_CHARTS = ("cost-vs-wait", "agents-over-time", "storm-waits")
+
+
+def test_charts_go_where_asked(tmp_path: Path) -> None:
+    argv = [
+        "--rooms",
+        "20",
+        "--storm-rooms",
+        "10",
+        "--policies",
+        "default,always_on",
+        "--jobs",
+        "1",
+        "--quiet",
+    ]
+    code = main(
+        [*argv, "--out", str(tmp_path / "out"), "--charts", str(tmp_path / "charts")],
+        io.StringIO(),
+        io.StringIO(),
+    )
+
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "charts").iterdir()) == sorted(
+        f"policies-{chart}.png" for chart in REFERENCE_CHARTS
+    )
+    assert not list((tmp_path / "out").glob("*.png"))

@@ -206,3 +206,19 @@ def test_charts_go_where_asked(tmp_path: Path) -> None:
         f"policies-{chart}.png" for chart in REFERENCE_CHARTS
     )
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_the_reference_charts_are_committed_and_shown_where_people_read() -> None:
+    """make simulate redraws them in docs/charts/ (issue 21): a reader of the repository's pages
+    sees the seeded reference run without running anything."""
+    root = Path(__file__).resolve().parents[2]
+    makefile = (root / "Makefile").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    capacity_doc = (root / "docs" / "capacity.md").read_text(encoding="utf-8")
+
+    assert "-m sim --charts docs/charts" in makefile
+    for chart in REFERENCE_CHARTS:
+        png = root / "docs" / "charts" / f"policies-{chart}.png"
+        assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+        assert f"](docs/charts/policies-{chart}.png)" in readme
+        assert f"](charts/policies-{chart}.png)" in capacity_doc

@@ -8,19 +8,23 @@ INFRA_VENV := .venv-infra
 # The container runs Python 3.12; use it for the agent tests when this machine has it.
 AGENT_PYTHON ?= $(shell python3.12 --version >/dev/null 2>&1 && echo python3.12 || echo $(PYTHON))
 
-.PHONY: demo dev test check infra-lint unit test-agent bench bench-e2e e2e simulate format clean openapi reliability
+.PHONY: demo dev test check infra-lint unit test-agent bench bench-e2e e2e simulate format clean openapi reliability lock
 
-$(BIN)/.installed: pyproject.toml functions/requirements.txt
+# Every install is from a lock with hashes (pip --require-hashes): the *.in files say what is
+# wanted, `make lock` pins it. requirements-dev.txt is the project and its dev group for Python
+# 3.11, held to the Lambda lock's versions where they share packages.
+$(BIN)/.installed: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=25.1"
-	$(BIN)/pip install --quiet -r functions/requirements.txt --group dev
-	$(BIN)/pip install --quiet --no-deps -e .  # the lkctl console script (its deps are in dev)
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .  # the lkctl console script (its deps are in the lock)
 	touch $@
 
+# requirements-test.txt locks the image's requirements plus the test tools (`make lock`).
 $(AGENT_VENV)/.installed: agent_container/requirements.txt agent_container/requirements-test.txt
 	$(AGENT_PYTHON) -m venv $(AGENT_VENV)
 	$(AGENT_VENV)/bin/pip install --quiet --upgrade "pip>=25.1"
-	$(AGENT_VENV)/bin/pip install --quiet -r agent_container/requirements.txt -r agent_container/requirements-test.txt
+	$(AGENT_VENV)/bin/pip install --quiet --require-hashes -r agent_container/requirements-test.txt
 	touch $@
 
 # checkov and aws-sam-translator pin shared packages (pydantic, boto3) differently: own venv.
@@ -76,9 +80,10 @@ bench-e2e: $(BIN)/.installed $(AGENT_VENV)/.installed
 	$(BIN)/python bench/e2e_latency.py --joins $(JOINS)
 
 # Every cleanup policy over a seeded day of rooms and a launch storm (issue 9): table on stdout,
-# bench/results/policies.json and its charts.
+# bench/results/policies.json, and its charts in docs/charts/ (committed: the seeded reference
+# run that README.md and docs/capacity.md show; this is the one command that refreshes them).
 simulate: $(BIN)/.installed
-	PYTHONPATH=functions $(BIN)/python -m sim
+	PYTHONPATH=functions $(BIN)/python -m sim --charts docs/charts
 
 # The API's OpenAPI document, committed; tests/unit/test_openapi_spec.py fails while it is stale.
 openapi: $(BIN)/.installed
@@ -87,6 +92,23 @@ openapi: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Re-resolves every lock to the newest versions the *.in files and pyproject.toml allow, with
+# hashes, for the Python each runs on: the Lambda package (functions/requirements.txt, what
+# `sam build` installs) and the agent image (agent_container/requirements.txt, the Dockerfile's)
+# for 3.12 on Linux, the dev tools for 3.11 at the Lambda lock's versions. The agent tests' lock
+# is universal (its venv is 3.12 where there is one, else 3.11: av 19 has no 3.11 wheels); on
+# 3.12 it resolves to the image's versions. LOCK_ARGS= keeps today's pins (after editing a *.in).
+LOCK_ARGS ?= --upgrade
+LOCK = $(BIN)/uv pip compile --quiet --generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS)
+lock: $(BIN)/.installed
+	$(LOCK) --python-platform linux --python-version 3.12 functions/requirements.in -o functions/requirements.txt
+	$(LOCK) --python-platform linux --python-version 3.11 pyproject.toml --group dev \
+		-c functions/requirements.txt -o requirements-dev.txt
+	$(LOCK) --python-platform linux --python-version 3.12 agent_container/requirements.in \
+		-o agent_container/requirements.txt
+	$(LOCK) --universal --python-version 3.11 agent_container/requirements.in agent_container/requirements-test.in \
+		-o agent_container/requirements-test.txt
 
 clean:
 	rm -rf $(VENV) $(AGENT_VENV) $(INFRA_VENV) .pytest_cache .mypy_cache .ruff_cache

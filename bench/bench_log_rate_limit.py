@@ -1,4 +1,4 @@
-"""Per-call overhead of the log rate limiter: ``python bench/bench_log_rate_limit.py``.
+"""Per-call overhead of the log rate limiter: ``.venv/bin/python bench/bench_log_rate_limit.py``.
 
 Measures ``RateLimitedHandler.handle`` on the three paths a line can take (allowed, dropped,
 aggregated as a repeat) and subtracts what the wrapped handler costs by itself, so the

@@ -25,7 +25,7 @@ and why: the modules the function imports beyond boto3's, and what the first req
 imports. Figures go to ``bench/results/cold_start.json``, which README.md and docs/cold-start.md
 quote (tests/unit/test_docs.py holds them to it).
 
-Run: ``python bench/cold_start.py [--runs N] [--only webhook,api] [--tree other/functions]``
+Run: ``.venv/bin/python bench/cold_start.py [--runs N] [--only webhook,api] [--tree other/functions]``
 from the repo root (``--tree`` repeated measures several function trees run by run, e.g. the
 commit before a change against this one).
 """

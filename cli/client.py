@@ -1,7 +1,9 @@
 """Finds the API and calls it, signed with SigV4 (service ``execute-api``).
 
 The base URL is ``--url``, or the ``ApiUrl`` output of the stack (CloudFormation
-``DescribeStacks`` by name). Credentials come from the standard chain (environment, profile,
+``DescribeStacks`` by name). With ``--dev`` it is the local stack (``make dev``), called
+unsigned: that stack serves the IAM routes without checking SigV4, so no AWS credentials are
+needed (like ``lk --dev``). Credentials come from the standard chain (environment, profile,
 SSO, instance or container role), as the AWS CLI finds them. Failures become ``CliError`` with
 the next step: no credentials, a stack not in this region, a signature API Gateway refuses,
 a route or room that does not exist.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -44,8 +46,9 @@ _REFUSED_CREDENTIALS = frozenset(
 NO_CREDENTIALS = (
     "No AWS credentials found. Configure them as for the AWS CLI: `aws configure`, "
     "`aws sso login --profile NAME` then --profile NAME (or AWS_PROFILE), or AWS_ACCESS_KEY_ID "
-    "and AWS_SECRET_ACCESS_KEY."
+    "and AWS_SECRET_ACCESS_KEY. For the local stack (`make dev`) pass --dev instead."
 )
+LOCAL_STACK_URL = "http://127.0.0.1:8787/"  # `make dev`'s api_url (cli/dev.py DEFAULT_PORT)
 
 
 def room_path(room: str, *rest: str) -> str:
@@ -55,16 +58,20 @@ def room_path(room: str, *rest: str) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """Where and how to call: ``url`` or ``stack``; ``region``/``profile`` for the session."""
+    """Where and how to call: ``url`` or ``stack``; ``region``/``profile`` for the session;
+    ``local``: the local stack, unsigned (``url`` defaults to its address)."""
 
     url: str | None
     stack: str
     region: str | None
     profile: str | None
+    local: bool = False
 
 
 class ApiClient:
     def __init__(self, target: Target) -> None:
+        if target.local and target.url is None:
+            target = replace(target, url=LOCAL_STACK_URL)
         self._target = target
         try:
             self._session = boto3.Session(profile_name=target.profile, region_name=target.region)
@@ -130,19 +137,25 @@ class ApiClient:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else {}
         request = AWSRequest(method=method, url=url, data=data, headers=headers)
-        SigV4Auth(self._credentials(), SERVICE, self._region()).add_auth(request)
+        if not self._target.local:
+            SigV4Auth(self._credentials(), SERVICE, self._region()).add_auth(request)
         try:
             response = self._http.send(request.prepare())
         except BotoCoreError as error:
-            raise CliError(
-                f"Cannot reach the API at {self.base_url}: {error}. Check --url, or the stack's "
-                f"{API_URL_OUTPUT} output.",
-                ExitCode.SETUP,
-            ) from error
+            raise CliError(self._unreachable(error), ExitCode.SETUP) from error
         payload = _json(response.content)
         if 200 <= response.status_code < 300:
             return payload
-        raise _api_error(response.status_code, payload, dict(response.headers), self._region())
+        region = "" if self._target.local else self._region()
+        raise _api_error(response.status_code, payload, dict(response.headers), region)
+
+    def _unreachable(self, error: BotoCoreError) -> str:
+        if self._target.local:
+            return f"Cannot reach the local stack at {self.base_url}: is `make dev` running? ({error})"
+        return (
+            f"Cannot reach the API at {self.base_url}: {error}. Check --url, or the stack's "
+            f"{API_URL_OUTPUT} output."
+        )
 
     def _credentials(self) -> Any:
         try:

@@ -179,6 +179,3 @@ def _serve(session: DevSession, printer: Printer) -> None:
         session.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-COMMANDS = (dev,)

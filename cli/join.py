@@ -68,6 +68,3 @@ def join_room(
     )
     cli.printer.line(answer.token)
     cli.printer.status("connect with the URL and token above, e.g. at https://meet.livekit.io (custom tab)")
-
-
-COMMANDS = (join_room,)

@@ -30,15 +30,19 @@ def when(epoch: float | None, now: float | None = None) -> str:
 
 
 def _span(seconds: int) -> str:
+    """In the largest unit that still reads as a whole number people use: 90s, 17m, 5h, 7d."""
     if seconds < 120:
         return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h"
+    if seconds < 2 * 3600:
+        return f"{round(seconds / 60)}m"
+    if seconds < 2 * 86400:
+        return f"{round(seconds / 3600)}h"
+    return f"{round(seconds / 86400)}d"
 
 
-def seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}s"
+def duration(value: float | None) -> str:
+    """A length of time for people (``24s``, ``7d``); a dash for none."""
+    return "-" if value is None else _span(round(value))
 
 
 class Printer:

@@ -1,4 +1,4 @@
-"""``lkctl rooms``, ``show ROOM``, ``close ROOM``, ``reset ROOM``."""
+"""``lkctl room list``, ``room show ROOM``, ``room close ROOM``, ``room reset ROOM``."""
 
 from __future__ import annotations
 
@@ -7,37 +7,47 @@ import click
 from api.models import PAGE_SIZE_MAX, CloseResult, ResetResult, RoomDetail, RoomPage, RoomSummary
 from cli.base import Cli, command
 from cli.client import room_path
-from cli.printer import fields, seconds, table, when
-from control_plane.room import RoomState
+from cli.printer import duration, fields, table, when
+from control_plane.room import NEEDS_ATTENTION, RoomState
+
+# The states GET /rooms can list: the attention index holds no idle or closed room.
+LISTABLE_STATES = [state.value for state in RoomState if state in NEEDS_ATTENTION]
 
 
-@command("rooms")
-@click.option("--state", type=click.Choice([s.value for s in RoomState]), help="Only rooms in this state.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Rooms to show.")
+@command("list")
+@click.option("--state", type=click.Choice(LISTABLE_STATES), help="Only rooms in this state.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help=f"Rooms to show, read in pages of up to {PAGE_SIZE_MAX} (the API's page size).",
+)
 @click.option("--cursor", help="Start after this cursor (printed when more rooms follow).")
 def list_rooms(cli: Cli, state: str | None, limit: int, cursor: str | None) -> None:
     """Rooms that are not settled: starting, active, grace, stopping, failed."""
     found: list[RoomSummary] = []
     while True:
+        # Never ask for more than still fits: the cursor then resumes right after the last shown.
+        wanted = min(PAGE_SIZE_MAX, limit - len(found))
         page = RoomPage.model_validate(
-            cli.api.call(
-                "GET", "/rooms", query={"state": state, "limit": min(PAGE_SIZE_MAX, limit), "cursor": cursor}
-            )
+            cli.api.call("GET", "/rooms", query={"state": state, "limit": wanted, "cursor": cursor})
         )
         found += page.rooms
         cursor = page.next_cursor
         if cursor is None or len(found) >= limit:
             break
-    shown, more = found[:limit], cursor if len(found) <= limit else None
     cli.printer.result(
-        RoomPage(rooms=shown, next_cursor=more),
+        RoomPage(rooms=found, next_cursor=cursor),
         table(
             None,
             ["room", "state", "humans", "agent", "grace until", "updated"],
-            [(r.name, r.state, r.humans, r.agent, when(r.grace_deadline), when(r.updated_at)) for r in shown],
+            [(r.name, r.state, r.humans, r.agent, when(r.grace_deadline), when(r.updated_at)) for r in found],
         ),
     )
-    cli.printer.status(f"{len(shown)} room(s)" + (f"; more with --cursor {more}" if more else ""))
+    again = f"lkctl room list{f' --state {state}' if state else ''} --cursor {cursor}"
+    more = f"; more with `{again}`" if cursor else ""
+    cli.printer.status(f"{len(found)} room(s){more}")
 
 
 @command("show")
@@ -58,12 +68,12 @@ def show_room(cli: Cli, room: str) -> None:
             ("dispatch", agent.dispatch_id if agent else None),
             ("dispatched", when(agent.dispatched_at) if agent else None),
             ("worker", agent.worker_status if agent else None),
-            ("heartbeat age", seconds(agent.heartbeat_age_seconds) if agent else None),
+            ("heartbeat age", duration(agent.heartbeat_age_seconds) if agent else None),
             ("grace until", when(detail.grace.deadline) if detail.grace else None),
             ("crashes", ", ".join(when(at) for at in detail.crashes) or None),
             ("failed", when(detail.failed_at) if detail.failed_at else None),
             ("next launch", when(detail.next_launch_at) if detail.next_launch_at else None),
-            ("departure timeout", seconds(detail.departure_timeout)),
+            ("departure timeout", duration(detail.departure_timeout)),
             ("created", when(detail.created_at)),
             ("updated", when(detail.updated_at)),
             ("closed", when(detail.closed_at) if detail.closed_at else None),
@@ -122,6 +132,3 @@ def reset_room(cli: Cli, room: str) -> None:
             ],
         ),
     )
-
-
-COMMANDS = (list_rooms, show_room, close_room, reset_room)

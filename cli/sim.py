@@ -1,9 +1,10 @@
 """``lkctl sim join|leave|refresh|state|faults``: play participants in the local LiveKit simulator.
 
-These talk to the simulator's control endpoint (``--simulator-url``, or ``LIVEKIT_SIM_URL``: the
-``simulator_url`` the local stack prints), not to the stack's API, so they need no AWS
-credentials. The simulator's package is imported only when a ``sim`` command runs: it is a
-development tool, and the rest of ``lkctl`` works without it.
+These talk to the simulator's control endpoint (``--simulator-url``, or ``LIVEKIT_SIM_URL``; by
+default where ``make dev`` starts it, ``http://127.0.0.1:7880``), not to the stack's API, so they
+need no AWS credentials. Identities are checked by the API's own rule before anything is sent.
+The simulator's package is imported only when a ``sim`` command runs: it is a development tool,
+and the rest of ``lkctl`` works without it.
 """
 
 from __future__ import annotations
@@ -13,34 +14,50 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import click
+from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 
+from api.models import Identity
 from cli.base import Cli, command
+from cli.dev import DEFAULT_SIMULATOR_PORT
 from cli.errors import CliError, ExitCode
-from cli.printer import fields, seconds, table, when
+from cli.printer import duration, fields, table, when
 
 if TYPE_CHECKING:
     from local.livekit_sim.client import SimulatorClient
     from local.livekit_sim.models import Participant
 
 Answer = TypeVar("Answer")
+LOCAL_SIMULATOR_URL = f"http://127.0.0.1:{DEFAULT_SIMULATOR_PORT}"
+_IDENTITY: TypeAdapter[str] = TypeAdapter(Identity)
 
 
 @dataclass(frozen=True)
 class SimulatorTarget:
-    url: str | None
+    url: str
+
+
+def _identity(value: str) -> str:
+    """The API's identity rule (``api.models.Identity``), as a one-line usage error."""
+    try:
+        return _IDENTITY.validate_python(value)
+    except ValidationError as error:
+        reason = error.errors()[0]["msg"].removeprefix("Value error, ")
+        raise CliError(f"identity {value!r}: {reason}", ExitCode.USAGE) from error
 
 
 @click.group("sim")
 @click.option(
     "--simulator-url",
     envvar="LIVEKIT_SIM_URL",
+    default=LOCAL_SIMULATOR_URL,
+    show_default=True,
     help="The LiveKit simulator's URL (the local stack prints it as simulator_url).",
 )
 @click.pass_context
-def sim(ctx: click.Context, simulator_url: str | None) -> None:
+def sim(ctx: click.Context, simulator_url: str) -> None:
     """Join and remove participants in the local LiveKit simulator, and see what it holds."""
-    ctx.obj = SimulatorTarget(simulator_url or None)
+    ctx.obj = SimulatorTarget(simulator_url or LOCAL_SIMULATOR_URL)
 
 
 def _call(action: Callable[[SimulatorClient], Answer]) -> Answer:
@@ -48,17 +65,20 @@ def _call(action: Callable[[SimulatorClient], Answer]) -> Answer:
     from local.livekit_sim.client import SimulatorClient, SimulatorError
 
     target = click.get_current_context().find_object(SimulatorTarget)
-    if target is None or target.url is None:
-        raise CliError(
-            "No simulator URL: pass --simulator-url or set LIVEKIT_SIM_URL (the local stack prints it "
-            "as simulator_url).",
-            ExitCode.SETUP,
-        )
+    assert target is not None, "the sim group makes the target"
     try:
         return action(SimulatorClient(target.url))
+    except ValidationError as error:  # the client's own request model refused an argument
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise CliError(f"{where}: {problem['msg']}", ExitCode.USAGE) from error
     except SimulatorError as error:
         if error.status == 0:
-            raise CliError(f"{error.message}. Is the local stack running?", ExitCode.SETUP) from error
+            raise CliError(
+                f"{error.message}. Is the local stack running (`make dev`)? Its simulator_url goes "
+                "in --simulator-url.",
+                ExitCode.SETUP,
+            ) from error
         details = "; ".join(f"{name}: {reason}" for name, reason in error.fields.items())
         raise CliError(error.message + (f": {details}" if details else "")) from error
 
@@ -78,23 +98,30 @@ def _people(title: str, participants: list[Participant]) -> Table:
 @click.option("--name", default="", help="Display name.")
 @click.option("--metadata", default="", help="Participant metadata (rides in the webhooks).")
 def join(cli: Cli, room: str, identity: str, kind: str, name: str, metadata: str) -> None:
-    """A participant connects to ROOM (LiveKit opens the room if needed)."""
+    """IDENTITY connects to ROOM (LiveKit opens the room if needed)."""
     from local.livekit_sim.models import ParticipantKind
 
     if kind not in {k.value for k in ParticipantKind}:
         raise click.BadParameter(f"one of {', '.join(k.value for k in ParticipantKind)}", param_hint="--kind")
+    identity = _identity(identity)
     result = _call(lambda client: client.join(room, identity, ParticipantKind(kind), name, metadata))
     cli.printer.result(result, _people(f"joined {result.room} ({result.room_sid})", [result.participant]))
 
 
 @command("leave")
 @click.argument("room")
-@click.option("--sid", help="The connection that leaves.")
-@click.option("--identity", help="Every connection of this identity leaves.")
-def leave(cli: Cli, room: str, sid: str | None, identity: str | None) -> None:
-    """A participant disconnects from ROOM: one connection by --sid, or all of an --identity."""
+@click.argument("identity", required=False)
+@click.option("--sid", help="Only this connection leaves (instead of IDENTITY).")
+@click.option("--identity", "identity_option", hidden=True, help="The first spelling of IDENTITY.")
+def leave(cli: Cli, room: str, identity: str | None, sid: str | None, identity_option: str | None) -> None:
+    """IDENTITY disconnects from ROOM (every connection of it), or one connection by --sid."""
+    if identity is not None and identity_option is not None:
+        raise click.UsageError("give IDENTITY once")
+    identity = identity if identity is not None else identity_option
     if (sid is None) == (identity is None):
-        raise click.UsageError("give exactly one of --sid or --identity")
+        raise click.UsageError("give IDENTITY (every connection of it) or --sid SID (one connection)")
+    if identity is not None:
+        identity = _identity(identity)
     result = _call(lambda client: client.leave(room, sid=sid, identity=identity))
     cli.printer.result(result, _people(f"left {result.room}", result.left))
 
@@ -104,6 +131,7 @@ def leave(cli: Cli, room: str, sid: str | None, identity: str | None) -> None:
 @click.argument("identity")
 def refresh(cli: Cli, room: str, identity: str) -> None:
     """A page refresh: IDENTITY connects to ROOM again, so its old connection leaves and a new sid joins."""
+    identity = _identity(identity)
     result = _call(lambda client: client.refresh(room, identity))
     cli.printer.result(
         result,
@@ -126,7 +154,7 @@ def state(cli: Cli) -> None:
                 r.sid,
                 sum(not p.kind.is_dependent for p in r.participants),
                 sum(p.kind.is_dependent for p in r.participants),
-                seconds(r.departure_timeout),
+                duration(r.departure_timeout),
                 when(r.closes_at, now) if r.closes_at is not None else "in use",
             )
             for r in found.rooms
@@ -228,5 +256,3 @@ def faults(
 
 for _subcommand in (join, leave, refresh, state, faults):
     sim.add_command(_subcommand)
-
-COMMANDS = (sim,)

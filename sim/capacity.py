@@ -185,7 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rooms", type=int, default=ROOMS)
     parser.add_argument("--policy", default="default")
     args = parser.parse_args(argv)
-    doc = json.loads(args.results.read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(args.results.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        parser.error(
+            f"{args.results} does not exist: run `make simulate` first (it writes it), or pass --results"
+        )
+    if args.policy not in doc["policies"]:
+        parser.error(f"no policy {args.policy!r} in {args.results}: one of {', '.join(doc['policies'])}")
     policy = doc["policies"][args.policy]
     print(table(limits(policy), args.rooms))
     return 0

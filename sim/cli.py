@@ -77,6 +77,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print the JSON document instead of the table")
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    parser.add_argument(
+        "--charts", type=Path, help="where the PNG charts go [default: --out]; make simulate: docs/charts"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     unknown = set(args.policies.split(",")) - set(POLICIES)
@@ -120,11 +123,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     json_path = report.write_json(doc, args.out / "policies.json")
     paths = [json_path]
     if not args.no_charts:
-        paths.append(charts.cost_vs_wait(day_results, args.out / "policies-cost-vs-wait.png"))
-        paths.append(charts.agents_over_time(day_results, args.out / "policies-agents-over-time.png"))
+        where = args.charts or args.out
+        paths.append(charts.cost_vs_wait(day_results, where / "policies-cost-vs-wait.png"))
+        paths.append(charts.agents_over_time(day_results, where / "policies-agents-over-time.png"))
         if storm is not None and storm_results:
             window = storm.traffic.arrival_window_s or 0.0
-            paths.append(charts.storm_waits(storm_results, args.out / "policies-storm-waits.png", window))
+            paths.append(charts.storm_waits(storm_results, where / "policies-storm-waits.png", window))
 
     if args.json:
         print(json.dumps(doc, indent=2), file=stdout)

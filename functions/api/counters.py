@@ -3,7 +3,10 @@
 The functions already count agent starts, removals, grace cancels and crashes (Powertools EMF,
 one ``service`` dimension per function); summing those beats keeping counters of our own in
 DynamoDB, which would cost a write on every event. One ``GetMetricData`` call asks for each
-metric of each function at one-minute resolution and adds them up.
+metric of each function at one-minute resolution and adds them up. When CloudWatch holds no
+metric of the namespace from the last three hours (the sweeper puts gauges every minute in a
+deployed stack, so only a stack nothing feeds CloudWatch for, like the local one, has none),
+nothing was measured: the answer is ``None``, never a row of zeros.
 """
 
 from __future__ import annotations
@@ -54,8 +57,11 @@ class CloudWatchCounters:
             for service in services
         ]
 
-    def last_hour(self, now: float) -> dict[str, int]:
-        """Each ``LAST_HOUR_METRICS`` field summed over every function, for the hour before ``now``."""
+    def last_hour(self, now: float) -> dict[str, int] | None:
+        """Each ``LAST_HOUR_METRICS`` field summed over every function, for the hour before ``now``;
+        ``None`` when CloudWatch has nothing of ours to sum."""
+        if not self._client.list_metrics(Namespace=self._namespace, RecentlyActive="PT3H").get("Metrics"):
+            return None
         end = datetime.fromtimestamp(now, UTC)
         queries: list[Any] = [
             {

@@ -221,9 +221,11 @@ class Stats(ApiModel):
     active_agents: int = Field(description="Agents starting, active or in grace")
     warm_slots: int = Field(description="Free job slots on ready workers no room is using")
     oldest_agent_age_seconds: float | None = Field(
-        description="Oldest running agent task; null if ECS is unreadable"
+        description="Age of the oldest running agent task; null if none runs or ECS is unreadable"
     )
-    last_hour: LastHour | None = Field(description="From CloudWatch metrics; null if it is unreadable")
+    last_hour: LastHour | None = Field(
+        description="From CloudWatch metrics; null if it is unreadable or holds none (the local stack)"
+    )
 
 
 class CloseRequest(ApiModel):

@@ -109,5 +109,7 @@ def warm_slots(workers: Iterable[WorkerRecord], rooms: Iterable[Room], now: floa
     )
 
 
-def oldest_age(tasks: Iterable[TaskSnapshot], now: float) -> float:
-    return round(max((age for task in tasks if (age := task.age(now)) is not None), default=0.0), 3)
+def oldest_age(tasks: Iterable[TaskSnapshot], now: float) -> float | None:
+    """The oldest task's age; ``None`` when no task runs (not a misleading 0 s)."""
+    oldest = max((age for task in tasks if (age := task.age(now)) is not None), default=None)
+    return None if oldest is None else round(oldest, 3)

@@ -44,7 +44,7 @@ ADAPTER_ACTIONS: Final[Mapping[str, frozenset[str]]] = {
     "DynamoDBTaskCount": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
     "RoomIndex": frozenset({"dynamodb:Query"}),
     # api.counters.CloudWatchCounters: the last hour of the functions' own metrics for GET /stats.
-    "CloudWatchCounters": frozenset({"cloudwatch:GetMetricData"}),
+    "CloudWatchCounters": frozenset({"cloudwatch:GetMetricData", "cloudwatch:ListMetrics"}),
 }
 """API actions each adapter calls, as ``service:Operation``."""
 

@@ -140,7 +140,8 @@ class QueuePoller(_Loop):
 
 
 class Schedule(_Loop):
-    """Invokes the function every ``interval_seconds``, the first time one interval after start."""
+    """Invokes the function at start, then every ``interval_seconds``. The run at start is the
+    deploy's first sweep: the warm pool (``WARM_TASKS``) fills within seconds, not a minute later."""
 
     def __init__(
         self, module: str, interval_seconds: float, timeout_seconds: float, invoke: Invoke, timeline: Timeline
@@ -151,10 +152,12 @@ class Schedule(_Loop):
         self._timeout = timeout_seconds
         self._invoke = invoke
         self._timeline = timeline
+        self._ran = False
 
     def step(self) -> None:
-        if self._stopped.wait(self._interval):
+        if self._ran and self._stopped.wait(self._interval):
             return
+        self._ran = True
         report = self._invoke(self._module, schedule_event(), self._timeout)
         did = _describe_sweep(report)
         if did is not None:

@@ -166,6 +166,25 @@ def test_sweeper_runs_every_minute_with_retries_and_dead_letters() -> None:
     assert sweeper.properties["Timeout"] < 60, "a sweep ends before the next one starts"
 
 
+def test_a_deploy_runs_one_sweep_as_soon_as_it_completes() -> None:
+    """The warm pool fills within seconds of a create or update (issue 21), not at the schedule's
+    first run; the rule hears only this stack."""
+    [rule] = _events(cfn.functions()["sweeper"], "EventBridgeRule").values()
+    assert rule["Pattern"] == {
+        "source": ["aws.cloudformation"],
+        "detail-type": ["CloudFormation Stack Status Change"],
+        "detail": {
+            "stack-id": [{"Ref": "AWS::StackId"}],
+            "status-details": {"status": ["CREATE_COMPLETE", "UPDATE_COMPLETE"]},
+        },
+    }
+    assert rule["DeadLetterConfig"] == {"Arn": get_att("EventsDeadLetterQueue", "Arn")}
+    [statement] = cfn.resource("EventsDeadLetterQueuePolicy")["Properties"]["PolicyDocument"]["Statement"]
+    assert (
+        get_att("SweeperFunctionAfterDeploy", "Arn") in statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    )
+
+
 def test_task_events_hear_only_our_tasks_in_our_cluster() -> None:
     task_events = cfn.functions()["task_events"]
     [(name, rule)] = _events(task_events, "EventBridgeRule").items()
@@ -179,9 +198,8 @@ def test_task_events_hear_only_our_tasks_in_our_cluster() -> None:
     assert task_events.properties["DeadLetterQueue"]["TargetArn"] == get_att("EventsDeadLetterQueue", "Arn")
     # SAM names the rule <function><event>; EventBridge may only send dead letters from it.
     [statement] = cfn.resource("EventsDeadLetterQueuePolicy")["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == get_att(
-        task_events.logical_id + name, "Arn"
-    )
+    sources = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert get_att(task_events.logical_id + name, "Arn") in sources
 
 
 # --- agent tasks ----------------------------------------------------------------------------
@@ -386,8 +404,10 @@ def _requirement_names(lines: list[str]) -> dict[str, str]:
 def test_lambda_requirements_are_the_project_dependencies() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     declared = _requirement_names(pyproject["project"]["dependencies"])
-    packaged = _requirement_names((ROOT / "functions" / "requirements.txt").read_text().splitlines())
-    assert packaged == declared, "sam build installs functions/requirements.txt; tests run pyproject's"
+    packaged = _requirement_names((ROOT / "functions" / "requirements.in").read_text().splitlines())
+    assert packaged == declared, (
+        "sam build installs the lock of functions/requirements.in; tests run pyproject's"
+    )
 
 
 @pytest.mark.parametrize("environment", ["dev", "prod"])

@@ -69,14 +69,22 @@ def test_stats_count_rooms_agents_warm_slots_and_the_last_hour(api: ApiCalls) ->
     }
     assert body["active_agents"] == 2
     assert body["warm_slots"] == 2, "the idle ready worker no room uses"
-    assert body["oldest_agent_age_seconds"] is not None and body["oldest_agent_age_seconds"] >= 0
     assert body["last_hour"] == {"agent_starts": 6, "agent_stops": 5, "grace_cancels": 2, "crashes": 1}
+
+
+def test_stats_say_nothing_was_measured_rather_than_zeros(api: ApiCalls) -> None:
+    """No task runs and nothing put a metric in CloudWatch (the local stack feeds none): null,
+    not an oldest agent of 0 s and a last hour of zeros."""
+    body = api.get("/stats").body
+
+    assert body["oldest_agent_age_seconds"] is None
+    assert body["last_hour"] is None
 
 
 def test_stats_still_answer_when_cloudwatch_cannot_be_read(
     api: ApiCalls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(self: CloudWatchCounters, now: float) -> dict[str, int]:
+    def refuse(self: CloudWatchCounters, now: float) -> dict[str, int] | None:
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetMetricData")
 
     monkeypatch.setattr(CloudWatchCounters, "last_hour", refuse)

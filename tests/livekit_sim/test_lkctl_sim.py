@@ -52,7 +52,7 @@ def test_leave_and_refresh(sim: LiveKitSimulator, client: SimulatorClient) -> No
     client.join("standup", "bob")
 
     refreshed = sim_at(sim, "refresh", "standup", "alice", "--json")
-    left = sim_at(sim, "leave", "standup", "--identity", "bob")
+    left = sim_at(sim, "leave", "standup", "bob")
 
     assert RefreshResult.model_validate_json(refreshed.stdout).left == [alice]
     assert left.exit_code == 0 and "bob" in left.stdout and "left standup" in left.stdout
@@ -77,14 +77,42 @@ def test_faults_are_shown_and_changed(sim: LiveKitSimulator) -> None:
 
 
 def test_errors_say_what_to_do(sim: LiveKitSimulator) -> None:
-    unknown = sim_at(sim, "leave", "standup", "--identity", "nobody")
-    both = sim_at(sim, "leave", "standup", "--sid", "PA_1", "--identity", "alice")
+    unknown = sim_at(sim, "leave", "standup", "nobody")
+    both = sim_at(sim, "leave", "standup", "alice", "--sid", "PA_1")
+    neither = sim_at(sim, "leave", "standup")
     kind = sim_at(sim, "join", "standup", "alice", "--kind", "robot")
     nowhere = run("sim", "--simulator-url", "http://127.0.0.1:9", "state")
-    no_url = run("sim", "state", env={"LIVEKIT_SIM_URL": ""})
 
     assert unknown.exit_code == 1 and "no participant with identity 'nobody'" in unknown.stderr
-    assert both.exit_code == 2 and "exactly one of --sid or --identity" in both.stderr
+    assert both.exit_code == 2 and "give IDENTITY (every connection of it) or --sid SID" in both.stderr
+    assert neither.exit_code == 2 and "give IDENTITY" in neither.stderr
     assert kind.exit_code == 2 and "sip" in kind.stderr
-    assert nowhere.exit_code == 3 and "Is the local stack running?" in nowhere.stderr
-    assert no_url.exit_code == 3 and "LIVEKIT_SIM_URL" in no_url.stderr
+    assert nowhere.exit_code == 3 and "Is the local stack running (`make dev`)?" in nowhere.stderr
+
+
+def test_the_first_spelling_of_leave_still_works(sim: LiveKitSimulator, client: SimulatorClient) -> None:
+    client.join("standup", "bob")
+
+    left = sim_at(sim, "leave", "standup", "--identity", "bob")
+
+    assert left.exit_code == 0 and "bob" in left.stdout
+
+
+def test_without_a_url_it_is_the_local_stacks_simulator() -> None:
+    shown = run("sim", "--help", env={"LIVEKIT_SIM_URL": ""})
+
+    assert "[default: http://127.0.0.1:7880]" in shown.stdout
+
+
+def test_identities_follow_the_apis_rule_before_anything_is_sent(
+    sim: LiveKitSimulator, client: SimulatorClient
+) -> None:
+    empty = sim_at(sim, "join", "standup", "")
+    newline = sim_at(sim, "join", "standup", "ali\nce")
+    too_long = sim_at(sim, "refresh", "standup", "x" * 257)
+
+    assert [r.exit_code for r in (empty, newline, too_long)] == [2, 2, 2]
+    assert empty.stderr == "error: identity '': String should have at least 1 character\n"
+    assert newline.stderr == "error: identity 'ali\\nce': must not contain control characters\n"
+    assert "at most 256 UTF-8 bytes" in too_long.stderr and "Traceback" not in too_long.stderr
+    assert client.state().rooms == []

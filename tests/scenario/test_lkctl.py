@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from api.models import JoinResponse, RoomDetail, RoomPage, Stats, SweepSummary
+from cli import rooms
 from cli.main import lkctl
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.room import Human, Room
@@ -44,7 +45,7 @@ def at(server: LocalHttpApi, *args: str, env: dict[str, str] | None = None) -> R
 def test_join_prints_the_connection_details_and_a_token_for_the_room(
     api: ApiCalls, served_api: LocalHttpApi
 ) -> None:
-    result = at(served_api, "join", "standup", "alice", "--name", "Alice", "--attribute", "role=host")
+    result = at(served_api, "room", "join", "standup", "alice", "--name", "Alice", "--attribute", "role=host")
 
     assert result.exit_code == 0, result.stderr
     token = result.stdout.strip().splitlines()[-1]
@@ -56,7 +57,7 @@ def test_join_prints_the_connection_details_and_a_token_for_the_room(
 
 
 def test_join_json_is_the_api_model(api: ApiCalls, served_api: LocalHttpApi) -> None:
-    result = at(served_api, "join", "standup", "alice", "--json")
+    result = at(served_api, "room", "join", "standup", "alice", "--json")
 
     answer = JoinResponse.model_validate_json(result.stdout)
     assert answer.room == "standup" and answer.agent.task_arn == api.tasks()[0]
@@ -66,10 +67,10 @@ def test_rooms_table_json_and_cursor(api: ApiCalls, served_api: LocalHttpApi) ->
     for number, room in enumerate(["alpha", "bravo", "charlie"]):
         human(api, "participant_joined", room, f"PA_{number}")
 
-    table = at(served_api, "rooms")
-    first = at(served_api, "rooms", "--limit", "2", "--json")
+    table = at(served_api, "room", "list")
+    first = at(served_api, "room", "list", "--limit", "2", "--json")
     page = RoomPage.model_validate_json(first.stdout)
-    rest = at(served_api, "rooms", "--cursor", str(page.next_cursor), "--json")
+    rest = at(served_api, "room", "list", "--cursor", str(page.next_cursor), "--json")
 
     assert table.exit_code == 0
     assert all(name in table.stdout for name in ("alpha", "bravo", "charlie")) and "starting" in table.stdout
@@ -84,17 +85,70 @@ def test_rooms_filtered_by_state(api: ApiCalls, served_api: LocalHttpApi) -> Non
     human(api, "participant_joined", "quiet", "PA_2")
     human(api, "participant_left", "quiet", "PA_2")
 
-    result = at(served_api, "rooms", "--state", "grace", "--json")
+    result = at(served_api, "room", "list", "--state", "grace", "--json")
 
     assert [room.name for room in RoomPage.model_validate_json(result.stdout).rooms] == ["quiet"]
+
+
+def test_room_list_stops_at_the_limit_and_prints_the_cursor_to_the_rest(
+    api: ApiCalls, served_api: LocalHttpApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18 point 9: a limit past one page (here 2 rooms a page) used to drop what the last
+    page held beyond the limit, with no cursor to reach it."""
+    monkeypatch.setattr(rooms, "PAGE_SIZE_MAX", 2)
+    names = ["alpha", "bravo", "charlie", "delta", "echo"]
+    for number, room in enumerate(names):
+        human(api, "participant_joined", room, f"PA_{number}")
+
+    first = at(served_api, "room", "list", "--limit", "3", "--json")
+    page = RoomPage.model_validate_json(first.stdout)
+    rest = RoomPage.model_validate_json(
+        at(served_api, "room", "list", "--cursor", str(page.next_cursor), "--json").stdout
+    )
+
+    assert [room.name for room in page.rooms] == names[:3]
+    assert f"more with `lkctl room list --cursor {page.next_cursor}`" in first.stderr
+    assert [room.name for room in rest.rooms] == names[3:] and rest.next_cursor is None
+
+
+def test_room_list_offers_only_the_states_the_api_can_list(served_api: LocalHttpApi) -> None:
+    closed = at(served_api, "room", "list", "--state", "closed")
+
+    assert closed.exit_code == 2 and "'closed' is not one of" in closed.stderr
+    assert "'grace'" in closed.stderr and "'idle'" not in closed.stderr
+
+
+def test_a_closed_room_says_when_its_record_expires_in_days(api: ApiCalls, served_api: LocalHttpApi) -> None:
+    human(api, "participant_joined", "standup", "PA_1")
+    agent_ready(api, "standup")
+    at(served_api, "room", "close", "standup", "--delete-room")
+
+    shown = at(served_api, "room", "show", "standup")
+
+    assert shown.exit_code == 0 and "closed" in shown.stdout
+    assert "(in 7d)" in shown.stdout and "h)" not in shown.stdout
+
+
+def test_the_first_spellings_still_work(api: ApiCalls, served_api: LocalHttpApi) -> None:
+    human(api, "participant_joined", "standup", "PA_1")
+
+    old = [at(served_api, *args) for args in (["rooms"], ["show", "standup"], ["stats"], ["gc", "-q"])]
+    new = [
+        at(served_api, *args)
+        for args in (["room", "list"], ["room", "show", "standup"], ["stats", "show"], ["sweep", "run", "-q"])
+    ]
+
+    assert all(result.exit_code == 0 for result in old + new)
+    assert [result.stdout.splitlines()[0] for result in old] == [r.stdout.splitlines()[0] for r in new]
+    assert "rooms " not in at(served_api, "--help").stdout, "aliases stay out of --help"
 
 
 def test_show_a_room(api: ApiCalls, served_api: LocalHttpApi) -> None:
     human(api, "participant_joined", "standup", "PA_1", "alice")
     task = agent_ready(api, "standup")
 
-    table = at(served_api, "show", "standup")
-    detail = RoomDetail.model_validate_json(at(served_api, "show", "standup", "--json").stdout)
+    table = at(served_api, "room", "show", "standup")
+    detail = RoomDetail.model_validate_json(at(served_api, "room", "show", "standup", "--json").stdout)
 
     assert table.exit_code == 0
     for shown in ("active", "dispatched", "alice", "PA_1", task, "never (active)"):
@@ -106,7 +160,7 @@ def test_close_with_delete_room(api: ApiCalls, served_api: LocalHttpApi) -> None
     human(api, "participant_joined", "standup", "PA_1")
     agent_ready(api, "standup")
 
-    result = at(served_api, "close", "standup", "--delete-room")
+    result = at(served_api, "room", "close", "standup", "--delete-room")
 
     assert result.exit_code == 0, result.stderr
     assert "LiveKit room deleted" in result.stdout and "closed" in result.stdout
@@ -127,7 +181,7 @@ def test_reset_a_failed_room(api: ApiCalls, served_api: LocalHttpApi) -> None:
         )
     )
 
-    result = at(served_api, "reset", "standup", "--json")
+    result = at(served_api, "room", "reset", "standup", "--json")
 
     assert json.loads(result.stdout) == {
         "room": "standup",
@@ -140,14 +194,17 @@ def test_reset_a_failed_room(api: ApiCalls, served_api: LocalHttpApi) -> None:
 def test_stats_and_gc(api: ApiCalls, served_api: LocalHttpApi) -> None:
     human(api, "participant_joined", "standup", "PA_1")
 
-    stats = at(served_api, "stats")
+    stats = at(served_api, "stats", "show")
     stats_json = Stats.model_validate_json(at(served_api, "stats", "--json").stdout)
-    gc = at(served_api, "gc")
-    gc_json = SweepSummary.model_validate_json(at(served_api, "gc", "--json", "--quiet").stdout)
+    gc = at(served_api, "sweep", "run")
+    gc_json = SweepSummary.model_validate_json(at(served_api, "sweep", "run", "--json", "--quiet").stdout)
 
-    assert stats.exit_code == 0 and "active agents" in stats.stdout and "agent starts" in stats.stdout
+    assert stats.exit_code == 0 and "agents (starting, active, grace)" in stats.stdout
+    assert "agent starts" in stats.stdout and "n/a (no CloudWatch data)" in stats.stdout, "not 0"
     assert stats_json.active_agents == 1 and stats_json.rooms_by_state["starting"] == 1
     assert gc.exit_code == 0 and "rooms visited" in gc.stdout and "sweeping" in gc.stderr
+    assert "rooms (starting)" in gc.stdout and "rooms (closed)" not in gc.stdout
+    assert "Rooms[State=" not in gc.stdout and "OldestAgentAgeSeconds" not in gc.stdout
     assert gc_json.complete and gc_json.rooms_total == 1
 
 
@@ -168,7 +225,7 @@ def test_the_api_url_comes_from_the_stack_output(api: ApiCalls, served_api: Loca
     deploy_stack(served_api.url)
     human(api, "participant_joined", "standup", "PA_1")
 
-    result = run("rooms", "--json")
+    result = run("room", "list", "--json")
 
     assert result.exit_code == 0, result.stderr
     assert [room.name for room in RoomPage.model_validate_json(result.stdout).rooms] == ["standup"]
@@ -186,7 +243,7 @@ def test_a_stack_not_found_says_to_check_the_region_or_name(
 ) -> None:
     deploy_stack(served_api.url)
 
-    result = run(*args, "rooms")
+    result = run(*args, "room", "list")
 
     assert result.exit_code == 3
     assert says in result.stderr and "--region" in result.stderr and "--url" in result.stderr
@@ -197,15 +254,15 @@ def test_a_stack_not_found_says_to_check_the_region_or_name(
 
 
 def test_an_unknown_room(served_api: LocalHttpApi) -> None:
-    result = at(served_api, "show", "nowhere")
+    result = at(served_api, "room", "show", "nowhere")
 
     assert result.exit_code == 1
     assert "room 'nowhere' is not tracked" in result.stderr and "lkctl rooms" in result.stderr
 
 
 def test_bad_input_names_the_field(served_api: LocalHttpApi) -> None:
-    result = at(served_api, "join", "standup", "bell\a")
-    usage = at(served_api, "join", "standup", "alice", "--attribute", "no-equals-sign")
+    result = at(served_api, "room", "join", "standup", "bell\a")
+    usage = at(served_api, "room", "join", "standup", "alice", "--attribute", "no-equals-sign")
 
     assert result.exit_code == 1 and "body.identity: must not contain control characters" in result.stderr
     assert usage.exit_code == 2 and "KEY=VALUE" in usage.stderr
@@ -214,7 +271,7 @@ def test_bad_input_names_the_field(served_api: LocalHttpApi) -> None:
 def test_credentials_api_gateway_refuses_are_a_403_that_says_why(served_api: LocalHttpApi) -> None:
     other = {"AWS_ACCESS_KEY_ID": "AKIAOTHERACCOUNT0000", "AWS_SECRET_ACCESS_KEY": "other"}
 
-    result = at(served_api, "rooms", env=other)
+    result = at(served_api, "room", "list", env=other)
 
     assert result.exit_code == 1
     assert "403" in result.stderr and "execute-api:Invoke" in result.stderr
@@ -222,7 +279,7 @@ def test_credentials_api_gateway_refuses_are_a_403_that_says_why(served_api: Loc
 
 
 def test_a_signature_for_the_wrong_region_says_to_pass_the_stacks_region(served_api: LocalHttpApi) -> None:
-    result = run("--url", served_api.url, "--region", "eu-west-1", "rooms")
+    result = run("--url", served_api.url, "--region", "eu-west-1", "room", "list")
 
     assert result.exit_code == 3
     assert "not in eu-west-1" in result.stderr and "--region" in result.stderr
@@ -233,7 +290,7 @@ def test_livekit_down_is_a_503_with_when_to_retry(
 ) -> None:
     api.aws.livekit.set_down(True)
 
-    result = at(served_api, "join", "standup", "alice")
+    result = at(served_api, "room", "join", "standup", "alice")
 
     assert result.exit_code == 1
     assert "LiveKit is unavailable" in result.stderr and "try again in 5 s" in result.stderr
@@ -241,7 +298,7 @@ def test_livekit_down_is_a_503_with_when_to_retry(
 
 
 def test_an_api_url_nobody_answers(api: ApiCalls) -> None:
-    result = run("--url", "http://127.0.0.1:9", "rooms")
+    result = run("--url", "http://127.0.0.1:9", "room", "list")
 
     assert result.exit_code == 3 and "Cannot reach the API at http://127.0.0.1:9" in result.stderr
 
@@ -280,7 +337,7 @@ def test_the_console_script_calls_the_api(
     )
 
     done = subprocess.run(
-        [str(console_script), "--url", served_api.url, "rooms", "--json"],
+        [str(console_script), "--url", served_api.url, "room", "list", "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -294,7 +351,7 @@ def test_the_console_script_calls_the_api(
 
 def test_no_credentials_says_how_to_get_some(served_api: LocalHttpApi, console_script: Path) -> None:
     done = subprocess.run(
-        [str(console_script), "--url", served_api.url, "--region", "us-east-1", "rooms"],
+        [str(console_script), "--url", served_api.url, "--region", "us-east-1", "room", "list"],
         env=clean_env(),
         capture_output=True,
         text=True,
@@ -304,4 +361,5 @@ def test_no_credentials_says_how_to_get_some(served_api: LocalHttpApi, console_s
 
     assert done.returncode == 3
     assert "No AWS credentials found" in done.stderr and "aws configure" in done.stderr
+    assert "--dev" in done.stderr, "the local stack needs none"
     assert served_api.refused == [], "nothing was sent"

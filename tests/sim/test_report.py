@@ -167,3 +167,58 @@ def test_the_capacity_model_scales_the_days_counts_per_concurrent_room(tmp_path:
     assert launches.demand(100_000) == pytest.approx(100_000 * launches.per_room)
     assert launches.rooms_at_limit == pytest.approx(20.0 / launches.per_room)
     assert "| Fargate task launches |" in capacity.table(list(rows.values()), 100_000)
+
+
+def test_the_capacity_model_without_results_says_to_run_the_simulator_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        capacity.main(["--results", str(tmp_path / "policies.json")])
+
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert "does not exist: run `make simulate` first" in err and "Traceback" not in err
+
+
+REFERENCE_CHARTS = ("cost-vs-wait", "agents-over-time", "storm-waits")
+
+
+def test_charts_go_where_asked(tmp_path: Path) -> None:
+    argv = [
+        "--rooms",
+        "20",
+        "--storm-rooms",
+        "10",
+        "--policies",
+        "default,always_on",
+        "--jobs",
+        "1",
+        "--quiet",
+    ]
+    code = main(
+        [*argv, "--out", str(tmp_path / "out"), "--charts", str(tmp_path / "charts")],
+        io.StringIO(),
+        io.StringIO(),
+    )
+
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "charts").iterdir()) == sorted(
+        f"policies-{chart}.png" for chart in REFERENCE_CHARTS
+    )
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_the_reference_charts_are_committed_and_shown_where_people_read() -> None:
+    """make simulate redraws them in docs/charts/ (issue 21): a reader of the repository's pages
+    sees the seeded reference run without running anything."""
+    root = Path(__file__).resolve().parents[2]
+    makefile = (root / "Makefile").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    capacity_doc = (root / "docs" / "capacity.md").read_text(encoding="utf-8")
+
+    assert "-m sim --charts docs/charts" in makefile
+    for chart in REFERENCE_CHARTS:
+        png = root / "docs" / "charts" / f"policies-{chart}.png"
+        assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+        assert f"](docs/charts/policies-{chart}.png)" in readme
+        assert f"](charts/policies-{chart}.png)" in capacity_doc

@@ -29,7 +29,8 @@ def stats(deps: ApiDeps) -> Stats:
         oldest = None
     last_hour: LastHour | None
     try:
-        last_hour = LastHour(**deps.counters.last_hour(now))
+        counts = deps.counters.last_hour(now)
+        last_hour = LastHour(**counts) if counts is not None else None
     except (BotoCoreError, ClientError) as error:
         log.warning("CloudWatch could not be read", extra={"error": str(error)})
         last_hour = None

@@ -8,7 +8,7 @@ INFRA_VENV := .venv-infra
 # The container runs Python 3.12; use it for the agent tests when this machine has it.
 AGENT_PYTHON ?= $(shell python3.12 --version >/dev/null 2>&1 && echo python3.12 || echo $(PYTHON))
 
-.PHONY: demo dev test check infra-lint unit test-agent bench simulate format clean openapi reliability
+.PHONY: demo dev test check infra-lint unit test-agent bench bench-smoke simulate format clean openapi reliability
 
 $(BIN)/.installed: pyproject.toml functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ demo: $(BIN)/.installed
 dev: $(BIN)/.installed
 	PYTHONPATH=functions:. $(BIN)/lkctl dev $(ARGS)
 
-test: check infra-lint unit test-agent
+test: check infra-lint unit test-agent bench-smoke
 
 check: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -63,6 +63,11 @@ test-agent: $(AGENT_VENV)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
+
+# Every benchmark at a size of seconds, judged only on running and writing its figures
+# (bench/results/<name>.smoke.json, beside a full run's): a change that breaks one is red at once.
+bench-smoke: $(BIN)/.installed
+	$(BIN)/python bench/run.py --smoke
 
 # Every cleanup policy over a seeded day of rooms and a launch storm (issue 9): table on stdout,
 # bench/results/policies.json and its charts.

@@ -23,7 +23,7 @@ and init + first ≤ 650 (below the 698 before, although work moved into init). 
 (this machine, Python 3.12.1, CPU ms): init 352, first 348, restored first 354 (the run in
 docs/cold-start.md). ``--functions`` compares function trees (e.g. another checkout's
 functions/). Run: ``python bench/cold_start.py [--runs N]`` from the repo root; ``make bench``
-runs it.
+runs it (``make bench-smoke``: one run in this interpreter).
 """
 
 from __future__ import annotations
@@ -379,12 +379,14 @@ def main() -> None:
     )
     parser.add_argument("--profile", type=Path, help="also write a cProfile of one first request here")
     args = parser.parse_args()
+    from bench import figures as results
+
+    if results.smoke():  # one run, in this interpreter: no Lambda venv to build
+        args.runs, args.python = 1, args.python or sys.executable
     trees = [tree.resolve() for tree in args.functions or [ROOT / "functions"]]
     started = time.perf_counter()
     figures = measure(args.runs, args.python or lambda_python(), trees, args.profile)
     missed = report(figures)
-    from bench import figures as results
-
     results.write(
         "cold_start", {**figures, "goals_cpu_ms": GOALS, "before_issue_10_cpu_ms": BASELINE, "missed": missed}
     )

@@ -312,22 +312,38 @@ class RoomController:
         """An operator's close: remove the agent now (``reconcile.force_stop``), then reconcile.
         Idempotent: a room with no agent, or one already stopping, is only reconciled. Humans
         still in the room get a fresh agent. None if the room is unknown."""
+        if self._stop_agent(name, None, "closed by an operator"):
+            self._ports.metrics.count("AgentsClosedByOperator")
+        return self.reconcile(name)
+
+    def retire_agent(self, name: str, launch_token: str) -> Room | None:
+        """The sweep found the room's agent (``launch_token``) past ``MAX_AGENT_AGE_SECONDS`` on a
+        worker younger agents of other rooms still use: remove that agent alone (its dispatch,
+        so its job ends; its slot); humans still there get a fresh one. A newer agent is kept."""
+        if self._stop_agent(name, launch_token, "agent past its maximum age"):
+            self._ports.metrics.count("AgentsRetired", dimensions={"Reason": "max_age"})
+        return self.reconcile(name)
+
+    def _stop_agent(self, name: str, launch_token: str | None, why: str) -> bool:
+        """Remove the room's agent now (``reconcile.force_stop``), if it is still the one named
+        (any, without a token); whether this call removed it."""
         rooms = self._ports.rooms
         current = rooms.get(name)
         for _ in range(MAX_ROUNDS):
-            if current is None:
-                return None
-            decision = reconcile.force_stop(current, self._now())
+            if current is None or current.agent is None:
+                return False
+            if launch_token is not None and current.agent.launch_token != launch_token:
+                return False
+            decision = reconcile.force_stop(current, self._now(), why)
             if decision is None:
-                break
+                return False
             try:
                 self._carry_out(current, decision)
             except VersionConflict:
                 current = rooms.get(name)
                 continue
-            self._ports.metrics.count("AgentsClosedByOperator")
-            break
-        return self.reconcile(name)
+            return True
+        return False
 
     def reset_failed(self, name: str) -> Room | None:
         """An operator's reset: forget a crash loop and launch backoff

@@ -286,7 +286,7 @@ def _refresh_index(room: Room, now: float) -> Decision | None:
     )
 
 
-def force_stop(room: Room, now: float) -> Decision | None:
+def force_stop(room: Room, now: float, why: str = "closed by an operator") -> Decision | None:
     """An operator closes the room's agent now (the API's ``close``): claim the stop as a grace
     expiry would and remove the agent. Pending join reservations go too (they would only bring
     it back); humans still in the room get a fresh agent from the next ``decide``, since the core
@@ -296,9 +296,7 @@ def force_stop(room: Room, now: float) -> Decision | None:
     stopping = room.model_copy(
         update={"stop_requested_at": now, "grace": None, "expected": {}, "updated_at": now}
     )
-    return Decision(
-        room=stopping, effects=(_removal(room.agent),), before_save=(), reasons=("closed by an operator",)
-    )
+    return Decision(room=stopping, effects=(_removal(room.agent),), before_save=(), reasons=(why,))
 
 
 def _stop_or_close(room: Room, now: float, policy: Policy) -> Decision | None:

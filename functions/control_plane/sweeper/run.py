@@ -30,11 +30,14 @@ from control_plane.sweeper.bridge import AsyncLiveKit, BudgetedLiveKit, CallBudg
 from control_plane.sweeper.plan import (
     CRASH_REASONS,
     LISTING_MARGIN_SECONDS,
+    AgedAgent,
     DeleteReason,
     DispatchPlan,
     RoomCheck,
+    StopReason,
     SweepPolicy,
     TaskStop,
+    agent_started_at,
     audit_due,
     participants_explained,
     plan_dispatch_cleanup,
@@ -208,11 +211,20 @@ class _SweepRun:
         now = self.now()
         free = sum(w.free_slots(pool.jobs_per_task) for w in self.workers.values() if usable(w, now, pool))
         self.metrics.count("WarmSlots", free)
+        # The agents' ages, never the tasks': a warm worker may idle for hours before its room.
+        started = [
+            at
+            for at in (
+                agent_started_at(
+                    r, self.workers.get(r.agent.task_arn) if r.agent and r.agent.task_arn else None
+                )
+                for r in rooms
+            )
+            if at is not None
+        ]
+        self.metrics.count("OldestAgentAgeSeconds", max((now - at for at in started), default=0.0), "Seconds")
         if tasks is not None:
-            now = self.now()
-            ages = [age for age in (task.age(now) for task in tasks) if age is not None]
             self.metrics.count("RunningTasks", len(tasks))
-            self.metrics.count("OldestAgentAgeSeconds", max(ages, default=0.0), "Seconds")
 
     # --- tasks -----------------------------------------------------------------------------
 
@@ -223,6 +235,7 @@ class _SweepRun:
         await asyncio.gather(
             *(self._guarded(self._stop_task, stop, stop.task.task_arn) for stop in plan.stop),
             *(self._guarded(self._forget_worker, record, record.task_arn) for record in plan.gone_workers),
+            *(self._guarded(self._retire_agent, aged, aged.task_arn) for aged in plan.aged),
         )
         if plan.vanished:
             await self._settle_vanished(plan.vanished, {w.task_arn: w for w in workers})
@@ -245,7 +258,8 @@ class _SweepRun:
                 "task_arn": task.task_arn,
                 "reason": stop.reason.value,
                 "room": stop.room,
-                "age": task.age(self.now()),
+                "task_age": task.age(self.now()),
+                "agent_age": stop.agent_age,
             },
         )
         self.ports.runner.stop(task.task_arn, f"sweeper: {stop.reason.value}")
@@ -255,6 +269,18 @@ class _SweepRun:
             self.controller.task_stopped(
                 stop.room, task.task_arn, task.launch_token, stop.reason in CRASH_REASONS
             )
+
+    def _retire_agent(self, aged: AgedAgent) -> None:
+        log.warning(
+            "removing an agent past its maximum age",
+            extra={
+                "room": aged.room,
+                "task_arn": aged.task_arn,
+                "agent_age": aged.age,
+                "reason": StopReason.MAX_AGE.value,
+            },
+        )
+        self.controller.retire_agent(aged.room, aged.launch_token)
 
     def _forget_worker(self, record: WorkerRecord) -> None:
         """ECS no longer runs it and it stopped heartbeating: out of the live index."""

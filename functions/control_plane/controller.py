@@ -241,7 +241,9 @@ class RoomController:
         policy = self._policy
         after = self._record(
             message.room,
-            lambda r: reconcile.record_job_failed(r, message.task_arn, message.duration_seconds, now, policy),
+            lambda r: reconcile.record_job_failed(
+                r, message.task_arn, message.job_id, message.duration_seconds, now, policy
+            ),
         )
         counted = after is not None and bool(after.crashes) and after.crashes[-1] == now
         log.warning("agent job failed", extra={**extra, "counted": counted})
@@ -249,6 +251,24 @@ class RoomController:
             return after
         self._after_failure(after, now, "agent job failure loop")
         return self.reconcile(message.room, after)
+
+    def job_lost(self, name: str, dispatch_id: str, job_id: str, status: str) -> Room | None:
+        """The sweep found a job of the room's dispatch dead in LiveKit with no report from its
+        worker (killed before it could send one): counted like a reported failure, once per job
+        id (:func:`reconcile.record_job_lost`), so a room whose jobs keep dying backs off and
+        its crash-loop breaker trips instead of being re-dispatched every sweep."""
+        now = self._now()
+        policy = self._policy
+        after = self._record(name, lambda r: reconcile.record_job_lost(r, dispatch_id, job_id, now, policy))
+        if after is None:  # not counted: counted before (by a report or another sweep), or moot
+            return None
+        log.warning(
+            "agent job died without a report",
+            extra={"room": name, "dispatch_id": dispatch_id, "job_id": job_id, "status": status},
+        )
+        self._ports.metrics.count("JobFailures", dimensions={"Reason": "unreported"})
+        self._after_failure(after, now, "agent job failure loop")
+        return after
 
     def _after_failure(self, after: Room, now: float, loop: str) -> None:
         """A counted crash or job failure: alarm on a loop, else wake the room after its backoff."""

@@ -464,3 +464,21 @@ def test_demand_counts_arrivals_per_minute_and_averages_cold_starts(
     minute = int(start // 60)
     assert demand.arrivals == {minute + 1: 2, minute + 16: 1}
     assert demand.cold_start_seconds == pytest.approx(48.0)
+
+
+def test_a_counted_job_id_is_stored_with_its_count_and_a_concurrent_count_loses(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    """The sweep and a worker's report (or two sweeps) count a dead job once: the job id is
+    written with the count under the room's version, so the second writer must re-read."""
+    created = store.create(Room(name="room-1", sid="RM_1", created_at=T0))
+    counted = created.model_copy(update={"crashes": (T0,), "failed_jobs": ("AJ_1",)})
+
+    saved = store.save(counted, expected_version=created.version)
+    with pytest.raises(VersionConflict):
+        store.save(
+            created.model_copy(update={"crashes": (T0 + 1,), "failed_jobs": ("AJ_1",)}), created.version
+        )
+
+    assert store.get("room-1") == saved
+    assert saved.failed_jobs == ("AJ_1",) and saved.crashes == (T0,)

@@ -107,7 +107,7 @@ def test_without_a_running_job_the_newest_dispatch_is_kept() -> None:
     assert stack.livekit.get_dispatch("room-x", old.dispatch_id) is None
 
 
-def test_dead_dispatch_is_replaced_once_the_worker_is_ready(stack: TwinStack) -> None:
+def test_dead_dispatch_is_replaced_once_its_failures_backoff_is_over(stack: TwinStack) -> None:
     arn = active_room(stack)
     dead = stack.room().agent.dispatch_id
     stack.livekit.end_jobs("room-1", dead, "JS_FAILED")
@@ -115,6 +115,8 @@ def test_dead_dispatch_is_replaced_once_the_worker_is_ready(stack: TwinStack) ->
     stack.heartbeat(arn)
 
     stack.sweep()
+    assert stack.dispatches() == [], "its job died unreported: a failure, so the backoff comes first"
+    stack.advance(10)
 
     [fresh] = stack.dispatches()
     assert fresh.dispatch_id != dead and fresh.has_running_job

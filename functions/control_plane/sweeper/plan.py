@@ -11,6 +11,7 @@ from enum import StrEnum
 from control_plane.humans import is_human
 from control_plane.ports import (
     Dispatch,
+    DispatchJob,
     LiveParticipant,
     LiveRoom,
     TaskSnapshot,
@@ -210,6 +211,23 @@ def plan_dispatch_cleanup(
         if d is not keep
     )
     return DispatchPlan(keep=keep, delete=delete)
+
+
+def lost_jobs(room: Room, ours: Sequence[Dispatch]) -> list[DispatchJob]:
+    """Jobs of the room's recorded dispatch that died and are not counted yet: failed in
+    LiveKit, or ended while humans stay (the agent left them). A job killed outright (OOM,
+    ``kill -9``) sends no report: this is how its failure is seen at all."""
+    agent = room.agent
+    recorded = next((d for d in ours if agent is not None and d.dispatch_id == agent.dispatch_id), None)
+    if recorded is None:
+        return []
+    left_humans = bool(room.humans) and not recorded.has_running_job
+    dead = [
+        job
+        for job in recorded.jobs
+        if job.status == "JS_FAILED" or (left_humans and job.status != "JS_PENDING")
+    ]
+    return [job for job in dead if job.status != "JS_RUNNING" and job.job_id not in room.failed_jobs]
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from control_plane.sweeper.plan import (
     TaskStop,
     agent_started_at,
     audit_due,
+    lost_jobs,
     participants_explained,
     plan_dispatch_cleanup,
     plan_participant_changes,
@@ -425,9 +426,7 @@ class _SweepRun:
             ours, room.agent.dispatch_id if room.agent else None, self.now(), self.policy.settle_seconds
         )
         await self._delete_dispatches(room.name, plan.delete)
-        room = await self.blocking(
-            self._follow_dispatch, room, plan, {d.dispatch_id for d in ours}, listed_at
-        )
+        room = await self.blocking(self._follow_dispatch, room, plan, ours, listed_at)
         await self._reconcile(room)
 
     def _apply_changes(self, room: Room, participants: list[LiveParticipant], listed_at: float) -> Room:
@@ -440,12 +439,18 @@ class _SweepRun:
             room = self.ports.rooms.observe_participant(change)
         return room
 
-    def _follow_dispatch(self, room: Room, plan: DispatchPlan, listed: set[str], listed_at: float) -> Room:
-        """Keep the room's record of its dispatch true after the cleanup: adopt the survivor,
+    def _follow_dispatch(
+        self, room: Room, plan: DispatchPlan, ours: Sequence[Dispatch], listed_at: float
+    ) -> Room:
+        """Keep the room's record of its dispatch true after the cleanup: count its jobs that
+        died unreported (backoff and breaker, as a reported failure), then adopt the survivor,
         or forget a dead one so reconcile dispatches again once a worker is ready."""
         agent = room.agent
         if agent is None or agent.dispatch_id is None:
             return room
+        for job in lost_jobs(room, ours):
+            room = self.controller.job_lost(room.name, agent.dispatch_id, job.job_id, job.status) or room
+        listed = {d.dispatch_id for d in ours}
         deleted = {d.dispatch_id for d, _ in plan.delete}
         vanished = (
             agent.dispatch_id not in listed

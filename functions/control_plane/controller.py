@@ -11,14 +11,15 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 
 from control_plane import reconcile
 from control_plane.capacity import Capacity, LaunchBlocked, with_slot
 from control_plane.events import EventType, LiveKitEvent
-from control_plane.pool import PoolPolicy
+from control_plane.pool import PoolPolicy, slot_candidates
 from control_plane.ports import (
     Dispatch,
     LaunchFailed,
@@ -70,6 +71,15 @@ class EventOutcome(StrEnum):
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
     STALE_SESSION = "stale_session"
+
+
+@dataclass(frozen=True)
+class WorkerListing:
+    """Workers as listed once by a caller judging many rooms (the sweep): by task ARN, and
+    whether any of them had a free slot."""
+
+    workers: Mapping[str, WorkerRecord]
+    slot_open: bool
 
 
 class RoomController:
@@ -156,7 +166,10 @@ class RoomController:
         """Give opened slots to the rooms waiting longest, then top the pool up."""
         capacity = self.capacity
         listed = capacity.workers()
-        for name in capacity.waiting():
+        # No open slot at all (every worker busy, a common steady state): no waiting room can
+        # take one, so none is judged, which would scan the whole listing once per room.
+        open_now = bool(slot_candidates(listed, self._now(), capacity.policy))
+        for name in capacity.waiting() if open_now else ():
             if not capacity.slot_open(name, listed):
                 continue
             try:
@@ -415,12 +428,38 @@ class RoomController:
             self._ports.metrics.count("GraceCancelled")
         return self._perform(saved, decision)
 
-    def settled(self, room: Room) -> bool:
-        """Whether ``reconcile`` would leave this snapshot as it is, judged without any read
-        (a room waiting on its worker's readiness needs one, so it is never settled here)."""
+    def settled(self, room: Room, listing: WorkerListing | None = None) -> bool:
+        """Whether ``reconcile`` would leave this snapshot as it is, judged without any read.
+
+        A room waiting on a worker needs the workers: without ``listing`` it is never settled
+        here; with one (the sweep's) it is settled only if that listing shows nothing that could
+        move it (its worker ready, a slot open anywhere): anything else gets a real reconcile,
+        which reads afresh. So a sweep costs such rooms no worker listing each, only a slot that
+        opened after its own listing waits for the wake that opening sends, or the next sweep.
+        """
+        world = World()
         if reconcile.needs_worker_check(room):
-            return False
-        return reconcile.decide(room, World(), self._now(), self._policy) is None
+            if listing is None:
+                return False
+            world = self._listed_world(room, listing)
+            if world.worker_ready or world.slot_open:
+                return False
+        return reconcile.decide(room, world, self._now(), self._policy) is None
+
+    def _listed_world(self, room: Room, listing: WorkerListing) -> World:
+        """``_observe`` on a listing taken earlier, for :meth:`settled`."""
+        agent = room.agent
+        assert agent is not None
+        own = listing.workers.get(agent.task_arn) if agent.task_arn else None
+        if not agent.slot_reserved or agent.task_arn is None:
+            taken = (
+                own is not None
+                and bool(own.rooms() - {room.name})
+                and own.free_slots(self.capacity.policy.jobs_per_task) == 0
+            )
+            return World(slot_open=listing.slot_open, own_task_taken=taken)
+        ready = own is not None and own.is_ready(self._now(), self._policy.worker_stale_seconds)
+        return World(worker_ready=ready)
 
     def _observe(self, room: Room, now: float) -> World:
         if not reconcile.needs_worker_check(room):

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
-from control_plane.controller import RoomController
+from control_plane.controller import RoomController, WorkerListing
 from control_plane.humans import is_human
-from control_plane.pool import usable
+from control_plane.pool import slot_candidates, usable
 from control_plane.ports import (
     Dispatch,
     LiveKitGateway,
@@ -144,6 +144,7 @@ class _SweepRun:
         self.live: dict[str, LiveRoom] | None = None
         self.listed_at = 0.0
         self.workers: dict[str, WorkerRecord] = {}
+        self.listing: WorkerListing | None = None
         self.inspected = 0
 
     async def blocking(self, call: Callable[..., T], *args: Any) -> T:
@@ -161,6 +162,8 @@ class _SweepRun:
         rooms: list[Room] = await self.blocking(lambda: list(self.ports.rooms.rooms_needing_attention()))
         workers: list[WorkerRecord] = await self.blocking(lambda: list(self.ports.workers.live_workers()))
         self.workers = {worker.task_arn: worker for worker in workers}
+        pool = self.controller.capacity.policy
+        self.listing = WorkerListing(self.workers, bool(slot_candidates(workers, self.now(), pool)))
         self._count_gauges(rooms, tasks)
         if tasks is not None:
             await self._clean_tasks(tasks, workers, rooms)
@@ -376,7 +379,7 @@ class _SweepRun:
         ]
 
     async def _reconcile(self, room: Room) -> None:
-        if self.controller.settled(room):
+        if self.controller.settled(room, self.listing):
             return  # decided on the spot: nothing to do, so no thread hop and no read
         due = grace_expired(room, self.now())
         after = await self.blocking(self.controller.reconcile, room.name, room)

@@ -213,3 +213,28 @@ def test_a_rate_limited_call_backs_off_and_retries_then_gives_up() -> None:
     with pytest.raises(LiveKitRateLimited):
         asyncio.run(stuck.alist_rooms())
     assert stuck.calls == 4
+
+
+def test_rooms_waiting_for_their_workers_cost_the_sweep_no_worker_listing_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each worker listing is a paginated index query (and a scan of every worker in it): the
+    sweep judges rooms waiting on a starting task on its own listing, not one listing a room."""
+    stack = TwinStack(sweep_policy=NO_AUDIT)
+    for n in range(20):
+        stack.join(f"PA_{n}", room=f"room-{n}")  # each launches its own task, still starting
+    stack.advance(60)
+    listings = 0
+    listed = stack.store.live_workers
+
+    def counted() -> object:
+        nonlocal listings
+        listings += 1
+        return listed()
+
+    monkeypatch.setattr(stack.store, "live_workers", counted)
+
+    report = stack.sweep()
+
+    assert report.rooms_visited == 20
+    assert listings <= 3, "the sweep's own listing and the pool's, not one per waiting room"

@@ -41,6 +41,7 @@ from control_plane.room import (
     Room,
     clear_failure,
     expect_human,
+    observe_others,
     observe_room_finished,
     observe_room_started,
 )
@@ -311,6 +312,13 @@ class RoomController:
 
         self._mutate(name, finish)
         return self.reconcile(name)
+
+    def observe_others(self, room: Room, others: int) -> Room | None:
+        """The sweep counted ``others`` non-human participants that are not our agent in the
+        room's session (:func:`control_plane.room.observe_others`); None if it moved on."""
+        assert room.sid is not None
+        sid, now = room.sid, self._now()
+        return self._record(room.name, lambda r: observe_others(r, sid, others, now))
 
     def observe_live_room(self, live: LiveRoom) -> Room | None:
         """What LiveKit's room list shows, recorded the way a ``room_started`` webhook is

@@ -106,6 +106,9 @@ class Room(BaseModel):
     ``failed_jobs`` holds the LiveKit job ids already counted (the newest :data:`MAX_FAILED_JOBS`),
     so a job's failure counts once whoever sees it: its worker's report, or a sweep that finds
     it dead in LiveKit, or both, in any order and in any number of Lambdas.
+    ``others`` counts the participants of the session that are neither its humans nor our
+    agent (an egress recorder, another app's agent), as the sweep last counted them, so a room
+    with one agrees with LiveKit's room list and costs the sweep no call (:func:`observe_others`).
     ``expected`` maps the identities handed a join token to when that reservation lapses
     (:func:`expect_human`).
     """
@@ -120,6 +123,7 @@ class Room(BaseModel):
     humans: dict[str, Human] = Field(default_factory=dict)
     departed: dict[str, float] = Field(default_factory=dict)
     expected: dict[str, float] = Field(default_factory=dict)
+    others: int = Field(default=0, ge=0)
     agent: Agent | None = None
     grace: Grace | None = None
     generation: int = 0
@@ -238,6 +242,7 @@ def start_session(room: Room, sid: str, created_at: float, now: float) -> Room:
             "humans": {},
             "departed": {},
             "expected": {},
+            "others": 0,
             "grace": None,
             "finished": False,
             "closed_at": None,
@@ -246,6 +251,16 @@ def start_session(room: Room, sid: str, created_at: float, now: float) -> Room:
             "updated_at": now,
         }
     )
+
+
+def observe_others(room: Room, sid: str, others: int, now: float) -> Room | None:
+    """The sweep counted ``others`` participants in session ``sid`` that are neither humans nor
+    our agent; None if the room moved to another session meanwhile."""
+    if room.sid != sid:
+        return None
+    if room.others == others:
+        return room
+    return room.model_copy(update={"others": others, "updated_at": now})
 
 
 def _in_session(room: Room | None, name: str, sid: str, created_at: float, now: float) -> Room | None:

@@ -482,3 +482,16 @@ def test_a_counted_job_id_is_stored_with_its_count_and_a_concurrent_count_loses(
 
     assert store.get("room-1") == saved
     assert saved.failed_jobs == ("AJ_1",) and saved.crashes == (T0,)
+
+
+def test_the_others_count_is_stored_and_kept_by_the_join_fast_path(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    """The sweep remembers an egress (or another app's agent) in ``others``; a human's join,
+    written by the fast path without reading the room, must not lose it."""
+    created = store.create(Room(name="room-1", sid="RM_1", created_at=T0))
+    store.save(created.model_copy(update={"others": 1}), expected_version=created.version)
+
+    joined = store.observe_participant(change(ChangeKind.JOINED, "PA_1", at=T0 + 1))
+
+    assert joined.others == 1 and store.get("room-1") == joined

@@ -18,7 +18,7 @@ from control_plane.sweeper.plan import (
     plan_room_check,
 )
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
-from tests.harness import SWEEP_POLICY, TwinStack
+from tests.harness import AGENT, EGRESS, SWEEP_POLICY, TwinStack
 
 NOW = 1_800_000_000.0
 NO_AUDIT = replace(SWEEP_POLICY, audit_period_seconds=10**9)
@@ -148,6 +148,46 @@ def test_a_room_that_disagrees_with_the_room_list_is_inspected_for_a_few_calls(
         assert stack.dispatches("room-3") == [] and len(stack.room("room-3").crashes) == 1
         stack.advance(10)
     assert [d.has_running_job for d in stack.dispatches("room-3")] == [True]
+
+
+@pytest.mark.parametrize("kind", [EGRESS, AGENT], ids=["egress", "another-apps-agent"])
+def test_a_healthy_room_with_an_egress_or_another_agent_costs_no_call_after_one_inspection(kind: int) -> None:
+    stack = TwinStack(sweep_policy=NO_AUDIT)
+    for n in range(5):
+        active_room(stack, room=f"room-{n}", sid=f"PA_{n}")
+    stack.livekit.add_participant("room-3", "PA_rec", "recorder", kind=kind)
+    stack.advance(60)
+
+    first = stack.sweep()
+    assert first.rooms_inspected == 1 and stack.room("room-3").others == 1, "counted once, remembered"
+    for _ in range(3):
+        stack.advance(60)
+        before = livekit_calls(stack)
+        report = stack.sweep()
+        assert (livekit_calls(stack) - before, report.rooms_inspected) == (1, 0), "only the room list"
+
+    stack.livekit.remove_participant("room-3", "PA_rec")  # the recording ends
+    stack.advance(60)
+    assert stack.sweep().rooms_inspected == 1 and stack.room("room-3").others == 0
+    stack.advance(60)
+    assert stack.sweep().rooms_inspected == 0
+    assert [d.has_running_job for d in stack.dispatches("room-3")] == [True], "our agent untouched"
+
+
+def test_a_new_session_forgets_the_others_of_the_last() -> None:
+    stack = TwinStack(sweep_policy=NO_AUDIT)
+    active_room(stack)
+    stack.livekit.add_participant("room-1", "PA_rec", "recorder", kind=EGRESS)
+    stack.advance(60)
+    stack.sweep()
+    assert stack.room().others == 1
+
+    stack.leave("PA_1")
+    stack.livekit.close_room("room-1")
+    stack.deliver("room_finished", room_sid=stack.room().sid)
+    stack.join("PA_2", identity="bob")
+
+    assert stack.room().others == 0
 
 
 def test_an_untracked_empty_room_costs_nothing_until_its_audit_turn() -> None:

@@ -83,9 +83,10 @@ def audit_due(name: str, now: float, policy: SweepPolicy) -> bool:
 
 
 def expected_participants(room: Room, now: float) -> tuple[int, int]:
-    """How many participants LiveKit should list for the record: its humans, plus our agent
-    once its dispatch has had time to place the job (either count while that is in flux)."""
-    humans = len(room.humans)
+    """How many participants LiveKit should list for the record: its humans and the others
+    last counted (an egress, another app's agent), plus our agent once its dispatch has had
+    time to place the job (either count while that is in flux)."""
+    humans = len(room.humans) + room.others
     agent = room.agent
     if agent is None or agent.dispatch_id is None:
         return humans, humans + (1 if room.stop_requested_at is not None else 0)
@@ -95,11 +96,21 @@ def expected_participants(room: Room, now: float) -> tuple[int, int]:
     return humans, humans + 1
 
 
+def running_jobs(ours: Sequence[Dispatch]) -> int:
+    return sum(1 for dispatch in ours for job in dispatch.jobs if job.status == "JS_RUNNING")
+
+
 def participants_explained(room: Room, live: LiveRoom, ours: Sequence[Dispatch]) -> bool:
-    """Whether LiveKit's participant count is the recorded humans plus our running agents, so
-    listing the participants could show nothing the record does not know."""
-    running = sum(1 for dispatch in ours for job in dispatch.jobs if job.status == "JS_RUNNING")
-    return room.sid == live.sid and live.num_participants == len(room.humans) + running
+    """Whether LiveKit's participant count is the recorded humans and others plus our running
+    agents, so listing the participants could show nothing the record does not know."""
+    expected = len(room.humans) + room.others + running_jobs(ours)
+    return room.sid == live.sid and live.num_participants == expected
+
+
+def count_others(participants: Iterable[LiveParticipant], ours: Sequence[Dispatch]) -> int:
+    """Participants that are neither humans nor our agents: what remains of the non-humans
+    once our running jobs (each a participant of kind AGENT) are taken off."""
+    return max(0, sum(1 for p in participants if not is_human(p.kind)) - running_jobs(ours))
 
 
 def plan_room_check(

@@ -39,6 +39,7 @@ from control_plane.sweeper.plan import (
     TaskStop,
     agent_started_at,
     audit_due,
+    count_others,
     lost_jobs,
     participants_explained,
     plan_dispatch_cleanup,
@@ -425,6 +426,10 @@ class _SweepRun:
             participants = await self.livekit.alist_participants(live_room.name)
         if participants is not None:
             room = await self.blocking(self._apply_changes, room, participants, listed_at)
+            others = count_others(participants, ours)
+            if others != room.others:  # remembered, so the next sweeps find the count explained
+                observed = await self.blocking(self.controller.observe_others, room, others)
+                room = observed or room
         plan = plan_dispatch_cleanup(
             ours, room.agent.dispatch_id if room.agent else None, self.now(), self.policy.settle_seconds
         )

@@ -530,7 +530,9 @@ def record_task_stopped(
     update: dict[str, object] = {
         "agent": agent.model_copy(update={"task_arn": task_arn, "task_stopped_at": now})
     }
-    if crashed and _wanted(room, now):
+    # A sweep that saw the task's job dead first counted this incident already.
+    counted = agent.job_id is not None and agent.job_id in room.failed_jobs
+    if crashed and _wanted(room, now) and not counted:
         update.update(count_failure(room, now, policy))
     return room.model_copy(update=update)
 

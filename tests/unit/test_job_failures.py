@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from control_plane.reconcile import count_failure, record_job_failed, record_job_lost
+from control_plane.reconcile import count_failure, record_job_failed, record_job_lost, record_task_stopped
 from control_plane.room import Agent, Human, Room, RoomState
 from control_plane.worker_protocol import JobEnded, JobFailureReason, JobOutcome, Respawn
 from tests.harness import TwinStack
@@ -376,3 +376,15 @@ def test_which_unreported_job_deaths_count(room: Room, dispatch_id: str, job_id:
     assert (after is not None and after.crashes == (*room.crashes, 1000.0)) is counted
     if after is not None:
         assert after.failed_jobs[-1] == job_id
+
+
+def test_a_task_crash_whose_job_the_sweep_counted_already_is_not_counted_again() -> None:
+    """The worker died with its job: the sweep may see the job dead in LiveKit before ECS's
+    STOPPED event arrives. One incident, one count."""
+    room = serving(failed_jobs=("AJ_1",), crashes=(990.0,))
+    room = room.model_copy(update={"agent": room.agent.model_copy(update={"job_id": "AJ_1"})})  # type: ignore[union-attr]
+
+    after = record_task_stopped(room, TASK, None, True, 1000.0, POLICY)
+
+    assert after is not None and after.agent is not None and after.agent.task_stopped_at == 1000.0
+    assert after.crashes == (990.0,)

@@ -8,7 +8,7 @@ INFRA_VENV := .venv-infra
 # The container runs Python 3.12; use it for the agent tests when this machine has it.
 AGENT_PYTHON ?= $(shell python3.12 --version >/dev/null 2>&1 && echo python3.12 || echo $(PYTHON))
 
-.PHONY: demo dev test check infra-lint unit test-agent bench bench-e2e e2e simulate format clean openapi reliability lock
+.PHONY: demo dev test check infra-lint unit test-agent bench bench-smoke bench-e2e e2e simulate format clean openapi reliability lock
 
 # Every install is from a lock with hashes (pip --require-hashes): the *.in files say what is
 # wanted, `make lock` pins it. requirements-dev.txt is the project and its dev group for Python
@@ -42,7 +42,7 @@ demo: $(BIN)/.installed
 dev: $(BIN)/.installed
 	PYTHONPATH=functions:. $(BIN)/lkctl dev $(ARGS)
 
-test: check infra-lint unit test-agent
+test: check infra-lint unit test-agent bench-smoke
 
 check: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -67,6 +67,11 @@ test-agent: $(AGENT_VENV)/.installed
 
 bench: $(BIN)/.installed $(AGENT_VENV)/.installed
 	$(BIN)/python bench/run.py
+
+# Every benchmark at a size of seconds, judged only on running and writing its figures
+# (bench/results/<name>.smoke.json, beside a full run's): a change that breaks one is red at once.
+bench-smoke: $(BIN)/.installed
+	$(BIN)/python bench/run.py --smoke
 
 # The e2e tier (issue 19, README "End-to-end tier"): the real livekit-server (LIVEKIT_SERVER,
 # livekit-server on PATH, or built once into ~/.cache/livekit-server), the local stack running

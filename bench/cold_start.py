@@ -27,7 +27,7 @@ quote (tests/unit/test_docs.py holds them to it).
 
 Run: ``.venv/bin/python bench/cold_start.py [--runs N] [--only webhook,api] [--tree other/functions]``
 from the repo root (``--tree`` repeated measures several function trees run by run, e.g. the
-commit before a change against this one).
+commit before a change against this one). ``make bench-smoke``: one run, in this interpreter.
 """
 
 from __future__ import annotations
@@ -632,13 +632,15 @@ def main() -> None:
     )
     parser.add_argument("--out", default="cold_start", help="results name (bench/results/<out>.json)")
     args = parser.parse_args()
+    from bench import figures as results
+
+    if results.smoke():  # one run, in this interpreter: no Lambda venv to build
+        args.runs, args.python = 1, args.python or sys.executable
     names = [name.strip() for name in args.only.split(",") if name.strip()]
     trees = [tree.resolve() for tree in args.tree or [ROOT / "functions"]]
     started = time.perf_counter()
     figures = measure(args.runs, args.python or lambda_python(), trees, names)
     missed = report(figures)
-    from bench import figures as results
-
     results.write(args.out, {**figures, "missed": missed})
     print("\n".join(["", *MARKDOWN_HEADER, *markdown_rows(list(figures["trees"].values())[-1])]))
     summary = f"; goals missed: {', '.join(missed)}" if missed else "; every goal met"

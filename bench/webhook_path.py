@@ -28,7 +28,7 @@ READ_OPS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
 HUMANS_IN_STEADY_STATE = 50
 
 
-def dynamodb_calls_per_event() -> dict[str, float]:
+def dynamodb_calls_per_event(humans: int = HUMANS_IN_STEADY_STATE) -> dict[str, float]:
     import boto3
     from moto import mock_aws
 
@@ -66,7 +66,7 @@ def dynamodb_calls_per_event() -> dict[str, float]:
         assert store.get("room-1").state.value == "active"  # type: ignore[union-attr]
         counter = CallCounter(client)
         events = 0
-        for i in range(HUMANS_IN_STEADY_STATE):
+        for i in range(humans):
             controller.handle_event(event("participant_joined", sid=f"PA_{i}", at=clock.now()))
             controller.handle_event(event("participant_left", sid=f"PA_{i}", at=clock.now()))
             events += 2
@@ -172,12 +172,13 @@ def cold_start_time(runs: int = 5) -> dict[str, float]:
 if __name__ == "__main__":
     from bench import figures
 
+    smoke = figures.smoke()  # make bench-smoke: a few samples, only to show it runs
     figures.write(
         "webhook_path",
         {
-            "dynamodb": dynamodb_calls_per_event(),
-            "handler": handler_time_with_memory_ports(),
-            "cold_start": cold_start_time(),
+            "dynamodb": dynamodb_calls_per_event(humans=5 if smoke else HUMANS_IN_STEADY_STATE),
+            "handler": handler_time_with_memory_ports(samples=50 if smoke else 2000),
+            "cold_start": cold_start_time(runs=1 if smoke else 5),
             "goals": {"writes_per_event": 2, "reads_per_event": 0, "median_ms": 5, "import_ms": 400},
         },
     )

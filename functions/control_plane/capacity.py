@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from control_plane.pool import PoolPlan, PoolPolicy, plan_pool, slot_candidates, spent, usable
+from control_plane.pool import PoolPlan, PoolPolicy, live_tasks, plan_pool, slot_candidates, spent, usable
 from control_plane.ports import (
     LaunchedTask,
     LaunchFailed,
@@ -137,19 +137,19 @@ class Capacity:
         counted = self._ports.tasks
         if counted is not None and len(counted.live()) >= cap:
             return True
-        return self._plan(workers, self._ports.clock.now()).live_tasks >= cap
+        return live_tasks(workers, self._ports.clock.now(), self._policy) >= cap
 
     def launch_for_room(
         self, room: str, launch_token: str, workers: Sequence[WorkerRecord]
     ) -> LaunchedTask | LaunchBlocked:
         """Start one task for a room that found no slot, if ``MAX_TASKS`` and the limiter allow."""
         now = self._ports.clock.now()
-        plan = self._plan(workers, now)
-        if plan.live_tasks >= self._policy.max_tasks:
-            self._exhausted(room, plan.live_tasks)
+        live = live_tasks(workers, now, self._policy)  # the count alone: a whole plan is O(N) passes
+        if live >= self._policy.max_tasks:
+            self._exhausted(room, live)
             return LaunchBlocked(EXHAUSTED_RETRY_SECONDS)
         if not self._count([launch_token], now):
-            self._exhausted(room, plan.live_tasks)
+            self._exhausted(room, live)
             return LaunchBlocked(EXHAUSTED_RETRY_SECONDS)
         grant = self._grant(1, now)
         if grant.tasks < 1:

@@ -11,14 +11,15 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 
 from control_plane import reconcile
 from control_plane.capacity import Capacity, LaunchBlocked, with_slot
 from control_plane.events import EventType, LiveKitEvent
-from control_plane.pool import PoolPolicy
+from control_plane.pool import PoolPolicy, slot_candidates
 from control_plane.ports import (
     Dispatch,
     LaunchFailed,
@@ -71,6 +72,15 @@ class EventOutcome(StrEnum):
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
     STALE_SESSION = "stale_session"
+
+
+@dataclass(frozen=True)
+class WorkerListing:
+    """Workers as listed once by a caller judging many rooms (the sweep): by task ARN, and
+    whether any of them had a free slot."""
+
+    workers: Mapping[str, WorkerRecord]
+    slot_open: bool
 
 
 class RoomController:
@@ -159,7 +169,10 @@ class RoomController:
         """Give opened slots to the rooms waiting longest, then top the pool up."""
         capacity = self.capacity
         listed = capacity.workers()
-        for name in capacity.waiting():
+        # No open slot at all (every worker busy, a common steady state): no waiting room can
+        # take one, so none is judged, which would scan the whole listing once per room.
+        open_now = bool(slot_candidates(listed, self._now(), capacity.policy))
+        for name in capacity.waiting() if open_now else ():
             if not capacity.slot_open(name, listed):
                 continue
             try:
@@ -281,7 +294,9 @@ class RoomController:
         policy = self._policy
         after = self._record(
             message.room,
-            lambda r: reconcile.record_job_failed(r, message.task_arn, message.duration_seconds, now, policy),
+            lambda r: reconcile.record_job_failed(
+                r, message.task_arn, message.job_id, message.duration_seconds, now, policy
+            ),
         )
         counted = after is not None and bool(after.crashes) and after.crashes[-1] == now
         log.warning("agent job failed", extra={**extra, "counted": counted})
@@ -289,6 +304,24 @@ class RoomController:
             return after
         self._after_failure(after, now, "agent job failure loop")
         return self.reconcile(message.room, after)
+
+    def job_lost(self, name: str, dispatch_id: str, job_id: str, status: str) -> Room | None:
+        """The sweep found a job of the room's dispatch dead in LiveKit with no report from its
+        worker (killed before it could send one): counted like a reported failure, once per job
+        id (:func:`reconcile.record_job_lost`), so a room whose jobs keep dying backs off and
+        its crash-loop breaker trips instead of being re-dispatched every sweep."""
+        now = self._now()
+        policy = self._policy
+        after = self._record(name, lambda r: reconcile.record_job_lost(r, dispatch_id, job_id, now, policy))
+        if after is None:  # not counted: counted before (by a report or another sweep), or moot
+            return None
+        log.warning(
+            "agent job died without a report",
+            extra={"room": name, "dispatch_id": dispatch_id, "job_id": job_id, "status": status},
+        )
+        self._ports.metrics.count("JobFailures", dimensions={"Reason": "unreported"})
+        self._after_failure(after, now, "agent job failure loop")
+        return after
 
     def _after_failure(self, after: Room, now: float, loop: str) -> None:
         """A counted crash or job failure: alarm on a loop, else wake the room after its backoff."""
@@ -356,22 +389,38 @@ class RoomController:
         """An operator's close: remove the agent now (``reconcile.force_stop``), then reconcile.
         Idempotent: a room with no agent, or one already stopping, is only reconciled. Humans
         still in the room get a fresh agent. None if the room is unknown."""
+        if self._stop_agent(name, None, "closed by an operator"):
+            self._ports.metrics.count("AgentsClosedByOperator")
+        return self.reconcile(name)
+
+    def retire_agent(self, name: str, launch_token: str) -> Room | None:
+        """The sweep found the room's agent (``launch_token``) past ``MAX_AGENT_AGE_SECONDS`` on a
+        worker younger agents of other rooms still use: remove that agent alone (its dispatch,
+        so its job ends; its slot); humans still there get a fresh one. A newer agent is kept."""
+        if self._stop_agent(name, launch_token, "agent past its maximum age"):
+            self._ports.metrics.count("AgentsRetired", dimensions={"Reason": "max_age"})
+        return self.reconcile(name)
+
+    def _stop_agent(self, name: str, launch_token: str | None, why: str) -> bool:
+        """Remove the room's agent now (``reconcile.force_stop``), if it is still the one named
+        (any, without a token); whether this call removed it."""
         rooms = self._ports.rooms
         current = rooms.get(name)
         for _ in range(MAX_ROUNDS):
-            if current is None:
-                return None
-            decision = reconcile.force_stop(current, self._now())
+            if current is None or current.agent is None:
+                return False
+            if launch_token is not None and current.agent.launch_token != launch_token:
+                return False
+            decision = reconcile.force_stop(current, self._now(), why)
             if decision is None:
-                break
+                return False
             try:
                 self._carry_out(current, decision)
             except VersionConflict:
                 current = rooms.get(name)
                 continue
-            self._ports.metrics.count("AgentsClosedByOperator")
-            break
-        return self.reconcile(name)
+            return True
+        return False
 
     def reset_failed(self, name: str) -> Room | None:
         """An operator's reset: forget a crash loop and launch backoff
@@ -423,12 +472,38 @@ class RoomController:
             self._ports.metrics.count("GraceCancelled")
         return self._perform(saved, decision)
 
-    def settled(self, room: Room) -> bool:
-        """Whether ``reconcile`` would leave this snapshot as it is, judged without any read
-        (a room waiting on its worker's readiness needs one, so it is never settled here)."""
+    def settled(self, room: Room, listing: WorkerListing | None = None) -> bool:
+        """Whether ``reconcile`` would leave this snapshot as it is, judged without any read.
+
+        A room waiting on a worker needs the workers: without ``listing`` it is never settled
+        here; with one (the sweep's) it is settled only if that listing shows nothing that could
+        move it (its worker ready, a slot open anywhere): anything else gets a real reconcile,
+        which reads afresh. So a sweep costs such rooms no worker listing each, only a slot that
+        opened after its own listing waits for the wake that opening sends, or the next sweep.
+        """
+        world = World()
         if reconcile.needs_worker_check(room):
-            return False
-        return reconcile.decide(room, World(), self._now(), self._policy) is None
+            if listing is None:
+                return False
+            world = self._listed_world(room, listing)
+            if world.worker_ready or world.slot_open:
+                return False
+        return reconcile.decide(room, world, self._now(), self._policy) is None
+
+    def _listed_world(self, room: Room, listing: WorkerListing) -> World:
+        """``_observe`` on a listing taken earlier, for :meth:`settled`."""
+        agent = room.agent
+        assert agent is not None
+        own = listing.workers.get(agent.task_arn) if agent.task_arn else None
+        if not agent.slot_reserved or agent.task_arn is None:
+            taken = (
+                own is not None
+                and bool(own.rooms() - {room.name})
+                and own.free_slots(self.capacity.policy.jobs_per_task) == 0
+            )
+            return World(slot_open=listing.slot_open, own_task_taken=taken)
+        ready = own is not None and own.is_ready(self._now(), self._policy.worker_stale_seconds)
+        return World(worker_ready=ready)
 
     def _observe(self, room: Room, now: float) -> World:
         if not reconcile.needs_worker_check(room):

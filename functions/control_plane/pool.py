@@ -193,9 +193,7 @@ def plan_pool(
     ``max_tasks`` live tasks (``exhausted``). Surplus: whole idle workers (no job, no slot)
     beyond the wanted free slots, used ones first, drained, never stopped with a job.
     """
-    counted = [
-        w for w in workers if w.status is not WorkerStatus.STOPPED and (w.rooms() or _alive(w, now, policy))
-    ]
+    counted = live_tasks(workers, now, policy)
     live = [w for w in workers if w.status is not WorkerStatus.STOPPED and w.task_arn not in held]
     free = sum(w.free_slots(policy.jobs_per_task) for w in live if usable(w, now, policy))
     per_task = min(policy.slots_per_task, policy.jobs_per_task)
@@ -203,7 +201,7 @@ def plan_pool(
     wanted = warm_slots(policy, demand, now)
     deficit = wanted - free - pending_slots
     launch = math.ceil(deficit / per_task) if deficit > 0 else 0
-    room_left = max(0, policy.max_tasks - len(counted))
+    room_left = max(0, policy.max_tasks - counted)
     exhausted = launch > room_left
     launch = min(launch, room_left)
     # Spent workers (JOBS_PER_TASK reached) that host nothing are recycled whatever the need.
@@ -229,8 +227,16 @@ def plan_pool(
         free_slots=free,
         pending_slots=pending_slots,
         wanted_slots=wanted,
-        live_tasks=len(counted),
+        live_tasks=counted,
         exhausted=exhausted,
+    )
+
+
+def live_tasks(workers: Iterable[WorkerRecord], now: float, policy: PoolPolicy) -> int:
+    """Tasks counted against ``max_tasks``: not stopped, and hosting rooms or alive (ready or
+    starting within its timeout). One pass, no plan: a room's launch needs only this."""
+    return sum(
+        1 for w in workers if w.status is not WorkerStatus.STOPPED and (w.rooms() or _alive(w, now, policy))
     )
 
 

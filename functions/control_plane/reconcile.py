@@ -18,7 +18,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from control_plane.room import Agent, Grace, Room, live_reservations
+from control_plane.room import MAX_FAILED_JOBS, Agent, Grace, Room, live_reservations
 
 LAUNCH_BACKOFF_BASE_SECONDS = 10
 LAUNCH_BACKOFF_MAX_SECONDS = 300
@@ -286,7 +286,7 @@ def _refresh_index(room: Room, now: float) -> Decision | None:
     )
 
 
-def force_stop(room: Room, now: float) -> Decision | None:
+def force_stop(room: Room, now: float, why: str = "closed by an operator") -> Decision | None:
     """An operator closes the room's agent now (the API's ``close``): claim the stop as a grace
     expiry would and remove the agent. Pending join reservations go too (they would only bring
     it back); humans still in the room get a fresh agent from the next ``decide``, since the core
@@ -296,9 +296,7 @@ def force_stop(room: Room, now: float) -> Decision | None:
     stopping = room.model_copy(
         update={"stop_requested_at": now, "grace": None, "expected": {}, "updated_at": now}
     )
-    return Decision(
-        room=stopping, effects=(_removal(room.agent),), before_save=(), reasons=("closed by an operator",)
-    )
+    return Decision(room=stopping, effects=(_removal(room.agent),), before_save=(), reasons=(why,))
 
 
 def _stop_or_close(room: Room, now: float, policy: Policy) -> Decision | None:
@@ -544,7 +542,9 @@ def record_task_stopped(
     update: dict[str, object] = {
         "agent": agent.model_copy(update={"task_arn": task_arn, "task_stopped_at": now})
     }
-    if crashed and _wanted(room, now) and not lost_before_job(agent, launch_token):
+    # A sweep that saw the task's job dead first counted this incident already.
+    counted = agent.job_id is not None and agent.job_id in room.failed_jobs
+    if crashed and _wanted(room, now) and not counted and not lost_before_job(agent, launch_token):
         update.update(count_failure(room, now, policy))
     return room.model_copy(update=update)
 
@@ -579,15 +579,15 @@ def count_failure(room: Room, now: float, policy: Policy) -> dict[str, object]:
 
 
 def record_job_failed(
-    room: Room, task_arn: str, duration_seconds: float, now: float, policy: Policy
+    room: Room, task_arn: str, job_id: str, duration_seconds: float, now: float, policy: Policy
 ) -> Room | None:
     """The agent's worker reports a job in this room failed; None if it does not count.
 
     Counted like a crash (:func:`count_failure`) when the room's current task ran it, humans
     are there or expected, and the job failed within ``long_job_seconds`` of its start: a job
-    that served the room that long was working, and its failure is not a loop. A report while
-    the backoff from the last failure still runs is not counted again: no dispatch was made
-    since, so it is a redelivery or the same dead dispatch reporting twice.
+    that served the room that long was working, and its failure is not a loop. A job counted
+    already (the sweep saw it dead first, or a redelivery) is not counted again, nor is a
+    report while the backoff from the last failure still runs: no dispatch was made since.
     """
     agent = room.agent
     if (
@@ -598,9 +598,41 @@ def record_job_failed(
         or not _wanted(room, now)
         or duration_seconds >= policy.long_job_seconds
         or _backing_off(room, now)
+        or job_id in room.failed_jobs
     ):
         return None
-    return room.model_copy(update=count_failure(room, now, policy))
+    return room.model_copy(
+        update={**count_failure(room, now, policy), "failed_jobs": _remember(room, job_id)}
+    )
+
+
+def record_job_lost(room: Room, dispatch_id: str, job_id: str, now: float, policy: Policy) -> Room | None:
+    """The sweep found a job of the room's dispatch dead in LiveKit (``JS_FAILED``, or ended
+    while humans stay) with no report from its worker (killed: OOM, a native crash, ``kill -9``).
+
+    Counted like a reported failure (:func:`count_failure`), once per job id whoever sees it
+    first, when it is the current agent's dispatch, humans are there or expected, and the job
+    was dispatched within ``long_job_seconds`` (a job that served longer was working). None
+    if it does not count."""
+    agent = room.agent
+    if (
+        agent is None
+        or agent.dispatch_id != dispatch_id
+        or agent.task_stopped_at is not None
+        or room.stop_requested_at is not None
+        or not _wanted(room, now)
+        or agent.dispatched_at is None
+        or now - agent.dispatched_at >= policy.long_job_seconds
+        or job_id in room.failed_jobs
+    ):
+        return None
+    return room.model_copy(
+        update={**count_failure(room, now, policy), "failed_jobs": _remember(room, job_id)}
+    )
+
+
+def _remember(room: Room, job_id: str) -> tuple[str, ...]:
+    return (*room.failed_jobs, job_id)[-MAX_FAILED_JOBS:]
 
 
 def record_dispatch_replaced(

@@ -32,6 +32,9 @@ MAX_RESERVATION_SECONDS = 300.0
 # join: the time to open the app and connect. Rooms we create outlive it plus grace.
 JOIN_RESERVATION_SECONDS = 60
 MAX_EXPECTED = 20
+# Job ids whose failure the room counted, newest last: enough to recognise a report and the
+# sweep's sight of the same dead job (minutes apart at most) within the crash window.
+MAX_FAILED_JOBS = 10
 
 
 class RoomState(StrEnum):
@@ -103,6 +106,9 @@ class Room(BaseModel):
     it started, within the crash window; ``next_launch_at`` holds the next launch or dispatch
     back until a backoff is over; ``failed_at`` is set once they reach the crash-loop limit and
     stops all launches and dispatches until a new human joins (or an operator resets the room).
+    ``failed_jobs`` holds the LiveKit job ids already counted (the newest :data:`MAX_FAILED_JOBS`),
+    so a job's failure counts once whoever sees it: its worker's report, or a sweep that finds
+    it dead in LiveKit, or both, in any order and in any number of Lambdas.
     ``expected`` maps the identities handed a join token to when that reservation lapses
     (:func:`expect_human`).
     """
@@ -124,6 +130,7 @@ class Room(BaseModel):
     launch_failures: int = 0
     next_launch_at: float | None = None
     crashes: tuple[float, ...] = ()
+    failed_jobs: tuple[str, ...] = ()
     failed_at: float | None = None
     stop_requested_at: float | None = None
     finished: bool = False

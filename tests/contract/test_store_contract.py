@@ -544,3 +544,21 @@ def test_an_orphaned_slot_is_reaped_only_if_it_is_still_that_reservation_and_no_
     assert store.reap_slot("arn:unknown", "orphan", T0) is False
     after = store.get_worker("arn:w")
     assert after is not None and after.reserved == {"running": T0} and after.assigned == 1
+
+
+def test_a_counted_job_id_is_stored_with_its_count_and_a_concurrent_count_loses(
+    store: InMemoryStore | DynamoDBStore,
+) -> None:
+    """The sweep and a worker's report (or two sweeps) count a dead job once: the job id is
+    written with the count under the room's version, so the second writer must re-read."""
+    created = store.create(Room(name="room-1", sid="RM_1", created_at=T0))
+    counted = created.model_copy(update={"crashes": (T0,), "failed_jobs": ("AJ_1",)})
+
+    saved = store.save(counted, expected_version=created.version)
+    with pytest.raises(VersionConflict):
+        store.save(
+            created.model_copy(update={"crashes": (T0 + 1,), "failed_jobs": ("AJ_1",)}), created.version
+        )
+
+    assert store.get("room-1") == saved
+    assert saved.failed_jobs == ("AJ_1",) and saved.crashes == (T0,)

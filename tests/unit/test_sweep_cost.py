@@ -19,7 +19,7 @@ from control_plane.sweeper.plan import (
 )
 from control_plane.sweeper.run import Sweeper
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
-from tests.harness import SWEEP_POLICY, TwinStack
+from tests.harness import AGENT, EGRESS, SWEEP_POLICY, TwinStack
 
 NOW = 1_800_000_000.0
 NO_AUDIT = replace(SWEEP_POLICY, audit_period_seconds=10**9)
@@ -170,7 +170,28 @@ def test_a_dispatch_gone_wrong_behind_a_healthy_count_is_repaired_at_its_audit(
 
     assert report.rooms_inspected == 10
     assert livekit_calls(stack) - before <= 1 + 10 + most_calls, "the list, the audit, the repair"
+    if break_it == "dead_dispatch":  # a job dead without a report counts as a failure: backoff first
+        assert stack.dispatches("room-3") == [] and len(stack.room("room-3").crashes) == 1
+        stack.advance(10)
     assert [d.has_running_job for d in stack.dispatches("room-3")] == [True]
+
+
+@pytest.mark.parametrize("kind", [EGRESS, AGENT], ids=["egress", "another-apps-agent"])
+def test_a_healthy_room_with_an_egress_or_another_agent_costs_no_per_room_call(kind: int) -> None:
+    """LiveKit's count leaves agents and egress out (``IsDependent``), so neither makes a room
+    disagree with the room list, sweep after sweep (issue 18 point 8)."""
+    stack = TwinStack(sweep_policy=NO_AUDIT)
+    for n in range(5):
+        active_room(stack, room=f"room-{n}", sid=f"PA_{n}")
+    stack.livekit.add_participant("room-3", "PA_rec", "recorder", kind=kind)
+    stack.advance(60)
+
+    for _ in range(3):
+        before = livekit_calls(stack)
+        report = stack.sweep()
+        assert (livekit_calls(stack) - before, report.rooms_inspected) == (1, 0), "only the room list"
+        stack.advance(60)
+    assert [d.has_running_job for d in stack.dispatches("room-3")] == [True], "our agent untouched"
 
 
 def test_an_untracked_empty_room_costs_nothing_until_its_audit_turn() -> None:
@@ -236,3 +257,28 @@ def test_a_rate_limited_call_backs_off_and_retries_then_gives_up() -> None:
     with pytest.raises(LiveKitRateLimited):
         asyncio.run(stuck.alist_rooms())
     assert stuck.calls == 4
+
+
+def test_rooms_waiting_for_their_workers_cost_the_sweep_no_worker_listing_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each worker listing is a paginated index query (and a scan of every worker in it): the
+    sweep judges rooms waiting on a starting task on its own listing, not one listing a room."""
+    stack = TwinStack(sweep_policy=NO_AUDIT)
+    for n in range(20):
+        stack.join(f"PA_{n}", room=f"room-{n}")  # each launches its own task, still starting
+    stack.advance(60)
+    listings = 0
+    listed = stack.store.live_workers
+
+    def counted() -> object:
+        nonlocal listings
+        listings += 1
+        return listed()
+
+    monkeypatch.setattr(stack.store, "live_workers", counted)
+
+    report = stack.sweep()
+
+    assert report.rooms_visited == 20
+    assert listings <= 3, "the sweep's own listing and the pool's, not one per waiting room"

@@ -11,7 +11,7 @@ import pytest
 from control_plane.ports import Dispatch, ObservedTaskState
 from control_plane.room import RoomState
 from control_plane.worker_protocol import Respawn, WorkerRecord, WorkerStatus
-from tests.harness import AGENT_NAME, SWEEP_POLICY, TwinStack
+from tests.harness import AGENT_NAME, POOL_POLICY, SWEEP_POLICY, TwinStack
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_without_a_running_job_the_newest_dispatch_is_kept() -> None:
     assert stack.livekit.get_dispatch("room-x", old.dispatch_id) is None
 
 
-def test_dead_dispatch_is_replaced_once_the_worker_is_ready(audited: TwinStack) -> None:
+def test_dead_dispatch_is_replaced_once_its_failures_backoff_is_over(audited: TwinStack) -> None:
     arn = active_room(audited)
     dead = audited.room().agent.dispatch_id
     audited.livekit.end_jobs("room-1", dead, "JS_FAILED")
@@ -125,6 +125,8 @@ def test_dead_dispatch_is_replaced_once_the_worker_is_ready(audited: TwinStack) 
     audited.heartbeat(arn)
 
     audited.sweep()
+    assert audited.dispatches() == [], "its job died unreported: a failure, so the backoff comes first"
+    audited.advance(10)
 
     [fresh] = audited.dispatches()
     assert fresh.dispatch_id != dead and fresh.has_running_job
@@ -386,6 +388,60 @@ def test_agent_past_the_maximum_age_is_stopped_logged_and_counted(
     assert stack.room().crashes == (), "age is not a crash"
 
 
+def idle_for(stack: TwinStack, hours: float) -> None:
+    """Time passes with the scheduled sweep every ten minutes (workers keep heartbeating)."""
+    for _ in range(round(hours * 6)):
+        stack.advance(600)
+        stack.sweep()
+
+
+def warm_worker(stack: TwinStack, capacity: int = 1) -> str:
+    stack.controller.capacity.replenish()
+    [warm] = stack.pool_tasks()
+    stack.pool_worker_becomes_ready(warm, capacity=capacity)
+    return warm
+
+
+def test_a_warm_worker_idle_past_the_maximum_age_keeps_the_room_it_takes() -> None:
+    stack = TwinStack(pool=replace(POOL_POLICY, warm_tasks=1))
+    warm = warm_worker(stack)
+    idle_for(stack, hours=5)  # a quiet night: the task is older than MAX_AGENT_AGE_SECONDS
+    stack.join("PA_1")
+    stack.job_started("room-1", warm)
+    dispatched = stack.room().agent.dispatch_id
+
+    stack.advance(60)
+    stack.sweep()
+
+    assert stack.runner.tasks[warm].running, "the agent is a minute old: its task's age does not count"
+    assert stack.metrics.count_for("TasksStopped", Reason="max_age") == 0
+    assert stack.room().agent.task_arn == warm and stack.room().agent.dispatch_id == dispatched
+    assert stack.metrics.counts["OldestAgentAgeSeconds"] == 60, "the agent's age, not the task's"
+
+
+def test_each_room_on_a_shared_worker_is_judged_by_its_own_agents_age() -> None:
+    stack = TwinStack(pool=replace(POOL_POLICY, warm_tasks=1, slots_per_task=2, jobs_per_task=2))
+    warm = warm_worker(stack, capacity=2)
+    stack.join("PA_a", room="room-a")
+    stack.job_started("room-a", warm, "AJ_a")
+    old = stack.room("room-a").agent.dispatch_id
+    idle_for(stack, hours=3)
+    stack.join("PA_b", identity="bob", room="room-b")
+    stack.job_started("room-b", warm, "AJ_b")
+    young = stack.room("room-b").agent.dispatch_id
+    assert stack.task_of("room-b") == warm
+
+    idle_for(stack, hours=1 + 1 / 6)  # room-a's agent is now past 4 h, room-b's about 1 h
+
+    assert stack.runner.tasks[warm].running, "room-b's young agent keeps its worker"
+    assert stack.metrics.count_for("TasksStopped", Reason="max_age") == 0
+    assert stack.metrics.count_for("AgentsRetired", Reason="max_age") == 1
+    assert stack.room("room-b").agent.dispatch_id == young
+    assert stack.livekit.get_dispatch("room-a", old) is None, "the old agent's job is ended"
+    fresh = stack.room("room-a").agent
+    assert fresh is not None and fresh.dispatch_id != old, "its humans get a fresh agent"
+
+
 def test_task_that_stopped_without_its_event_reaching_us_is_handled_by_the_sweep(stack: TwinStack) -> None:
     arn = active_room(stack)
     stack.advance(31)  # older than a listing's lag behind RunTask
@@ -427,7 +483,7 @@ def test_sweep_reports_gauges_and_what_it_cleaned(stack: TwinStack) -> None:
     assert values.count_for("Rooms", State="failed") == 0
     assert values.counts["ActiveAgents"] == 2
     assert values.counts["RunningTasks"] == 3
-    assert values.counts["OldestAgentAgeSeconds"] == 410
+    assert values.counts["OldestAgentAgeSeconds"] == 10, "the agents' age, not the orphan task's 400 s"
     assert values.count_for("TasksStopped", Reason="orphan") == 1
     assert values.counts["SweepDurationSeconds"] > 0
     assert report.counts["TasksStopped[Reason=orphan]"] == 1

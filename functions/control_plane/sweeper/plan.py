@@ -11,6 +11,7 @@ from enum import StrEnum
 from control_plane.humans import is_human
 from control_plane.ports import (
     Dispatch,
+    DispatchJob,
     LiveParticipant,
     LiveRoom,
     TaskSnapshot,
@@ -98,8 +99,9 @@ def plan_room_check(
     A room whose session, participant count and agent's worker agree with LiveKit's room list
     costs none: reconcile works on the record. A count that is not the recorded humans (a
     missed join or leave; LiveKit never counts agents, and refreshes the count every 5 s), a job
-    failure recorded since the dispatch (its dispatch is dead), a worker gone silent under a
-    dispatch, or the room's audit turn (which finds any other dead or duplicate dispatch) makes
+    failure recorded since the dispatch (its dispatch is dead), a worker whose heartbeat no longer
+    lists the room's started job (killed without a report: OOM, ``kill -9``), a worker gone silent
+    under a dispatch, or the room's audit turn (which finds any other dead or duplicate dispatch) makes
     it inspected. Inspection itself leaves alone what changed around
     the listing, so a room in flux costs calls but is never misjudged.
     """
@@ -115,6 +117,11 @@ def plan_room_check(
     dispatched_at = agent.dispatched_at if agent is not None and agent.dispatch_id is not None else None
     if dispatched_at is not None and room.crashes and room.crashes[-1] >= dispatched_at:
         return RoomCheck.INSPECT  # its job failed since the dispatch: the dispatch is dead
+    job = agent.job_id if agent is not None and agent.job_id not in room.failed_jobs else None
+    if job is not None and worker is not None and dispatched_at is not None:
+        heard_since = worker.heartbeat_at - dispatched_at >= policy.settle_seconds
+        if heard_since and worker.jobs.get(room.name) != job:
+            return RoomCheck.INSPECT  # its worker no longer runs the job: it died unreported
     if agent is not None and agent.dispatch_id is not None and agent.task_arn is not None:
         silent = worker is None or listed_at - worker.heartbeat_at > policy.worker_stale_seconds
         if (
@@ -199,11 +206,40 @@ def plan_dispatch_cleanup(
     return DispatchPlan(keep=keep, delete=delete)
 
 
+def lost_jobs(room: Room, ours: Sequence[Dispatch]) -> list[DispatchJob]:
+    """Jobs of the room's recorded dispatch that died and are not counted yet: failed in
+    LiveKit, or ended while humans stay (the agent left them). A job killed outright (OOM,
+    ``kill -9``) sends no report: this is how its failure is seen at all."""
+    agent = room.agent
+    recorded = next((d for d in ours if agent is not None and d.dispatch_id == agent.dispatch_id), None)
+    if recorded is None:
+        return []
+    left_humans = bool(room.humans) and not recorded.has_running_job
+    dead = [
+        job
+        for job in recorded.jobs
+        if job.status == "JS_FAILED" or (left_humans and job.status != "JS_PENDING")
+    ]
+    return [job for job in dead if job.status != "JS_RUNNING" and job.job_id not in room.failed_jobs]
+
+
 @dataclass(frozen=True)
 class TaskStop:
     task: TaskSnapshot
     reason: StopReason
     room: str | None
+    agent_age: float | None = None  # the oldest agent's on it, for a max-age stop
+
+
+@dataclass(frozen=True)
+class AgedAgent:
+    """A room's agent past ``max_agent_age_seconds`` on a worker younger agents still use:
+    that agent alone is removed (``launch_token`` names it, so a newer one is left alone)."""
+
+    room: str
+    launch_token: str
+    task_arn: str
+    age: float
 
 
 @dataclass(frozen=True)
@@ -211,6 +247,21 @@ class TaskPlan:
     stop: tuple[TaskStop, ...]
     gone_workers: tuple[WorkerRecord, ...]
     vanished: tuple[tuple[str, str], ...]  # (room, task arn) whose task ECS no longer lists
+    aged: tuple[AgedAgent, ...] = ()
+
+
+def agent_started_at(room: Room, worker: WorkerRecord | None) -> float | None:
+    """When the room's agent began: its dispatch, else its slot's reservation on ``worker``;
+    None while it has neither (it is not in the room yet). Never the task's start: a warm
+    worker may have idled for hours before this room took it."""
+    agent = room.agent
+    if agent is None or agent.task_stopped_at is not None or room.stop_requested_at is not None:
+        return None
+    if agent.dispatched_at is not None:
+        return agent.dispatched_at
+    if agent.slot_reserved and worker is not None:
+        return worker.reserved.get(room.name)
+    return None
 
 
 def plan_task_cleanup(
@@ -230,6 +281,8 @@ def plan_task_cleanup(
     claims: dict[str, str] = {}
     by_token: dict[str, str] = {}
     vanished: list[tuple[str, str]] = []
+    # Each room's agent on a task with its own age (None: not in its room yet).
+    agents: dict[str, list[tuple[Room, float | None]]] = {}
     for room in rooms:
         agent = room.agent
         if agent is None or agent.task_stopped_at is not None or room.stop_requested_at is not None:
@@ -238,6 +291,8 @@ def plan_task_cleanup(
             by_token[agent.launch_token] = room.name
             continue
         claims[agent.task_arn] = room.name
+        started = agent_started_at(room, records.get(agent.task_arn))
+        agents.setdefault(agent.task_arn, []).append((room, None if started is None else now - started))
         if agent.task_arn not in listed and now - agent.launch_claimed_at >= policy.settle_seconds:
             vanished.append((room.name, agent.task_arn))
     for task in tasks:
@@ -245,14 +300,26 @@ def plan_task_cleanup(
             claims[task.task_arn] = by_token[task.launch_token]
 
     stops: list[TaskStop] = []
+    aged: list[AgedAgent] = []
     for task in tasks:
         record = records.get(task.task_arn)
         owner = claims.get(task.task_arn)
         if owner is None and record is not None and record.rooms():
             owner = min(record.rooms())
         reason = _stop_reason(task, record, owner is not None, now, policy)
+        hosted = agents.get(task.task_arn, [])
+        old = [(room, age) for room, age in hosted if age is not None and age > policy.max_agent_age_seconds]
+        oldest = max((age for _, age in old), default=None)
+        if reason is None and old and len(old) == len(hosted) and not _hosts_others(record, hosted):
+            reason = StopReason.MAX_AGE  # every agent on it is past the age: the task goes
+        elif reason is None:
+            aged += [
+                AgedAgent(room.name, room.agent.launch_token, task.task_arn, age)
+                for room, age in old
+                if room.agent
+            ]
         if reason is not None:
-            stops.append(TaskStop(task, reason, owner))
+            stops.append(TaskStop(task, reason, owner, oldest if reason is StopReason.MAX_AGE else None))
     stopping = {stop.task.task_arn for stop in stops}
 
     idle = [
@@ -276,7 +343,12 @@ def plan_task_cleanup(
         for record in records.values()
         if record.task_arn not in listed and now - record.heartbeat_at > policy.worker_stale_seconds
     )
-    return TaskPlan(stop=tuple(stops), gone_workers=gone, vanished=tuple(vanished))
+    return TaskPlan(stop=tuple(stops), gone_workers=gone, vanished=tuple(vanished), aged=tuple(aged))
+
+
+def _hosts_others(record: WorkerRecord | None, hosted: Sequence[tuple[Room, float | None]]) -> bool:
+    """The worker lists jobs or slots for rooms whose records do not point at it (yet)."""
+    return record is not None and bool(record.rooms() - {room.name for room, _ in hosted})
 
 
 def _stop_reason(
@@ -292,7 +364,4 @@ def _stop_reason(
         waited = now - seen_at if seen_at is not None else age
         if waited is not None and waited > policy.worker_start_timeout_seconds:
             return StopReason.NEVER_READY if claimed else StopReason.ORPHAN
-        return None
-    if claimed and age is not None and age > policy.max_agent_age_seconds:
-        return StopReason.MAX_AGE
     return None

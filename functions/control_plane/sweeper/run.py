@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
-from control_plane.controller import RoomController
+from control_plane.controller import RoomController, WorkerListing
 from control_plane.humans import is_human
-from control_plane.pool import usable
+from control_plane.pool import slot_candidates, usable
 from control_plane.ports import (
     Dispatch,
     LiveKitGateway,
@@ -30,12 +30,16 @@ from control_plane.sweeper.bridge import AsyncLiveKit, BudgetedLiveKit, CallBudg
 from control_plane.sweeper.plan import (
     CRASH_REASONS,
     LISTING_MARGIN_SECONDS,
+    AgedAgent,
     DeleteReason,
     DispatchPlan,
     RoomCheck,
+    StopReason,
     SweepPolicy,
     TaskStop,
+    agent_started_at,
     audit_due,
+    lost_jobs,
     participants_explained,
     plan_dispatch_cleanup,
     plan_participant_changes,
@@ -49,6 +53,10 @@ from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Quiet rooms are judged without leaving the loop; it yields after this many, so the LiveKit
+# calls of the rooms being inspected are not held up by a long run of quiet ones.
+QUIET_ROOMS_PER_YIELD = 100
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,7 @@ class _SweepRun:
         self.live: dict[str, LiveRoom] | None = None
         self.listed_at = 0.0
         self.workers: dict[str, WorkerRecord] = {}
+        self.listing: WorkerListing | None = None
         self.inspected = 0
 
     async def blocking(self, call: Callable[..., T], *args: Any) -> T:
@@ -157,6 +166,8 @@ class _SweepRun:
         rooms: list[Room] = await self.blocking(lambda: list(self.ports.rooms.rooms_needing_attention()))
         workers: list[WorkerRecord] = await self.blocking(lambda: list(self.ports.workers.live_workers()))
         self.workers = {worker.task_arn: worker for worker in workers}
+        pool = self.controller.capacity.policy
+        self.listing = WorkerListing(self.workers, bool(slot_candidates(workers, self.now(), pool)))
         self._count_gauges(rooms, tasks)
         if tasks is not None:
             # Healed before this sweep stops anything: a task stopped now is released by its own
@@ -215,11 +226,20 @@ class _SweepRun:
         now = self.now()
         free = sum(w.free_slots(pool.jobs_per_task) for w in self.workers.values() if usable(w, now, pool))
         self.metrics.count("WarmSlots", free)
+        # The agents' ages, never the tasks': a warm worker may idle for hours before its room.
+        started = [
+            at
+            for at in (
+                agent_started_at(
+                    r, self.workers.get(r.agent.task_arn) if r.agent and r.agent.task_arn else None
+                )
+                for r in rooms
+            )
+            if at is not None
+        ]
+        self.metrics.count("OldestAgentAgeSeconds", max((now - at for at in started), default=0.0), "Seconds")
         if tasks is not None:
-            now = self.now()
-            ages = [age for age in (task.age(now) for task in tasks) if age is not None]
             self.metrics.count("RunningTasks", len(tasks))
-            self.metrics.count("OldestAgentAgeSeconds", max(ages, default=0.0), "Seconds")
 
     # --- tasks -----------------------------------------------------------------------------
 
@@ -230,6 +250,7 @@ class _SweepRun:
         await asyncio.gather(
             *(self._guarded(self._stop_task, stop, stop.task.task_arn) for stop in plan.stop),
             *(self._guarded(self._forget_worker, record, record.task_arn) for record in plan.gone_workers),
+            *(self._guarded(self._retire_agent, aged, aged.task_arn) for aged in plan.aged),
         )
         if plan.vanished:
             await self._settle_vanished(plan.vanished, {w.task_arn: w for w in workers})
@@ -252,7 +273,8 @@ class _SweepRun:
                 "task_arn": task.task_arn,
                 "reason": stop.reason.value,
                 "room": stop.room,
-                "age": task.age(self.now()),
+                "task_age": task.age(self.now()),
+                "agent_age": stop.agent_age,
             },
         )
         self.ports.runner.stop(task.task_arn, f"sweeper: {stop.reason.value}")
@@ -268,6 +290,18 @@ class _SweepRun:
         lost, or a Lambda that died between counting a launch and RunTask, is forgotten."""
         if self.ports.tasks is not None:
             self.ports.tasks.heal({task.task_arn for task in tasks}, self.now())
+
+    def _retire_agent(self, aged: AgedAgent) -> None:
+        log.warning(
+            "removing an agent past its maximum age",
+            extra={
+                "room": aged.room,
+                "task_arn": aged.task_arn,
+                "agent_age": aged.age,
+                "reason": StopReason.MAX_AGE.value,
+            },
+        )
+        self.controller.retire_agent(aged.room, aged.launch_token)
 
     def _forget_worker(self, record: WorkerRecord) -> None:
         """ECS no longer runs it and it stopped heartbeating: out of the live index."""
@@ -311,20 +345,43 @@ class _SweepRun:
         cursor = await self.blocking(self.ports.rooms.get_sweep_cursor)
         slots = asyncio.Semaphore(self.policy.concurrency)
         pending: list[asyncio.Task[None]] = []
+        quiet = 0
         next_cursor: str | None = None
         for name in rotate(names, cursor):
-            await slots.acquire()
+            room = tracked.get(name)
+            # Most rooms are quiet: judged here, at no task, thread, read or call.
+            is_quiet = room is not None and self._quiet(room)
+            if not is_quiet:
+                await slots.acquire()
             if remaining_seconds() < self.policy.safety_margin_seconds:
-                slots.release()
+                if not is_quiet:
+                    slots.release()
                 next_cursor = name
                 log.warning("sweep stopped before the Lambda deadline", extra={"resume_at": name})
                 self.metrics.count("SweepIncomplete")
                 break
-            pending.append(asyncio.create_task(self._visit(name, tracked.get(name), slots)))
+            if is_quiet:
+                quiet += 1
+                if quiet % QUIET_ROOMS_PER_YIELD == 0:
+                    await asyncio.sleep(0)  # let the calls of rooms in flight move on
+                continue
+            pending.append(asyncio.create_task(self._visit(name, room, slots)))
         await asyncio.gather(*pending)
         if next_cursor != cursor:
             await self.blocking(self.ports.rooms.put_sweep_cursor, next_cursor)
-        return len(pending), len(names), next_cursor
+        return len(pending) + quiet, len(names), next_cursor
+
+    def _quiet(self, room: Room) -> bool:
+        """A tracked room that agrees with LiveKit's room list, is not due its audit and that
+        reconcile would leave as it is: nothing to do, decided without leaving the loop."""
+        if self.live is None:
+            return False
+        live_room = self.live.get(room.name)
+        agent = room.agent
+        worker = self.workers.get(agent.task_arn) if agent is not None and agent.task_arn else None
+        audit = audit_due(room.name, self.listed_at, self.policy)
+        check = plan_room_check(room, live_room, worker, self.listed_at, self.policy, audit)
+        return check is RoomCheck.CONSISTENT and self.controller.settled(room, self.listing)
 
     async def _visit(self, name: str, room: Room | None, slots: asyncio.Semaphore) -> None:
         try:
@@ -362,7 +419,7 @@ class _SweepRun:
         ]
 
     async def _reconcile(self, room: Room) -> None:
-        if self.controller.settled(room):
+        if self.controller.settled(room, self.listing):
             return  # decided on the spot: nothing to do, so no thread hop and no read
         due = grace_expired(room, self.now())
         after = await self.blocking(self.controller.reconcile, room.name, room)
@@ -412,9 +469,7 @@ class _SweepRun:
             ours, room.agent.dispatch_id if room.agent else None, self.now(), self.policy.settle_seconds
         )
         await self._delete_dispatches(room.name, plan.delete)
-        room = await self.blocking(
-            self._follow_dispatch, room, plan, {d.dispatch_id for d in ours}, listed_at
-        )
+        room = await self.blocking(self._follow_dispatch, room, plan, ours, listed_at)
         await self._reconcile(room)
 
     def _apply_changes(self, room: Room, participants: list[LiveParticipant], listed_at: float) -> Room:
@@ -427,12 +482,18 @@ class _SweepRun:
             room = self.ports.rooms.observe_participant(change)
         return room
 
-    def _follow_dispatch(self, room: Room, plan: DispatchPlan, listed: set[str], listed_at: float) -> Room:
-        """Keep the room's record of its dispatch true after the cleanup: adopt the survivor,
+    def _follow_dispatch(
+        self, room: Room, plan: DispatchPlan, ours: Sequence[Dispatch], listed_at: float
+    ) -> Room:
+        """Keep the room's record of its dispatch true after the cleanup: count its jobs that
+        died unreported (backoff and breaker, as a reported failure), then adopt the survivor,
         or forget a dead one so reconcile dispatches again once a worker is ready."""
         agent = room.agent
         if agent is None or agent.dispatch_id is None:
             return room
+        for job in lost_jobs(room, ours):
+            room = self.controller.job_lost(room.name, agent.dispatch_id, job.job_id, job.status) or room
+        listed = {d.dispatch_id for d in ours}
         deleted = {d.dispatch_id for d, _ in plan.delete}
         vanished = (
             agent.dispatch_id not in listed

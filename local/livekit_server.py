@@ -1,11 +1,12 @@
-"""A real livekit-server on this machine: find the binary, write its config, start and stop it.
+"""A real livekit-server on this machine: find (or build) the binary, write its config, start and stop it.
 
 Found, in this order: ``LIVEKIT_SERVER`` (a path), ``livekit-server`` on ``PATH`` (``brew install
 livekit``, LiveKit's install script), then our own build cached outside the clone by version
-(``BUILD_COMMAND`` makes it; Go's module and build caches keep later builds quick). The server
-runs with ``--dev`` bound to one address (127.0.0.1 unless told), on free ports, with a generated
-config: our API key and secret, the webhook URLs, and ``rtc.use_external_ip: false`` so ICE
-offers only that address.
+(``build_server`` makes it, as ``BUILD_COMMAND`` does; Go's module and build caches live under
+``~/`` too, so CI's fresh clones build it once). The server runs with ``--dev`` bound to one
+address (127.0.0.1 unless told: the e2e tier gives its namespace's address and fixed ports), on
+free ports unless told, with a generated config: our API key and secret, the webhook URLs, and
+``rtc.use_external_ip: false`` so ICE offers only that address.
 
     with LiveKitServer(find_server(), api_key="devkey", api_secret=secret, webhook_urls=[url]) as lk:
         LiveKitAPI(lk.http_url, "devkey", secret)
@@ -32,13 +33,19 @@ ENV_VAR = "LIVEKIT_SERVER"
 ON_PATH = "livekit-server"
 CACHE_DIR = Path.home() / ".cache" / "livekit-server" / VERSION
 CACHED_BINARY = CACHE_DIR / "server"  # `go install .../cmd/server` names it after its package
-BUILD_COMMAND = f"GOBIN={CACHE_DIR} go install github.com/livekit/livekit-server/cmd/server@{VERSION}"
+MODULE = "github.com/livekit/livekit-server/cmd/server"
+BUILD_COMMAND = f"GOBIN={CACHE_DIR} go install {MODULE}@{VERSION}"
+GO_CANDIDATES = ("go", "/usr/local/go/bin/go")
+DEV_API_KEY = "devkey"
+DEV_API_SECRET = "secret"
+"""The keys ``--dev`` installs."""
 READY_SECONDS = 30.0
 STOP_SECONDS = 10.0
 
 
 class ServerNotFound(LookupError):
-    """``LIVEKIT_SERVER`` names no executable: said rather than silently using another server."""
+    """``LIVEKIT_SERVER`` names no executable (said rather than silently using another server), or
+    there is no server and none could be built (the message says why)."""
 
 
 def find_server(
@@ -57,6 +64,26 @@ def find_server(
     if cached.is_file() and os.access(cached, os.X_OK):
         return cached
     return None
+
+
+def build_server(target: Path = CACHED_BINARY) -> Path:
+    """``go install`` the server into ``target``'s directory, for when ``find_server`` finds none."""
+    go = next((found for name in GO_CANDIDATES if (found := shutil.which(name))), None)
+    if go is None:
+        raise ServerNotFound(
+            "no livekit-server and no Go to build one: install Go, or set LIVEKIT_SERVER "
+            "(or put livekit-server on PATH)"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / "staging"
+    env = os.environ | {"GOBIN": str(staging), "CGO_ENABLED": "0"}
+    print(f"building livekit-server {VERSION} into {target.parent} (once; later runs reuse it)", flush=True)
+    done = subprocess.run([go, "install", f"{MODULE}@{VERSION}"], env=env, check=False)
+    if done.returncode != 0 or not (staging / "server").exists():
+        raise ServerNotFound(f"go install {MODULE}@{VERSION} failed (exit {done.returncode})")
+    (staging / "server").replace(target)  # whole or not at all: an interrupted build leaves no binary
+    staging.rmdir()
+    return target
 
 
 def missing_reason() -> str:

@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 
-from local.e2e.server import ServerUnavailable, find_server
+from local.livekit_server import ServerNotFound, build_server, find_server
 
 NODE_IP = "10.99.0.1"
 PEER_IP = "10.99.0.2"
@@ -39,8 +39,8 @@ def main(argv: list[str]) -> int:
         print("the e2e tier needs root, unshare and ip (a private network namespace)", file=sys.stderr)
         return 2
     try:
-        server = find_server()
-    except ServerUnavailable as error:
+        server = find_server() or build_server()
+    except ServerNotFound as error:
         print(f"livekit-server: {error}", file=sys.stderr)
         return 2
     os.environ["LIVEKIT_SERVER"] = str(server)

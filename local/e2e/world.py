@@ -27,7 +27,15 @@ from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 from local.e2e.gate import WebhookGate
 from local.e2e.humans import EventLoop, Human, token
 from local.e2e.netns import NODE_IP_ENV
-from local.e2e.server import DEV_API_KEY, DEV_API_SECRET, LiveKitServer, ServerConfig, find_server
+from local.livekit_server import (
+    DEV_API_KEY,
+    DEV_API_SECRET,
+    LiveKitServer,
+    ServerConfig,
+    ServerNotFound,
+    find_server,
+    missing_reason,
+)
 from local.stack.session import DevSession, RealLiveKit
 from local.stack.stack import StackOptions
 from local.stack.timeline import Timeline
@@ -36,6 +44,8 @@ T = TypeVar("T")
 
 STACK_PORT = 8787
 """The namespace is private: a fixed port is always free, and the server's config names it."""
+SERVER_HTTP_PORT, SERVER_RTC_TCP_PORT, SERVER_RTC_UDP_PORT = 7880, 7881, 7882
+"""livekit-server's ports in the namespace (its usual ones)."""
 KEYLESS_AGENT = {"AGENT_PIPELINE": "echo"}
 FAST_WORKERS = {"HEARTBEAT_SECONDS": "1", "DRAIN_TIMEOUT_SECONDS": "3"}
 
@@ -82,9 +92,19 @@ class World:
         self._running = ExitStack()
         self._humans: list[Human] = []
         self.gate = WebhookGate(f"http://127.0.0.1:{STACK_PORT}/livekit/webhook")
-        self.server = LiveKitServer(
-            find_server(build=False), ServerConfig(self.node_ip, self.gate.url), options.work_dir
+        binary = find_server()
+        if binary is None:
+            raise ServerNotFound(missing_reason())
+        config = ServerConfig(
+            DEV_API_KEY,
+            DEV_API_SECRET,
+            webhook_urls=[self.gate.url],
+            host=self.node_ip,
+            port=SERVER_HTTP_PORT,
+            rtc_tcp_port=SERVER_RTC_TCP_PORT,
+            rtc_udp_port=SERVER_RTC_UDP_PORT,
         )
+        self.server = LiveKitServer(binary, config, log_dir=options.work_dir)
         self.session: DevSession | None = None
         self.api: api.LiveKitAPI | None = None
 

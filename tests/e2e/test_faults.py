@@ -101,7 +101,7 @@ def test_two_first_humans_at_once_with_one_warm_worker_each_get_one_agent(warm_w
 
 def _token(room: str, identity: str) -> str:
     from local.e2e.humans import token
-    from local.e2e.server import DEV_API_KEY, DEV_API_SECRET
+    from local.livekit_server import DEV_API_KEY, DEV_API_SECRET
 
     return token(DEV_API_KEY, DEV_API_SECRET, room, identity)
 

@@ -67,7 +67,7 @@ class Skip:
 
 AWS = "needs AWS credentials and a deployed stack"
 DOCKER = "needs Docker (and AWS to push)"
-LIVEKIT_SERVER = "needs livekit-server, which this machine and CI do not have"
+LIVEKIT_SERVER = "a livekit-server left running; `make e2e` (in .ci/run) runs the real one"
 
 COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     # --- README.md
@@ -76,7 +76,11 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "make openapi": Run(),
     "make reliability": Elsewhere("`make test` runs tests/reliability (through `make unit`)"),
     "make simulate": Elsewhere("6-8 minutes; tests/sim runs the simulator at small sizes"),
-    "make bench": Elsewhere("minutes; not in CI (issue 18 asks for a smoke size there)"),
+    "make bench": Elsewhere("minutes; `make bench-smoke` (in `make test`) runs every benchmark small"),
+    "make bench-smoke": Elsewhere("`make test` runs it"),
+    "make e2e": Elsewhere(".ci/run runs it after `make test` (root, a network namespace, livekit-server)"),
+    "make bench-e2e": Elsewhere("~20 minutes on the real server; .ci/run runs `make bench-e2e JOINS=3`"),
+    "make bench-e2e JOINS=3": Elsewhere(".ci/run runs it after `make e2e`"),
     "make dev": Run("lkctl"),  # started once for the lkctl entries: see local_stack
     "lkctl dev": Elsewhere("tests/scenario/test_lkctl_local.py runs it bare, from another directory"),
     ".venv/bin/lkctl dev": Elsewhere("what `make dev` runs (below); tests/scenario/test_lkctl_local.py"),
@@ -137,7 +141,10 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
         says="| resource",
         or_else=(2, "run `make simulate` first"),  # a clean clone has no results
     ),
-    ".venv/bin/python bench/cold_start.py": Elsewhere("`make bench` runs it (bench/run.py); ~1 min"),
+    'python -c "import boto3"': Elsewhere("bench/cold_start.py runs it beside every measurement"),
+    ".venv/bin/python bench/cold_start.py --runs 8 --tree <the commit before>/functions --tree functions": (
+        Elsewhere("a comparison with another checkout, minutes; `make bench-smoke` runs the bench")
+    ),
     "aws lambda list-versions-by-function --function-name <fn>": Skip(AWS),
     "aws lambda delete-function --function-name <fn> --qualifier <n>": Skip(AWS),
     "sam local": Skip(DOCKER),
@@ -209,7 +216,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 def local_stack() -> Iterator[dict[str, str]]:
     """``make dev`` as the README runs it (on free ports): the shell the lkctl entries run in."""
     process = subprocess.Popen(
-        ["make", "--no-print-directory", "dev", "ARGS=--port 0 --simulator-port 0"],
+        ["make", "--no-print-directory", "dev", "ARGS=--port 0 --simulator-port 0 --simulator"],
         cwd=ROOT,
         env=clean_env(),
         stdout=subprocess.PIPE,

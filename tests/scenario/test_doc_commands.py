@@ -82,6 +82,7 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "make bench-e2e": Elsewhere("~20 minutes on the real server; .ci/run runs `make bench-e2e JOINS=3`"),
     "make bench-e2e JOINS=3": Elsewhere(".ci/run runs it after `make e2e`"),
     "make dev": Run("lkctl"),  # started once for the lkctl entries: see local_stack
+    "make dev ARGS=--simulator": Elsewhere("how the lkctl entries' stack is started (local_stack below)"),
     "lkctl dev": Elsewhere("tests/scenario/test_lkctl_local.py runs it bare, from another directory"),
     ".venv/bin/lkctl dev": Elsewhere("what `make dev` runs (below); tests/scenario/test_lkctl_local.py"),
     "lkctl sim": Run("lkctl", exit_code=2, says="Usage: lkctl sim"),  # its help: the verbs

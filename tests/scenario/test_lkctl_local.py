@@ -58,6 +58,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         [
             str(LKCTL),
             "dev",
+            "--simulator",  # the sim commands below need it, even where a livekit-server is cached
             "--port=0",
             "--simulator-port=0",
             "--sweep-interval=600",  # a sweep on the schedule would come too late to count

@@ -18,6 +18,11 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench import figures  # noqa: E402
 
+# Needs root, a network namespace and livekit-server, so `make test` (which runs the smoke sizes)
+# would fail on most machines: .ci/run runs its smoke size as `make bench-e2e JOINS=3` after
+# `make e2e` instead.
+OUTSIDE_SMOKE = frozenset({"e2e_latency"})
+
 
 def benchmarks() -> list[Path]:
     return [
@@ -45,6 +50,9 @@ def main(argv: list[str]) -> int:
     smoke = "--smoke" in argv
     failures = []
     for script in benchmarks():
+        if smoke and script.stem in OUTSIDE_SMOKE:
+            print(f"== {script.stem}: not in the smoke run (make bench-e2e JOINS=3 in .ci/run)", flush=True)
+            continue
         print(f"== {script.stem}{' (smoke)' if smoke else ''}", flush=True)
         problem = run(script, smoke)
         if problem:

@@ -26,8 +26,11 @@ NO_AUDIT = replace(SWEEP_POLICY, audit_period_seconds=10**9)
 
 
 def active_room(stack: TwinStack, room: str = "room-1", sid: str = "PA_1") -> str:
+    """A room with one human and its agent's job running, reported started by its worker."""
     stack.join(sid, room=room)
-    return stack.worker_becomes_ready(room)
+    task = stack.worker_becomes_ready(room)
+    stack.job_started(room, task, f"AJ_{room}")
+    return task
 
 
 def livekit_calls(stack: TwinStack) -> int:
@@ -44,9 +47,14 @@ DISPATCHED = Agent(
     task_arn="arn:task/1",
     dispatch_id="AD_1",
     dispatched_at=NOW - 300,
+    job_id="AJ_1",
 )
-FRESH_DISPATCH = DISPATCHED.model_copy(update={"dispatched_at": NOW - 5})
-READY = WorkerRecord(task_arn="arn:task/1", status=WorkerStatus.READY, capacity=1, heartbeat_at=NOW - 5)
+FRESH_DISPATCH = DISPATCHED.model_copy(update={"dispatched_at": NOW - 5, "job_id": None})
+UNREPORTED = DISPATCHED.model_copy(update={"job_id": None})
+"""Dispatched past the settle time, no job reported started: LiveKit dropped it, or the report is lost."""
+READY = WorkerRecord(
+    task_arn="arn:task/1", status=WorkerStatus.READY, capacity=1, heartbeat_at=NOW - 5, jobs={"r": "AJ_1"}
+)
 SILENT = READY.model_copy(update={"heartbeat_at": NOW - 600})
 
 
@@ -78,6 +86,8 @@ def failed_since(agent: Agent, after_dispatch: float) -> Room:
         (room(HUMAN, DISPATCHED), live(1), SILENT, False, RoomCheck.INSPECT),  # dispatch suspect
         (room(HUMAN, DISPATCHED), live(1), None, False, RoomCheck.INSPECT),
         (room(HUMAN, FRESH_DISPATCH), live(1), READY, False, RoomCheck.CONSISTENT),  # agent joining
+        (room(HUMAN, UNREPORTED), live(1), READY, False, RoomCheck.INSPECT),  # a job LiveKit dropped?
+        (room({}, UNREPORTED), live(0), READY, False, RoomCheck.INSPECT),
         (room({}, DISPATCHED), live(0), READY, False, RoomCheck.CONSISTENT),  # grace: agent only
         (room(HUMAN, None), live(1), None, False, RoomCheck.CONSISTENT),  # waiting out a backoff
         (failed_since(DISPATCHED, 1), live(1), READY, False, RoomCheck.INSPECT),  # a dead dispatch

@@ -160,6 +160,59 @@ def test_young_jobless_dispatch_gets_time_to_receive_its_job(stack: TwinStack) -
     assert stack.livekit.get_dispatch("room-x", young.dispatch_id) is not None
 
 
+NO_AUDIT = replace(SWEEP_POLICY, audit_period_seconds=10**9)
+
+
+def test_a_job_livekit_dropped_is_dispatched_again_one_sweep_past_the_settle_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LiveKit offers a job once: with no worker answering (a frozen one), the dispatch stays
+    jobless for good. No job reported started within the settle time makes the sweep look,
+    well before the room's audit turn."""
+    stack = TwinStack(sweep_policy=NO_AUDIT)
+    stack.join("PA_1")
+    with monkeypatch.context() as frozen:  # the worker is ready, but LiveKit hears no answer
+        frozen.setattr(stack.livekit, "register_worker", lambda agent_name: None)
+        task = stack.worker_becomes_ready()
+    stack.livekit.register_worker(AGENT_NAME)  # it answers again, too late for that job
+    [dropped] = stack.dispatches()
+    assert dropped.jobs == ()
+    stack.advance(29)
+    stack.sweep()
+    assert stack.room().agent.dispatch_id == dropped.dispatch_id, "its job may still be coming"
+
+    stack.advance(2)
+    stack.sweep()
+
+    [fresh] = stack.dispatches()
+    assert fresh.dispatch_id != dropped.dispatch_id and fresh.has_running_job
+    assert stack.room().agent.dispatch_id == fresh.dispatch_id
+    assert stack.room().crashes == (), "no job ever ran: nothing failed"
+    assert stack.metrics.count_for("DispatchesDeleted", Reason="no_live_job") == 1
+    stack.job_started("room-1", task, "AJ_new")
+    stack.advance(60)
+    assert stack.sweep().rooms_inspected == 0, "its job reported: quiet again"
+
+
+def test_a_job_whose_start_report_is_lost_is_adopted_never_dispatched_twice() -> None:
+    stack = TwinStack(sweep_policy=NO_AUDIT)
+    stack.join("PA_1")
+    task = stack.worker_becomes_ready()
+    job = stack.livekit.hand_job("room-1", task, "AJ_late")  # the worker took it; its report is lost
+    stack.heartbeat(task, {"room-1": "AJ_late"})
+    stack.advance(31)
+
+    stack.sweep()
+
+    agent = stack.room().agent
+    assert (agent.job_id, agent.task_arn) == (job.job_id, task)
+    assert [d.jobs for d in stack.dispatches()] == [(job,)]
+    assert stack.livekit.calls["create_dispatch"] == 1
+    assert stack.metrics.counts["JobStartsAdopted"] == 1
+    stack.advance(60)
+    assert stack.sweep().rooms_inspected == 0, "adopted: the room costs nothing again"
+
+
 @pytest.mark.parametrize(
     ("known_room", "idle_limit"),
     [(False, 300), (True, 60)],

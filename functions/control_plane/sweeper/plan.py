@@ -17,7 +17,7 @@ from control_plane.ports import (
     TaskSnapshot,
 )
 from control_plane.room import ChangeKind, ParticipantChange, Room
-from control_plane.worker_protocol import WorkerRecord, WorkerStatus
+from control_plane.worker_protocol import WorkerRecord, WorkerStatus, agent_identity
 
 # LiveKit's listings and our records are read at different moments: anything that changed
 # within this margin of a listing is left for the next sweep rather than judged on it.
@@ -99,9 +99,11 @@ def plan_room_check(
     A room whose session, participant count and agent's worker agree with LiveKit's room list
     costs none: reconcile works on the record. A count that is not the recorded humans (a
     missed join or leave; LiveKit never counts agents, and refreshes the count every 5 s), a job
-    failure recorded since the dispatch (its dispatch is dead), a worker whose heartbeat no longer
-    lists the room's started job (killed without a report: OOM, ``kill -9``), a worker gone silent
-    under a dispatch, or the room's audit turn (which finds any other dead or duplicate dispatch) makes
+    failure recorded since the dispatch (its dispatch is dead), a dispatch with no job reported
+    started within the settle time (LiveKit offers a job once and drops it when no worker answers
+    in 3 s; the dispatch then stays jobless for good), a worker whose heartbeat no longer lists
+    the room's started job (killed without a report: OOM, ``kill -9``), a worker gone silent under
+    a dispatch, or the room's audit turn (which finds any other dead or duplicate dispatch) makes
     it inspected. Inspection itself leaves alone what changed around
     the listing, so a room in flux costs calls but is never misjudged.
     """
@@ -122,6 +124,9 @@ def plan_room_check(
         heard_since = worker.heartbeat_at - dispatched_at >= policy.settle_seconds
         if heard_since and worker.jobs.get(room.name) != job:
             return RoomCheck.INSPECT  # its worker no longer runs the job: it died unreported
+    unreported = agent is not None and agent.job_id is None and dispatched_at is not None
+    if unreported and dispatched_at is not None and listed_at - dispatched_at >= policy.settle_seconds:
+        return RoomCheck.INSPECT  # no job reported: LiveKit may have dropped it (offered once)
     if agent is not None and agent.dispatch_id is not None and agent.task_arn is not None:
         silent = worker is None or listed_at - worker.heartbeat_at > policy.worker_stale_seconds
         if (
@@ -221,6 +226,26 @@ def lost_jobs(room: Room, ours: Sequence[Dispatch]) -> list[DispatchJob]:
         if job.status == "JS_FAILED" or (left_humans and job.status != "JS_PENDING")
     ]
     return [job for job in dead if job.status != "JS_RUNNING" and job.job_id not in room.failed_jobs]
+
+
+def job_to_adopt(
+    room: Room, ours: Sequence[Dispatch], workers: Iterable[WorkerRecord]
+) -> tuple[DispatchJob, str] | None:
+    """The running job of the room's recorded dispatch that the record lacks (its worker's
+    ``JobStarted`` is late or lost), and the task that runs it; None if the record has its job
+    or no worker owns one. Two witnesses, as for a report: LiveKit's job names the task
+    (:func:`agent_identity`), and that task's own record lists the job on its heartbeat.
+    Adopting it keeps a slow report from ever looking like a dropped job."""
+    agent = room.agent
+    if agent is None or agent.job_id is not None or agent.dispatch_id is None:
+        return None
+    recorded = next((d for d in ours if d.dispatch_id == agent.dispatch_id), None)
+    running = {job.job_id: job for job in recorded.jobs if job.status == "JS_RUNNING"} if recorded else {}
+    for worker in workers:
+        job = running.get(worker.jobs.get(room.name, ""))
+        if job is not None and job.participant_identity == agent_identity(job.job_id, worker.task_arn):
+            return job, worker.task_arn
+    return None
 
 
 @dataclass(frozen=True)

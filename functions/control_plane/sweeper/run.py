@@ -16,6 +16,7 @@ from control_plane.humans import is_human
 from control_plane.pool import slot_candidates, usable
 from control_plane.ports import (
     Dispatch,
+    DispatchJob,
     LiveKitGateway,
     LiveKitUnavailable,
     LiveParticipant,
@@ -39,6 +40,7 @@ from control_plane.sweeper.plan import (
     TaskStop,
     agent_started_at,
     audit_due,
+    job_to_adopt,
     lost_jobs,
     participants_explained,
     plan_dispatch_cleanup,
@@ -48,7 +50,7 @@ from control_plane.sweeper.plan import (
     rotate,
 )
 from control_plane.task_events import is_crash
-from control_plane.worker_protocol import WorkerRecord, WorkerStatus
+from control_plane.worker_protocol import JobStarted, WorkerRecord, WorkerStatus
 
 log = logging.getLogger(__name__)
 
@@ -470,6 +472,9 @@ class _SweepRun:
         )
         await self._delete_dispatches(room.name, plan.delete)
         room = await self.blocking(self._follow_dispatch, room, plan, ours, listed_at)
+        adopted = job_to_adopt(room, ours, self.workers.values())
+        if adopted is not None:
+            room = await self.blocking(self._adopt_job, room, *adopted)
         await self._reconcile(room)
 
     def _apply_changes(self, room: Room, participants: list[LiveParticipant], listed_at: float) -> Room:
@@ -508,6 +513,17 @@ class _SweepRun:
             extra={"room": room.name, "dispatch_id": agent.dispatch_id, "adopted": survivor},
         )
         return self.controller.dispatch_replaced(room.name, agent.dispatch_id, survivor) or room
+
+    def _adopt_job(self, room: Room, job: DispatchJob, task_arn: str) -> Room:
+        """Record the job LiveKit runs for the room as its worker's report would have."""
+        assert room.sid is not None
+        log.warning(
+            "room's job started without a report reaching us: adopting it",
+            extra={"room": room.name, "job_id": job.job_id, "task_arn": task_arn},
+        )
+        self.metrics.count("JobStartsAdopted")
+        report = JobStarted(task_arn=task_arn, room=room.name, room_sid=room.sid, job_id=job.job_id)
+        return self.controller.job_started(report) or room
 
     async def _delete_dispatches(self, room: str, doomed: Iterable[tuple[Dispatch, DeleteReason]]) -> None:
         for dispatch, reason in doomed:

@@ -100,6 +100,8 @@ class RoomController:
         # The worker listing a round's decision was made on, for its slot attempt (per thread:
         # the sweep shares one controller between threads).
         self._listed = threading.local()
+        # The pool's top-up owed for a slot taken this reconcile (:meth:`_refill_pool`), per thread.
+        self._refill = threading.local()
 
     # --- triggers -------------------------------------------------------------------------
 
@@ -442,6 +444,12 @@ class RoomController:
     # --- the loop -------------------------------------------------------------------------
 
     def reconcile(self, name: str, room: Room | None = None) -> Room | None:
+        try:
+            return self._reconcile(name, room)
+        finally:
+            self._refill_pool()
+
+    def _reconcile(self, name: str, room: Room | None) -> Room | None:
         rooms = self._ports.rooms
         current = room if room is not None else rooms.get(name)
         for _ in range(MAX_ROUNDS):
@@ -567,15 +575,24 @@ class RoomController:
                 return None
             self._ports.workers.remove_waiting(room.name)
             self._ports.metrics.count("SlotsTaken")
-            try:
-                capacity.replenish(with_slot(workers, task_arn, room.name, self._now()))
-            except Exception:  # the room has its slot; the pool tops up on the next wake or sweep
-                log.exception("pool could not be replenished", extra={"room": room.name})
+            # The pool tops up once the room is reconciled: its dispatch must not wait for RunTask.
+            self._refill.value = (room.name, with_slot(workers, task_arn, room.name, self._now()))
             return after
         if not effect.launch:
             self._ports.workers.put_waiting(room.name, self._now())
             return self._record(room.name, lambda r: reconcile.record_no_slot(r, token))
         return self._launch(room, token, workers)
+
+    def _refill_pool(self) -> None:
+        """Replace the slot this thread's reconcile took (:meth:`_acquire`), after its dispatch."""
+        pending, self._refill.value = getattr(self._refill, "value", None), None
+        if pending is None:
+            return
+        room, workers = pending
+        try:
+            self.capacity.replenish(workers)
+        except Exception:  # the room has its slot; the pool tops up on the next wake or sweep
+            log.exception("pool could not be replenished", extra={"room": room})
 
     def _launch(self, room: Room, token: str, workers: list[WorkerRecord]) -> Room | None:
         # Waiting from here on: a slot another worker frees before this launch is ready wakes it.

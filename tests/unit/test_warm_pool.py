@@ -54,6 +54,32 @@ def test_a_warm_worker_takes_the_first_human_at_once_and_the_pool_is_replenished
     assert stack.store.get_worker(replacement).status is WorkerStatus.STARTING, "one warm slot kept"
 
 
+def test_a_warm_join_is_dispatched_before_the_pool_launches_the_workers_replacement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The human is waiting for the dispatch; the pool's refill (RunTask, ~1 s on ECS and
+    0.8 s of a warm join in the e2e tier) comes after it, in the same invocation."""
+    stack = warm_stack(warm_tasks=1)
+    calls: list[str] = []
+    launch, create_dispatch = stack.runner.launch, stack.livekit.create_dispatch
+
+    def launched(*args: object, **kwargs: object) -> object:
+        calls.append("RunTask")
+        return launch(*args, **kwargs)  # type: ignore[arg-type]
+
+    def dispatched(*args: object, **kwargs: object) -> object:
+        calls.append("CreateDispatch")
+        return create_dispatch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stack.runner, "launch", launched)
+    monkeypatch.setattr(stack.livekit, "create_dispatch", dispatched)
+
+    stack.join("PA_1")
+
+    assert calls == ["CreateDispatch", "RunTask"]
+    assert len(stack.pool_tasks()) == 2, "the pool still refilled"
+
+
 def test_two_rooms_racing_for_the_last_free_slot_one_takes_it_the_other_launches() -> None:
     stack = warm_stack(warm_tasks=1)
     [warm] = stack.pool_tasks()

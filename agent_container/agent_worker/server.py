@@ -10,13 +10,14 @@ from collections.abc import Awaitable, Callable
 from livekit.agents import AgentServer, JobRequest
 
 from agent_worker.job_budget import JobBudget
-from agent_worker.session import entrypoint
+from agent_worker.session import entrypoint, prepare_process
 from agent_worker.settings import JOB_SHUTDOWN_SECONDS, AgentSettings
 from control_plane.worker_protocol import agent_identity
 
 log = logging.getLogger(__name__)
 
 FULL_LOAD = 1.0
+PROCESS_INITIALIZE_SECONDS = 30.0
 LIVEKIT_MAX_RETRY_DELAY = 10
 """livekit-agents waits ``min(2 * attempt, 10)`` seconds between reconnection attempts."""
 
@@ -80,11 +81,14 @@ def build_server(settings: AgentSettings, budget: JobBudget, task_arn: str) -> A
         num_idle_processes=min(settings.slots_per_task, settings.jobs_per_task),
         drain_timeout=settings.drain_timeout_seconds,
         shutdown_process_timeout=JOB_SHUTDOWN_SECONDS,
+        # an idle process builds what its job will need (prepare_process): slow on a busy small task
+        initialize_process_timeout=PROCESS_INITIALIZE_SECONDS,
         port=settings.health_port,
         # keep reconnecting at least as long as we tolerate: the runtime decides when to give up
         max_retry=math.ceil(settings.livekit_unreachable_exit_seconds / LIVEKIT_MAX_RETRY_DELAY) + 5,
         log_level=settings.log_level,
     )
+    server.setup_fnc = prepare_process
     server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=accept_jobs(budget, task_arn))
     return server
 

@@ -6,11 +6,13 @@ its start and how it ended (:mod:`agent_worker.job_report`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import boto3
-from livekit.agents import NOT_GIVEN, Agent, AgentSession, JobContext, inference, llm, room_io
+from livekit.agents import NOT_GIVEN, Agent, AgentSession, JobContext, JobProcess, inference, llm, room_io
 from livekit.agents.voice.events import CloseEvent
 from livekit.plugins import deepgram, openai
 from livekit.protocol import agent
@@ -22,6 +24,8 @@ from agent_worker.job_report import JobReport, close_failure, run_job
 from agent_worker.presence import Participant, RoomPresence
 from agent_worker.registry import SqsJobReports
 from agent_worker.settings import AgentPipeline, AgentSettings, LLMProvider, load_settings
+
+log = logging.getLogger(__name__)
 
 
 class RemoteParticipantLike(Protocol):
@@ -129,17 +133,31 @@ def on_session_closed(event: CloseEvent, presence: RoomPresence, report: JobRepo
     presence.end(f"agent session closed ({event.reason.value})")
 
 
-async def job_report(settings: AgentSettings, job: agent.Job) -> JobReport:
+PREPARED_SETTINGS = "agent_settings"
+PREPARED_SQS = "sqs_client"
+
+
+def prepare_process(proc: JobProcess) -> None:
+    """livekit-agents runs this in each idle job process before it is given a job: what every
+    job needs and takes CPU to build (the settings; the SQS client, a few hundred ms of Python)
+    is ready when a human is waiting, instead of contending with the room connection."""
+    proc.userdata[PREPARED_SETTINGS] = load_settings()
+    proc.userdata[PREPARED_SQS] = boto3.client("sqs")
+
+
+async def job_report(settings: AgentSettings, job: agent.Job, sqs: Any = None) -> JobReport:
     """The job's reports, sent on the timer queue; only logged if the task's ARN is unknown.
-    Ids LiveKit leaves empty (a job with no dispatch) are reported as None."""
+    Ids LiveKit leaves empty (a job with no dispatch) are reported as None. ``sqs``: the client
+    :func:`prepare_process` built, else one is built here."""
     try:
         task_arn: str | None = await resolve_task_arn(
             configured=settings.task_arn, metadata_uri=settings.ecs_container_metadata_uri_v4
         )
     except TaskArnUnknown:
         task_arn = None
-    # boto3 builds a client in a few hundred ms of Python: off the loop, where the room connects
-    sink = SqsJobReports(await asyncio.to_thread(boto3.client, "sqs"), settings.timer_queue_url)
+    if sqs is None:  # off the loop, where the room connects
+        sqs = await asyncio.to_thread(boto3.client, "sqs")
+    sink = SqsJobReports(sqs, settings.timer_queue_url)
     return JobReport(
         task_arn=task_arn,
         room=job.room.name,
@@ -151,11 +169,42 @@ async def job_report(settings: AgentSettings, job: agent.Job) -> JobReport:
     )
 
 
+DISPATCH_STAGES = ("received_at", "accepted_at", "assigned_at", "launched_at")
+"""livekit-agents' stamps on a job (``RunningJobInfo``): the job request, our accept, LiveKit's
+assignment, a warm process handed the job."""
+
+
+def log_dispatch_timeline(ctx: JobContext, entered_at: float, connected_at: float) -> None:
+    """Where a waiting human's time went on this side: livekit-agents' dispatch stages, the
+    entrypoint, the room connection (unix seconds). ``dispatch_latency`` is livekit-agents' own
+    ``lk.job.dispatch_latency`` (job request to entrypoint), which it only puts on a trace span."""
+    info = getattr(ctx, "_info", None)  # livekit-agents keeps the job's RunningJobInfo private
+    stamps = {stage: float(getattr(info, stage, 0.0) or 0.0) for stage in DISPATCH_STAGES}
+    received = stamps["received_at"]
+    log.info(
+        "job dispatch timeline",
+        extra={
+            "room": ctx.job.room.name,
+            "job_id": ctx.job.id,
+            **{stage: at for stage, at in stamps.items() if at},
+            "entrypoint_at": entered_at,
+            "connected_at": connected_at,
+            **({"dispatch_latency": round(entered_at - received, 3)} if received else {}),
+        },
+    )
+
+
+async def connect_timed(ctx: JobContext, entered_at: float) -> None:
+    await ctx.connect()
+    log_dispatch_timeline(ctx, entered_at, time.time())
+
+
 async def entrypoint(ctx: JobContext) -> None:
     # the human is waiting for the agent: connect while the job's report is being built
-    connecting = asyncio.create_task(ctx.connect(), name="connect")
-    settings = load_settings()
-    report = await job_report(settings, ctx.job)
+    connecting = asyncio.create_task(connect_timed(ctx, time.time()), name="connect")
+    prepared = ctx.proc.userdata
+    settings = prepared.get(PREPARED_SETTINGS) or load_settings()
+    report = await job_report(settings, ctx.job, prepared.get(PREPARED_SQS))
     # sent beside the job, not before it: the human is waiting for the agent to join
     started = asyncio.create_task(asyncio.to_thread(report.start), name="job_started_report")
 

@@ -226,6 +226,13 @@ class BrokenSink:
         raise ConnectionError("sqs unreachable")
 
 
+class FakeJobProcess:
+    """A job process nothing was prepared in (``session.prepare_process`` not run)."""
+
+    def __init__(self) -> None:
+        self.userdata: dict[str, object] = {}
+
+
 class FakeJobContext:
     """The part of ``JobContext`` the entrypoint uses, around a real LiveKit job message;
     ``connect`` raises ``error`` if given."""
@@ -237,6 +244,7 @@ class FakeJobContext:
             id="AJ_1", dispatch_id=dispatch_id, room=models.Room(name="standup", sid=room_sid)
         )
         self.error = error
+        self.proc = FakeJobProcess()
         self.connected = False
         self.shutdowns: list[str] = []
         self.callbacks: list[Callable[[str], Awaitable[None]]] = []

@@ -113,13 +113,37 @@ def test_the_agent_joins_its_room_while_the_jobs_report_is_being_built(
     connected_meanwhile: list[bool] = []
     build_report = session.job_report
 
-    async def slow_report(settings: AgentSettings, job: Any) -> JobReport:
+    async def slow_report(settings: AgentSettings, job: Any, sqs: Any = None) -> JobReport:
         await asyncio.sleep(0.05)
         connected_meanwhile.append(ctx.connected)
-        return await build_report(settings, job)
+        return await build_report(settings, job, sqs)
 
     monkeypatch.setattr(session, "job_report", slow_report)
 
     run_job(ctx)
 
     assert connected_meanwhile == [True]
+
+
+def test_a_job_in_a_prepared_process_builds_nothing_while_the_human_waits(
+    monkeypatch: pytest.MonkeyPatch, job_body: list[str]
+) -> None:
+    """livekit-agents runs ``prepare_process`` in each idle job process before it has a job (e2e
+    tier: building the SQS client in the job held the agent's connection back ~0.7 s)."""
+    sink = capture_job_reports(monkeypatch)
+    built: list[str] = []
+
+    def client(service: str) -> object:
+        built.append(service)
+        return object()
+
+    monkeypatch.setattr(session.boto3, "client", client)
+    ctx = FakeJobContext()
+    session.prepare_process(ctx.proc)  # type: ignore[arg-type]
+    assert built == ["sqs"]
+
+    run_job(ctx)
+
+    assert built == ["sqs"], "the job used the prepared client"
+    assert job_body == ["standup"]
+    assert isinstance(sink.sent[0], JobStarted)

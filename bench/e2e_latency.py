@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,81 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
         return dict(json.loads(answer.read()))
 
 
+STAGES = (
+    ("human_connecting", "the human began connecting (its connect returns at 0)"),
+    ("webhook", "the human's participant_joined applied by the webhook function"),
+    ("dispatch", "CreateDispatch answered (the webhook's, or the join API's)"),
+    ("job_request", "the worker received LiveKit's job request"),
+    ("process", "a warm job process handed the job (accept and assignment before it)"),
+    ("entrypoint", "the job's entrypoint running"),
+    ("connecting", "the agent's room connection begun"),
+    ("agent_connected", "the agent connected to the room"),
+    ("seen", "the human saw the agent participant"),
+)
+"""Where a join's time goes: each instant in seconds after the human connected (negative: before
+it, as the early request's dispatch), read from the stack's and the workers' logs."""
+STACK_STAGES = {"participant joined": "webhook", "dispatch created": "dispatch"}
+"""The control plane's log lines that mark a stage (functions.log)."""
+JOB_STAMPS = {
+    "job_request": "received_at",
+    "process": "launched_at",
+    "entrypoint": "entrypoint_at",
+    "connecting": "connecting_at",
+    "agent_connected": "connected_at",
+}
+
+
+def _log_records(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue
+    return records
+
+
+def _stack_time(record: dict[str, Any]) -> float:
+    """A Powertools record's time (``2026-12-06 23:41:39,576+0000``), unix seconds."""
+    return datetime.strptime(record["timestamp"], "%Y-%m-%d %H:%M:%S,%f%z").timestamp()
+
+
+def stage_times(stack_dir: Path, room: str) -> dict[str, float]:
+    """The instants of :data:`STAGES` for ``room`` (unix seconds), those the logs show."""
+    found: dict[str, float] = {}
+    for record in _log_records(stack_dir / "functions.log"):
+        if record.get("room") != room or "timestamp" not in record:
+            continue
+        stage = STACK_STAGES.get(record.get("message", ""))
+        if stage is not None and stage not in found:
+            found[stage] = _stack_time(record)
+    for task_log in stack_dir.glob("task-*.log"):
+        for record in _log_records(task_log):
+            if record.get("message") == "job dispatch timeline" and record.get("room") == room:
+                found |= {stage: float(record[key]) for stage, key in JOB_STAMPS.items() if key in record}
+                if "dispatch_latency" in record:
+                    found["lk_job_dispatch_latency"] = float(record["dispatch_latency"])
+    return found
+
+
+def breakdown(samples: list[dict[str, float]]) -> dict[str, Any]:
+    """Per stage, p50/p95 of its instant after the human connected; and livekit-agents' own
+    ``lk.job.dispatch_latency`` (job request to entrypoint)."""
+    stages: dict[str, Any] = {}
+    for stage, what in STAGES:
+        offsets = [sample[stage] for sample in samples if stage in sample]
+        if offsets:
+            figures = percentiles(offsets)
+            stages[stage] = {"what": what, "p50": figures["p50"], "p95": figures["p95"]}
+    latency = [sample["lk_job_dispatch_latency"] for sample in samples if "lk_job_dispatch_latency" in sample]
+    result: dict[str, Any] = {"after_connect_s": stages}
+    if latency:
+        result["lk_job_dispatch_latency_s"] = percentiles(latency)
+    return result
+
+
 def measure(mode: str, joins: int, work_dir: Path) -> dict[str, Any]:
     from local.e2e.world import World, WorldOptions, eventually
 
@@ -81,6 +157,7 @@ def measure(mode: str, joins: int, work_dir: Path) -> dict[str, Any]:
     settings = REUSED_WORKER | ({"WARM_TASKS": str(WARM_TASKS)} if warm else {})
     latencies: list[float] = []
     process_starts: list[float] = []
+    instants: list[tuple[str, float, float, float]] = []  # room; connecting, connected, seen (unix s)
     with World(
         WorldOptions(work_dir=work_dir / mode, settings=settings, sweep_interval_seconds=10.0)
     ) as world:
@@ -99,8 +176,11 @@ def measure(mode: str, joins: int, work_dir: Path) -> dict[str, Any]:
                 human = world.human(room, "alice")
             eventually(f"the agent in {room}", human.agents, JOIN_TIMEOUT, every=0.01)
             latency = human.agent_latency
-            assert latency is not None
+            assert latency is not None and human.connected_at is not None and human.connecting_at is not None
             latencies.append(latency)
+            wall = time.time() - time.monotonic()
+            connected = human.connected_at + wall
+            instants.append((room, human.connecting_at + wall, connected, connected + latency))
             if mode == "cold":
                 process_starts.append(_process_start(world, launched_before))
             world.leave(human)
@@ -108,7 +188,19 @@ def measure(mode: str, joins: int, work_dir: Path) -> dict[str, Any]:
             eventually(f"{room} closed", lambda room=room: world.room_state(room) == "closed", JOIN_TIMEOUT)
             progress = f"  {mode} {index + 1}/{joins}: agent visible {latency:.3f}s after connecting"
             print(progress, file=sys.__stdout__, flush=True)  # the stack's functions own sys.stdout
-    row: dict[str, Any] = {"agent_visible_after_connect_s": percentiles(latencies)}
+        stack_dir = work_dir / mode / "stack"
+        samples = []
+        for room, connecting, connected, seen in instants:
+            times = stage_times(stack_dir, room) | {"human_connecting": connecting, "seen": seen}
+            dispatch_latency = times.pop("lk_job_dispatch_latency", None)
+            sample = {stage: at - connected for stage, at in times.items()}
+            if dispatch_latency is not None:
+                sample["lk_job_dispatch_latency"] = dispatch_latency
+            samples.append(sample)
+    row: dict[str, Any] = {
+        "agent_visible_after_connect_s": percentiles(latencies),
+        "stages": breakdown(samples),
+    }
     if process_starts:
         row["worker_process_start_s"] = percentiles(process_starts)
     if mode in GOALS:
@@ -152,6 +244,11 @@ def main() -> int:
             else "-"
         )
         print(f"{mode:<7} {figures['p50']:>6.3f}s {figures['p95']:>6.3f}s {figures['p99']:>6.3f}s  {goal}")
+        stages = row["stages"]["after_connect_s"]
+        print("        " + "  ".join(f"{stage} {figures['p50']:+.2f}" for stage, figures in stages.items()))
+        if "lk_job_dispatch_latency_s" in row["stages"]:
+            own = row["stages"]["lk_job_dispatch_latency_s"]
+            print(f"        lk.job.dispatch_latency p50 {own['p50']:.3f}s p95 {own['p95']:.3f}s")
         if "worker_process_start_s" in row:
             start = row["worker_process_start_s"]
             figures = "".join(f" {start[p]:>6.3f}s" for p in ("p50", "p95", "p99"))

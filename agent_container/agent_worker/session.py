@@ -174,10 +174,13 @@ DISPATCH_STAGES = ("received_at", "accepted_at", "assigned_at", "launched_at")
 assignment, a warm process handed the job."""
 
 
-def log_dispatch_timeline(ctx: JobContext, entered_at: float, connected_at: float) -> None:
-    """Where a waiting human's time went on this side: livekit-agents' dispatch stages, the
-    entrypoint, the room connection (unix seconds). ``dispatch_latency`` is livekit-agents' own
-    ``lk.job.dispatch_latency`` (job request to entrypoint), which it only puts on a trace span."""
+def log_dispatch_timeline(
+    ctx: JobContext, entered_at: float, connecting_at: float, connected_at: float
+) -> None:
+    """Where a waiting human's time went on this side (unix seconds): livekit-agents' dispatch
+    stages, the entrypoint, the room connection begun and made. ``dispatch_latency`` is
+    livekit-agents' own ``lk.job.dispatch_latency`` (job request to entrypoint), which it only
+    puts on a trace span."""
     info = getattr(ctx, "_info", None)  # livekit-agents keeps the job's RunningJobInfo private
     stamps = {stage: float(getattr(info, stage, 0.0) or 0.0) for stage in DISPATCH_STAGES}
     received = stamps["received_at"]
@@ -188,6 +191,7 @@ def log_dispatch_timeline(ctx: JobContext, entered_at: float, connected_at: floa
             "job_id": ctx.job.id,
             **{stage: at for stage, at in stamps.items() if at},
             "entrypoint_at": entered_at,
+            "connecting_at": connecting_at,
             "connected_at": connected_at,
             **({"dispatch_latency": round(entered_at - received, 3)} if received else {}),
         },
@@ -195,8 +199,9 @@ def log_dispatch_timeline(ctx: JobContext, entered_at: float, connected_at: floa
 
 
 async def connect_timed(ctx: JobContext, entered_at: float) -> None:
+    connecting_at = time.time()
     await ctx.connect()
-    log_dispatch_timeline(ctx, entered_at, time.time())
+    log_dispatch_timeline(ctx, entered_at, connecting_at, time.time())
 
 
 async def entrypoint(ctx: JobContext) -> None:

@@ -67,6 +67,7 @@ class Human:
         self._token = token
         self.room: rtc.Room | None = None
         """Made by :meth:`connect`, on the loop (a ``Room`` binds the loop it is made on)."""
+        self.connecting_at: float | None = None
         self.connected_at: float | None = None
         self.first_agent_at: float | None = None
         """When this human first saw an agent participant (``time.monotonic``)."""
@@ -95,6 +96,7 @@ class Human:
         room = self.room = rtc.Room()
         room.on("participant_connected", self._joined)
         room.on("track_subscribed", self._subscribed)
+        self.connecting_at = time.monotonic()
         await room.connect(self.url, self._token, rtc.RoomOptions(auto_subscribe=True))
         self.connected_at = time.monotonic()
         for participant in room.remote_participants.values():

@@ -8,9 +8,11 @@ address, the stack and moto listen on its loopback, nothing reaches anything out
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -47,6 +49,8 @@ STACK_PORT = 8787
 SERVER_HTTP_PORT, SERVER_RTC_TCP_PORT, SERVER_RTC_UDP_PORT = 7880, 7881, 7882
 """livekit-server's ports in the namespace (its usual ones)."""
 KEYLESS_AGENT = {"AGENT_PIPELINE": "echo"}
+METRICS_ON = {"POWERTOOLS_METRICS_DISABLED": "false"}
+"""The functions' EMF lines go to the stack's ``functions.log`` (:meth:`World.metric` reads them)."""
 FAST_WORKERS = {"HEARTBEAT_SECONDS": "1", "DRAIN_TIMEOUT_SECONDS": "3"}
 
 
@@ -84,6 +88,8 @@ class WorldOptions:
 class World:
     def __init__(self, options: WorldOptions) -> None:
         self.options = options
+        # with metrics on, Powertools warns after every invocation that emitted none
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
         self.node_ip = os.environ.get(NODE_IP_ENV, "127.0.0.1")
         options.work_dir.mkdir(parents=True, exist_ok=True)
         self._timeline_file = (options.work_dir / "timeline.log").open("a", encoding="utf-8")
@@ -131,7 +137,7 @@ class World:
             port=STACK_PORT,
             log_dir=self.options.work_dir / "stack",
             task_stop_timeout_seconds=self.options.task_stop_timeout_seconds,
-            settings=KEYLESS_AGENT | FAST_WORKERS | self.options.settings,
+            settings=KEYLESS_AGENT | FAST_WORKERS | METRICS_ON | self.options.settings,
         )
         livekit = RealLiveKit(self.server.url, DEV_API_KEY, DEV_API_SECRET)
         self.session = DevSession(stack_options, self.timeline, livekit=livekit)
@@ -253,6 +259,23 @@ class World:
     def room_record(self, room: str) -> Room | None:
         """The control plane's record of ``room`` (read from the stack's table)."""
         return self._store().get(room)
+
+    def metric(self, name: str, **dimensions: str) -> float:
+        """The sum of metric ``name`` the functions emitted so far (with these dimensions), read
+        from the CloudWatch EMF lines in the stack's log, as CloudWatch would count them."""
+        total = 0.0
+        with (self.options.work_dir / "stack" / "functions.log").open(encoding="utf-8") as lines:
+            for line in lines:
+                if f'"{name}"' not in line or not line.startswith("{"):
+                    continue
+                try:
+                    emf = json.loads(line)
+                except ValueError:
+                    continue
+                if "_aws" in emf and all(emf.get(key) == value for key, value in dimensions.items()):
+                    values = emf.get(name, [])
+                    total += sum(values) if isinstance(values, list) else float(values)
+        return total
 
     def ready_workers(self) -> list[WorkerRecord]:
         """Workers that told the control plane they are registered with LiveKit and may take a

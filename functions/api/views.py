@@ -68,11 +68,13 @@ def grace_view(room: Room, grace_seconds: int) -> models.Grace | None:
     deadline = room.grace.deadline
     runs_from = deadline - grace_seconds
     holders = sorted(identity for identity, until in room.expected.items() if abs(until - runs_from) < 1)
+    last_left = max(room.departed.values(), default=None)
     if holders:
         why = f"grace {grace_seconds} s from the end of the join reservation of {', '.join(holders)}"
+        if last_left is not None and runs_from > last_left:
+            why += f" ({runs_from - last_left:.0f} s after the last human left)"
     else:
         why = f"grace {grace_seconds} s from the last human leaving"
-    last_left = max(room.departed.values(), default=None)
     closes_at = None
     if last_left is not None and room.departure_timeout is not None:
         closes_at = last_left + room.departure_timeout

@@ -121,7 +121,7 @@ def in_grace(deadline: float, **fields: object) -> Room:
         ),
         (
             in_grace(T0 + 72, departed={"PA_1": T0}, expected={"bob": T0 + 12}, departure_timeout=130),
-            "grace 60 s from the end of the join reservation of bob",
+            "grace 60 s from the end of the join reservation of bob (12 s after the last human left)",
             None,
         ),
         (

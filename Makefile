@@ -10,28 +10,32 @@ AGENT_PYTHON ?= $(shell python3.12 --version >/dev/null 2>&1 && echo python3.12 
 
 .PHONY: demo dev test check infra-lint unit test-agent bench bench-smoke bench-e2e e2e simulate format clean openapi reliability lock
 
-# Every install is from a lock with hashes (pip --require-hashes): the *.in files say what is
-# wanted, `make lock` pins it. requirements-dev.txt is the project and its dev group for Python
-# 3.11, held to the Lambda lock's versions where they share packages.
-$(BIN)/.installed: pyproject.toml requirements-dev.txt
+# Every install is from a lock with hashes (pip --require-hashes), pip itself included
+# (requirements-pip.txt): the *.in files say what is wanted, `make lock` pins it.
+# requirements-dev.txt is the project and its dev group for Python 3.11, held to the Lambda
+# lock's versions where they share packages.
+PIP_LOCK := requirements-pip.txt
+
+$(BIN)/.installed: pyproject.toml requirements-dev.txt $(PIP_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/pip install --quiet --require-hashes -r $(PIP_LOCK)
 	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .  # the lkctl console script (its deps are in the lock)
 	touch $@
 
 # requirements-test.txt locks the image's requirements plus the test tools (`make lock`).
-$(AGENT_VENV)/.installed: agent_container/requirements.txt agent_container/requirements-test.txt
+$(AGENT_VENV)/.installed: agent_container/requirements.txt agent_container/requirements-test.txt $(PIP_LOCK)
 	$(AGENT_PYTHON) -m venv $(AGENT_VENV)
-	$(AGENT_VENV)/bin/pip install --quiet --upgrade "pip>=25.1"
+	$(AGENT_VENV)/bin/pip install --quiet --require-hashes -r $(PIP_LOCK)
 	$(AGENT_VENV)/bin/pip install --quiet --require-hashes -r agent_container/requirements-test.txt
 	touch $@
 
-# checkov and aws-sam-translator pin shared packages (pydantic, boto3) differently: own venv.
-$(INFRA_VENV)/.installed: infra/requirements-infra.txt
+# checkov and aws-sam-translator pin shared packages (pydantic, boto3) differently: own venv,
+# own lock (infra/requirements-infra.in → .txt, `make lock`).
+$(INFRA_VENV)/.installed: infra/requirements-infra.txt $(PIP_LOCK)
 	$(PYTHON) -m venv $(INFRA_VENV)
-	$(INFRA_VENV)/bin/pip install --quiet --upgrade "pip>=25.1"
-	$(INFRA_VENV)/bin/pip install --quiet -r infra/requirements-infra.txt
+	$(INFRA_VENV)/bin/pip install --quiet --require-hashes -r $(PIP_LOCK)
+	$(INFRA_VENV)/bin/pip install --quiet --require-hashes -r infra/requirements-infra.txt
 	touch $@
 
 demo: $(BIN)/.installed
@@ -103,7 +107,8 @@ format: $(BIN)/.installed
 # `sam build` installs) and the agent image (agent_container/requirements.txt, the Dockerfile's)
 # for 3.12 on Linux, the dev tools for 3.11 at the Lambda lock's versions. The agent tests' lock
 # is universal (its venv is 3.12 where there is one, else 3.11: av 19 has no 3.11 wheels); on
-# 3.12 it resolves to the image's versions. LOCK_ARGS= keeps today's pins (after editing a *.in).
+# 3.12 it resolves to the image's versions. The infrastructure checks' lock and pip's are universal
+# too (their venvs run on this machine's python3). LOCK_ARGS= keeps today's pins (after editing a *.in).
 LOCK_ARGS ?= --upgrade
 LOCK = $(BIN)/uv pip compile --quiet --generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS)
 lock: $(BIN)/.installed
@@ -114,6 +119,8 @@ lock: $(BIN)/.installed
 		-o agent_container/requirements.txt
 	$(LOCK) --universal --python-version 3.11 agent_container/requirements.in agent_container/requirements-test.in \
 		-o agent_container/requirements-test.txt
+	$(LOCK) --universal --python-version 3.11 infra/requirements-infra.in -o infra/requirements-infra.txt
+	$(LOCK) --universal --python-version 3.11 requirements-pip.in -o $(PIP_LOCK)
 
 clean:
 	rm -rf $(VENV) $(AGENT_VENV) $(INFRA_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from api.models import PAGE_SIZE_MAX, CloseResult, ResetResult, RoomDetail, RoomPage, RoomSummary
+from api.views import CLOSE_REASONS
 from cli.base import Cli, command
 from cli.client import room_path
 from cli.printer import duration, fields, table, when
@@ -53,9 +54,10 @@ def list_rooms(cli: Cli, state: str | None, limit: int, cursor: str | None) -> N
 @command("show")
 @click.argument("room")
 def show_room(cli: Cli, room: str) -> None:
-    """One room: humans, agent, grace, crashes, when its record expires."""
+    """One room: humans, agent, grace, crashes, why and when it closed, when its record expires."""
     detail = RoomDetail.model_validate(cli.api.call("GET", room_path(room)))
     agent = detail.agent
+    reason = CLOSE_REASONS[detail.closed_reason] if detail.closed_reason else None
     summary = fields(
         f"room {detail.name}",
         [
@@ -70,13 +72,15 @@ def show_room(cli: Cli, room: str) -> None:
             ("worker", agent.worker_status if agent else None),
             ("heartbeat age", duration(agent.heartbeat_age_seconds) if agent else None),
             ("grace until", when(detail.grace.deadline) if detail.grace else None),
+            ("grace because", detail.grace.why if detail.grace else None),
             ("crashes", ", ".join(when(at) for at in detail.crashes) or None),
             ("failed", when(detail.failed_at) if detail.failed_at else None),
             ("next launch", when(detail.next_launch_at) if detail.next_launch_at else None),
             ("departure timeout", duration(detail.departure_timeout)),
             ("created", when(detail.created_at)),
             ("updated", when(detail.updated_at)),
-            ("closed", when(detail.closed_at) if detail.closed_at else None),
+            ("closed", f"{when(detail.closed_at)}: {reason}" if detail.closed_at else None),
+            ("closing because", reason if reason and not detail.closed_at else None),
             ("record expires", when(detail.expires_at) if detail.expires_at else "never (active)"),
         ],
     )
@@ -86,7 +90,7 @@ def show_room(cli: Cli, room: str) -> None:
         [(h.sid, h.identity, when(h.joined_at)) for h in detail.humans],
     )
     expected = table(
-        "expected (join token issued)",
+        "join reservations (token issued, counted as present)",
         ["identity", "until"],
         [(e.identity, when(e.until)) for e in detail.expected],
     )

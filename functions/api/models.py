@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from control_plane.room import RoomState
+from control_plane.room import CloseReason, RoomState
 
 LIVEKIT_MAX_NAME_BYTES = 256
 LIVEKIT_MAX_METADATA_BYTES = 512 * 1024
@@ -170,6 +170,10 @@ class AgentDetail(AgentView):
 class Grace(ApiModel):
     deadline: float
     generation: int
+    why: str = Field(description="Why the deadline is where it is, and whether LiveKit closes the room first")
+    livekit_closes_at: float | None = Field(
+        None, description="When LiveKit's departure_timeout closes the room, if before the deadline"
+    )
 
 
 class RoomDetail(ApiModel):
@@ -187,6 +191,9 @@ class RoomDetail(ApiModel):
     created_at: float
     updated_at: float
     closed_at: float | None
+    closed_reason: CloseReason | None = Field(
+        description="Why the room closed, or is closing (set with closed_at, or when the stop begins)"
+    )
     expires_at: int | None = Field(description="When DynamoDB may delete the record (epoch seconds)")
     version: int
 

@@ -6,8 +6,20 @@ from collections.abc import Iterable
 
 from api import models
 from control_plane.ports import TaskSnapshot
-from control_plane.room import Room, RoomState, live_reservations
+from control_plane.room import CloseReason, Room, RoomState, live_reservations
 from control_plane.worker_protocol import WorkerRecord
+
+# ``closed_reason`` for people (``lkctl room show``, the local stack's page).
+CLOSE_REASONS: dict[CloseReason, str] = {
+    CloseReason.GRACE_ENDED: "the humans left and the grace period ran out",
+    CloseReason.ROOM_FINISHED: "LiveKit closed the room (room_finished)",
+    CloseReason.SWEPT: "the sweep found the room gone from LiveKit (its room_finished was lost)",
+    CloseReason.FORCE_CLOSED: "closed by an operator",
+    CloseReason.FAILED: "the humans left while the room was failed (agent crash loop)",
+    CloseReason.AGENT_TASK_STOPPED: "the agent's task stopped while no human was there",
+    CloseReason.AGENT_MAX_AGE: "the agent passed MAX_AGENT_AGE_SECONDS while no human was there",
+    CloseReason.HUMANS_LEFT: "the humans left before an agent was started",
+}
 
 # The sweeper's ActiveAgents: an agent that is, or is about to be, in its room.
 ACTIVE_AGENT_STATES = frozenset({RoomState.STARTING, RoomState.ACTIVE, RoomState.GRACE})
@@ -47,8 +59,44 @@ def room_summary(room: Room) -> models.RoomSummary:
     )
 
 
+def grace_view(room: Room, grace_seconds: int) -> models.Grace | None:
+    """The grace deadline and why it is there: ``grace_seconds`` after the last human left, or
+    after the end of a join reservation that ran later (``reconcile._grace_deadline``); and when
+    LiveKit closes the room first, ``departure_timeout`` after the last departure it counts."""
+    if room.grace is None:
+        return None
+    deadline = room.grace.deadline
+    runs_from = deadline - grace_seconds
+    holders = sorted(identity for identity, until in room.expected.items() if abs(until - runs_from) < 1)
+    last_left = max(room.departed.values(), default=None)
+    if holders:
+        why = f"grace {grace_seconds} s from the end of the join reservation of {', '.join(holders)}"
+        if last_left is not None and runs_from > last_left:
+            why += f" ({runs_from - last_left:.0f} s after the last human left)"
+    else:
+        why = f"grace {grace_seconds} s from the last human leaving"
+    closes_at = None
+    if last_left is not None and room.departure_timeout is not None:
+        closes_at = last_left + room.departure_timeout
+        if closes_at < deadline:
+            early = deadline - closes_at
+            why += (
+                f"; LiveKit closes the room {early:.0f} s sooner, its departure_timeout "
+                f"({room.departure_timeout} s) after the last human left"
+            )
+        else:
+            closes_at = None
+    return models.Grace(
+        deadline=deadline, generation=room.grace.generation, why=why, livekit_closes_at=closes_at
+    )
+
+
 def room_detail(
-    room: Room, now: float, worker: WorkerRecord | None = None, task: TaskSnapshot | None = None
+    room: Room,
+    now: float,
+    grace_seconds: int,
+    worker: WorkerRecord | None = None,
+    task: TaskSnapshot | None = None,
 ) -> models.RoomDetail:
     agent = room.agent
     detail = None
@@ -73,9 +121,7 @@ def room_detail(
             for identity, until in sorted(live_reservations(room, now).items())
         ],
         agent=detail,
-        grace=models.Grace(deadline=room.grace.deadline, generation=room.grace.generation)
-        if room.grace
-        else None,
+        grace=grace_view(room, grace_seconds),
         crashes=list(room.crashes),
         failed_at=room.failed_at,
         next_launch_at=room.next_launch_at,
@@ -83,6 +129,7 @@ def room_detail(
         created_at=room.created_at,
         updated_at=room.updated_at,
         closed_at=room.closed_at,
+        closed_reason=room.closed_reason,
         expires_at=room.expires_at,
         version=room.version,
     )

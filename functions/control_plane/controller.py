@@ -38,6 +38,7 @@ from control_plane.reconcile import (
     World,
 )
 from control_plane.room import (
+    CloseReason,
     Room,
     clear_failure,
     expect_human,
@@ -341,15 +342,16 @@ class RoomController:
             delay = math.ceil(after.next_launch_at - now)
             self._ports.timers.send(Respawn(room=after.name, attempt=len(after.crashes)), delay)
 
-    def room_gone(self, name: str, sid: str) -> Room | None:
-        """LiveKit no longer has session ``sid`` of the room: its room_finished was missed.
-        Only that session ends; a room that moved on to another session is left alone."""
+    def room_gone(self, name: str, sid: str, reason: CloseReason = CloseReason.SWEPT) -> Room | None:
+        """LiveKit no longer has session ``sid`` of the room: its room_finished was missed (the
+        sweep's find), or an operator deleted it. Only that session ends; a room that moved on
+        to another session is left alone."""
         now = self._now()
 
         def finish(room: Room | None) -> Room | None:
             if room is None or room.sid != sid:
                 return room
-            return observe_room_finished(room, name, sid, room.session_created_at, now)
+            return observe_room_finished(room, name, sid, room.session_created_at, now, reason)
 
         self._mutate(name, finish)
         return self.reconcile(name)
@@ -399,11 +401,13 @@ class RoomController:
         """The sweep found the room's agent (``launch_token``) past ``MAX_AGENT_AGE_SECONDS`` on a
         worker younger agents of other rooms still use: remove that agent alone (its dispatch,
         so its job ends; its slot); humans still there get a fresh one. A newer agent is kept."""
-        if self._stop_agent(name, launch_token, "agent past its maximum age"):
+        if self._stop_agent(name, launch_token, "agent past its maximum age", CloseReason.AGENT_MAX_AGE):
             self._ports.metrics.count("AgentsRetired", dimensions={"Reason": "max_age"})
         return self.reconcile(name)
 
-    def _stop_agent(self, name: str, launch_token: str | None, why: str) -> bool:
+    def _stop_agent(
+        self, name: str, launch_token: str | None, why: str, reason: CloseReason = CloseReason.FORCE_CLOSED
+    ) -> bool:
         """Remove the room's agent now (``reconcile.force_stop``), if it is still the one named
         (any, without a token); whether this call removed it."""
         rooms = self._ports.rooms
@@ -413,7 +417,7 @@ class RoomController:
                 return False
             if launch_token is not None and current.agent.launch_token != launch_token:
                 return False
-            decision = reconcile.force_stop(current, self._now(), why)
+            decision = reconcile.force_stop(current, self._now(), why, reason)
             if decision is None:
                 return False
             try:

@@ -18,7 +18,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from control_plane.room import MAX_FAILED_JOBS, Agent, Grace, Room, live_reservations
+from control_plane.room import MAX_FAILED_JOBS, Agent, CloseReason, Grace, Room, live_reservations
 
 LAUNCH_BACKOFF_BASE_SECONDS = 10
 LAUNCH_BACKOFF_MAX_SECONDS = 300
@@ -227,7 +227,9 @@ def _advance_agent(
         if _backing_off(room, now):
             return room, None, None
         claimed, token = _new_agent(room, now, wanted_at=now)
-        reopened = claimed.model_copy(update={"next_launch_at": None, "closed_at": None, "expires_at": None})
+        reopened = claimed.model_copy(
+            update={"next_launch_at": None, "closed_at": None, "closed_reason": None, "expires_at": None}
+        )
         return reopened, AcquireSlot(token, first=True), "agent wanted: taking a slot"
     if agent.task_arn is None:
         slot_now = agent.launch_queued and world.slot_open and _present(room, now)
@@ -286,7 +288,12 @@ def _refresh_index(room: Room, now: float) -> Decision | None:
     )
 
 
-def force_stop(room: Room, now: float, why: str = "closed by an operator") -> Decision | None:
+def force_stop(
+    room: Room,
+    now: float,
+    why: str = "closed by an operator",
+    reason: CloseReason = CloseReason.FORCE_CLOSED,
+) -> Decision | None:
     """An operator closes the room's agent now (the API's ``close``): claim the stop as a grace
     expiry would and remove the agent. Pending join reservations go too (they would only bring
     it back); humans still in the room get a fresh agent from the next ``decide``, since the core
@@ -296,23 +303,54 @@ def force_stop(room: Room, now: float, why: str = "closed by an operator") -> De
     stopping = room.model_copy(
         update={"stop_requested_at": now, "grace": None, "expected": {}, "updated_at": now}
     )
+    stopping = stopping.model_copy(update={"closed_reason": _if_closing(stopping, now, reason)})
     return Decision(room=stopping, effects=(_removal(room.agent),), before_save=(), reasons=(why,))
 
 
 def _stop_or_close(room: Room, now: float, policy: Policy) -> Decision | None:
     if room.agent is not None:
-        stopping = room.model_copy(update={"stop_requested_at": now, "grace": None, "updated_at": now})
-        why = "room finished" if room.finished else "grace period over"
-        if room.agent.room_sid != room.sid:
-            why = "agent belongs to an earlier session of this room"
-        elif room.agent.task_stopped_at is not None:
-            why = "agent task stopped"
+        why, reason = _stop_reason(room)
+        stopping = room.model_copy(
+            update={
+                "stop_requested_at": now,
+                "grace": None,
+                "closed_reason": _if_closing(room, now, room.closed_reason or reason),
+                "updated_at": now,
+            }
+        )
         return Decision(room=stopping, effects=(_removal(room.agent),), before_save=(), reasons=(why,))
     if room.closed_at is None and (room.grace is not None or room.finished or room.launches):
         return Decision(
             room=closed(room, now, policy), effects=(), before_save=(), reasons=("nothing to run",)
         )
     return _refresh_index(room, now)
+
+
+def _stop_reason(room: Room) -> tuple[str, CloseReason]:
+    """Why ``_stop_or_close`` removes the room's agent: the log's words and the record's reason."""
+    if room.agent is not None and room.agent.room_sid != room.sid:
+        return "agent belongs to an earlier session of this room", CloseReason.ROOM_FINISHED
+    if room.agent is not None and room.agent.task_stopped_at is not None:
+        return "agent task stopped", CloseReason.AGENT_TASK_STOPPED
+    if room.finished:
+        return "room finished", CloseReason.ROOM_FINISHED
+    return "grace period over", CloseReason.FAILED if room.failed_at is not None else CloseReason.GRACE_ENDED
+
+
+def _if_closing(room: Room, now: float, reason: CloseReason) -> CloseReason | None:
+    """``reason`` if removing the agent closes the room; None if humans there get a new agent."""
+    return None if _wanted(room, now) else reason
+
+
+def _closing_reason(room: Room) -> CloseReason:
+    """The reason the record gives once closed: the one its stop recorded, else what it shows."""
+    if room.closed_reason is not None:
+        return room.closed_reason
+    if room.failed_at is not None:
+        return CloseReason.FAILED
+    if room.finished:
+        return CloseReason.ROOM_FINISHED
+    return CloseReason.GRACE_ENDED if room.grace is not None else CloseReason.HUMANS_LEFT
 
 
 def _retry_stop(room: Room, now: float, policy: Policy) -> Decision | None:
@@ -347,6 +385,7 @@ def closed(room: Room, now: float, policy: Policy) -> Room:
             "stop_requested_at": None,
             "failed_at": None,
             "closed_at": now,
+            "closed_reason": _closing_reason(room),
             "expires_at": int(now) + policy.history_ttl_seconds,
             "updated_at": now,
         }
@@ -513,6 +552,7 @@ def record_removed(room: Room, now: float, policy: Policy) -> Room:
                 "grace": None,
                 "stop_requested_at": None,
                 "closed_at": None,
+                "closed_reason": None,
                 "expires_at": None,
                 "updated_at": now,
             }

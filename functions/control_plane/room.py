@@ -49,6 +49,28 @@ class RoomState(StrEnum):
     FAILED = "failed"
 
 
+class CloseReason(StrEnum):
+    """Why a room closed, or is closing: set by the write that begins the agent's removal and
+    kept by the write that closes the room (``reconcile.closed``), so history says why."""
+
+    GRACE_ENDED = "humans_left_grace_ended"
+    """The humans left (or a join reservation lapsed) and the grace period ran out."""
+    ROOM_FINISHED = "room_finished"
+    """LiveKit closed the room (``room_finished``: its ``departure_timeout``, or a delete)."""
+    SWEPT = "swept"
+    """The sweep found LiveKit no longer has the session (its ``room_finished`` was lost)."""
+    FORCE_CLOSED = "force_closed"
+    """An operator closed it (``POST /rooms/{room}/close``)."""
+    FAILED = "failed"
+    """Its agent crash-looped and the humans left while it was ``failed``."""
+    AGENT_TASK_STOPPED = "agent_task_stopped"
+    """The agent's task stopped unasked while no human was there."""
+    AGENT_MAX_AGE = "agent_max_age"
+    """The sweep retired its agent past ``MAX_AGENT_AGE_SECONDS`` while no human was there."""
+    HUMANS_LEFT = "humans_left"
+    """The humans left before an agent was started (a launch backing off)."""
+
+
 NEEDS_ATTENTION = frozenset(
     {RoomState.STARTING, RoomState.ACTIVE, RoomState.GRACE, RoomState.STOPPING, RoomState.FAILED}
 )
@@ -135,6 +157,7 @@ class Room(BaseModel):
     stop_requested_at: float | None = None
     finished: bool = False
     closed_at: float | None = None
+    closed_reason: CloseReason | None = None
     expires_at: int | None = None
     departure_timeout: int | None = None
     created_at: float = 0.0
@@ -244,6 +267,7 @@ def start_session(room: Room, sid: str, created_at: float, now: float) -> Room:
             "grace": None,
             "finished": False,
             "closed_at": None,
+            "closed_reason": None,
             "expires_at": None,
             "departure_timeout": None,
             "updated_at": now,
@@ -311,12 +335,18 @@ def observe_room_started(
 
 
 def observe_room_finished(
-    room: Room | None, name: str, sid: str, created_at: float, now: float
+    room: Room | None,
+    name: str,
+    sid: str,
+    created_at: float,
+    now: float,
+    reason: CloseReason = CloseReason.ROOM_FINISHED,
 ) -> Room | None:
     """LiveKit closed session ``sid``: nobody is left and the agent must go now, without grace.
 
     A newer session that already finished ends the current one too (its webhooks were lost);
-    a finished earlier session, or a room never recorded, changes nothing (None).
+    a finished earlier session, or a room never recorded, changes nothing (None). ``reason``
+    says who saw it end (a room already closing keeps its own).
     """
     if room is None:
         return None
@@ -326,7 +356,14 @@ def observe_room_finished(
     if in_session.finished and not in_session.humans and not in_session.expected and in_session.grace is None:
         return in_session
     return in_session.model_copy(
-        update={"humans": {}, "expected": {}, "finished": True, "grace": None, "updated_at": now}
+        update={
+            "humans": {},
+            "expected": {},
+            "finished": True,
+            "grace": None,
+            "closed_reason": in_session.closed_reason or reason,
+            "updated_at": now,
+        }
     )
 
 

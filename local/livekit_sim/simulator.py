@@ -58,6 +58,7 @@ class LiveKitSimulator:
         delivery: DeliveryPolicy | None = None,
         faults: WebhookFaults | None = None,
         tick_seconds: float = LIVEKIT_CHECK_SECONDS,
+        room_defaults: tuple[int, int] = (0, 0),
     ) -> None:
         self._clock: Clock = clock or _WallClock()
         self._drive_clock = clock is None
@@ -67,7 +68,12 @@ class LiveKitSimulator:
         secret = api_secret or secrets.token_urlsafe(32)
         self.webhooks = WebhookSender(webhook_url, api_key, secret, delivery, faults)
         self.world = SimulatedLiveKit(
-            self.state, self._clock, on_event=self.webhooks.submit, on_message=self._wake_worker, seed=seed
+            self.state,
+            self._clock,
+            on_event=self.webhooks.submit,
+            on_message=self._wake_worker,
+            seed=seed,
+            room_defaults=room_defaults,
         )
         self.twirp = TwirpService(self.world, api_key, secret)
         self._workers: WorkerApi | None = None

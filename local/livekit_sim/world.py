@@ -192,8 +192,12 @@ class SimulatedLiveKit:
         on_event: Callable[[WebhookEvent], None] = _ignore,
         on_message: Callable[[str], None] = _ignore,
         seed: int | None = None,
+        room_defaults: tuple[int, int] = (0, 0),
     ) -> None:
+        """``room_defaults``: the ``departure_timeout`` and ``empty_timeout`` of rooms a join or
+        a dispatch opens (livekit-server's ``room:`` config; 0 keeps LiveKit's 20 s and 300 s)."""
         self._twin = twin
+        self._room_defaults = room_defaults
         self._clock = clock
         self._on_event = on_event
         self._on_message = on_message
@@ -414,7 +418,7 @@ class SimulatedLiveKit:
 
     def _ensure_open(self, name: str) -> _Session:
         """LiveKit's auto_create: the open room, or a new one with the default timeouts."""
-        return self._open_session(name) or self._open(name, 0, 0, None)
+        return self._open_session(name) or self._open(name, *self._room_defaults, None)
 
     def _open(
         self, name: str, departure_timeout: int, empty_timeout: int, agents: Sequence[tuple[str, str]] | None

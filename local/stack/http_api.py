@@ -7,7 +7,8 @@ the body as text or base64 as API Gateway decides by content type (LiveKit's
 HTTP response. Routes behind the API's IAM authorizer are served without checking SigV4: only the
 deployed stack's API Gateway enforces it. Anything else gets API Gateway's 404.
 
-Besides the API: ``GET /`` is the live page and ``GET /_local/state`` the JSON it polls.
+Besides the API: ``GET /`` is the live page and ``GET /_local/state`` the JSON it polls
+(``?room=NAME`` adds the detail of the room the page shows).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class LocalHttpApi:
         invoke: Invoke,
         timeline: Timeline,
         page: bytes,
-        state: Callable[[], dict[str, Any]],
+        state: Callable[[str | None], dict[str, Any]],
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -112,7 +113,7 @@ class LocalHttpApi:
             _reply(request, HTTPStatus.OK, {"content-type": "text/html; charset=utf-8"}, self._page)
             return
         if request.command == "GET" and parts.path == STATE_PATH:
-            state = json.dumps(self._state()).encode()
+            state = json.dumps(self._state(_query(parts.query).get("room") or None)).encode()
             _reply(
                 request,
                 HTTPStatus.OK,
@@ -164,8 +165,11 @@ class LocalHttpApi:
         payload = result.get("body") or ""
         raw = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
         headers_out = {name: str(value) for name, value in (result.get("headers") or {}).items()}
+        room = parameters.get("room")
         self._timeline.emit(
-            "webhook" if route.path == WEBHOOK_PATH else "api", _describe(route, body, status, raw)
+            "webhook" if route.path == WEBHOOK_PATH else "api",
+            _describe(route, body, status, raw),
+            unquote(room) if room else _webhook_room(route, body),
         )
         _reply(request, status, headers_out, raw, result.get("cookies") or [])
 
@@ -194,6 +198,17 @@ def _reply(
     request.send_header("Content-Length", str(len(body)))
     request.end_headers()
     request.wfile.write(body)
+
+
+def _webhook_room(route: Route, body: bytes) -> str | None:
+    """The room a webhook is about (None for anything else, or a body that is not JSON)."""
+    if route.path != WEBHOOK_PATH:
+        return None
+    try:
+        name = (json.loads(body).get("room") or {}).get("name")
+    except (ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _describe(route: Route, body: bytes, status: int, answer: bytes) -> str:

@@ -119,7 +119,7 @@ class LocalRunner:
         for task in started:
             for_what = f"room {room}" if room is not None else "the warm pool"
             self._timeline.emit(
-                "runner", f"task {short_task(task.arn)} started for {for_what} (pid {task.process.pid})"
+                "runner", f"task {short_task(task.arn)} started for {for_what} (pid {task.process.pid})", room
             )
             self._send(task)
         return [LaunchedTask(task.arn, launch_token) for task in started]

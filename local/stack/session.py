@@ -89,7 +89,9 @@ class DevSession:
         self._running.callback(stack.stop)
         stack.listen()
         if self._server_binary is not None:
-            config = ServerConfig(api_key, api_secret, [stack.webhook_url])
+            departure, empty = stack.room_defaults()
+            room = {"departure_timeout": departure, "empty_timeout": empty}
+            config = ServerConfig(api_key, api_secret, [stack.webhook_url], room=room)
             self.server = LiveKitServer(self._server_binary, config, log_dir=self.options.log_dir).start()
             self._running.callback(self.server.stop)
             self._running.callback(stack.stop)  # again, to run first: agents leave a live server
@@ -100,6 +102,7 @@ class DevSession:
                 api_secret=api_secret,
                 webhook_url=stack.webhook_url,
                 port=self._simulator_port,
+                room_defaults=stack.room_defaults(),
             ).start()
             self._running.callback(self.simulator.stop)
             self._running.callback(stack.stop)  # again, to run first: workers leave a live simulator

@@ -22,6 +22,7 @@ import boto3
 
 from control_plane import composition
 from control_plane.adapters.dynamodb_store import DynamoDBStore
+from control_plane.settings import Settings
 from local.stack.aws import TIMER_FUNCTION, AwsResources
 from local.stack.functions import Functions, environment
 from local.stack.http_api import LocalHttpApi
@@ -155,7 +156,10 @@ class LocalStack:
         mapping = self._template.queue_mapping(TIMER_FUNCTION)
         interval, timeout = self._template.schedule_seconds(SWEEPER_FUNCTION)
         self.watcher = TableWatcher(
-            DynamoDBStore(session.client("dynamodb"), self.aws.table_name), self.runner.running, self.timeline
+            DynamoDBStore(session.client("dynamodb"), self.aws.table_name),
+            self.runner.running,
+            self.timeline,
+            composition.settings(),
         )
         # Stopped in reverse: the schedule and the poller, then the tasks, then what reports them.
         for part in (events, self.watcher):
@@ -196,14 +200,34 @@ class LocalStack:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
+    # --- settings -------------------------------------------------------------------------
+
+    def settings(self) -> Settings:
+        """The functions' settings as this stack sets them (its options over the environment)."""
+        overrides = dict(self.options.settings)
+        if self.options.grace_seconds is not None:
+            overrides["GRACE_PERIOD_SECONDS"] = str(self.options.grace_seconds)
+        return Settings.model_validate({name.lower(): value for name, value in overrides.items()})
+
+    def room_defaults(self) -> tuple[int, int]:
+        """``departure_timeout`` and ``empty_timeout`` for rooms a LiveKit started for this stack
+        opens on its own (a client joining with its own token, ``lkctl sim join``): what the join
+        API gives the rooms it creates, so LiveKit never closes one before its grace deadline."""
+        timeout = self.settings().departure_timeout
+        return timeout, timeout
+
     # --- what the page shows --------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
+    def state(self, room: str | None = None) -> dict[str, Any]:
+        """``GET /_local/state`` (``?room=NAME`` adds that room's detail)."""
         if self.watcher is None:
             return {"rooms": [], "workers": [], "tasks": [], "timeline": self.timeline.recent()}
-        snapshot = self.watcher.snapshot()
+        snapshot = self.watcher.snapshot(room)
         snapshot["grace_seconds"] = composition.settings().grace_period_seconds
         snapshot["urls"] = {"webhook_url": self.webhook_url, "api_url": self.api_url}
+        snapshot["sweep_interval_seconds"] = (
+            self.options.sweep_interval_seconds or (self._template.schedule_seconds(SWEEPER_FUNCTION)[0])
+        )
         return snapshot
 
     # --- internals ------------------------------------------------------------------------

@@ -39,6 +39,8 @@ class Entry:
     """Seconds since the stack started."""
     source: str
     text: str
+    room: str | None = None
+    """The room the line is about, if one: the page's room view shows that room's lines."""
 
     def line(self) -> str:
         return f"[{self.at:6.1f}s] {self.source:<8} {self.text}"
@@ -51,8 +53,8 @@ class Timeline:
         self._lock = threading.Lock()
         self._entries: deque[Entry] = deque(maxlen=MAX_LINES)
 
-    def emit(self, source: str, text: str) -> None:
-        entry = Entry(round(time.monotonic() - self._started, 1), source, text)
+    def emit(self, source: str, text: str, room: str | None = None) -> None:
+        entry = Entry(round(time.monotonic() - self._started, 1), source, text, room)
         with self._lock:
             self._entries.append(entry)
             if self._out is not None:
@@ -70,6 +72,15 @@ class Timeline:
     def recent(self, count: int = 60) -> list[dict[str, Any]]:
         with self._lock:
             return [asdict(entry) for entry in list(self._entries)[-count:]]
+
+    def for_room(self, room: str) -> list[dict[str, Any]]:
+        """Every line still held that is about ``room``, oldest first."""
+        with self._lock:
+            return [asdict(entry) for entry in self._entries if entry.room == room]
+
+    def since_start(self, at: float) -> float:
+        """Epoch seconds ``at`` as the timeline's seconds since the stack started."""
+        return round(at - (time.time() - (time.monotonic() - self._started)), 1)
 
 
 def short_task(task_arn: str | None) -> str:
@@ -96,4 +107,5 @@ class TimelineLogHandler(logging.Handler):
             details.append(f"task {short_task(str(value))}" if name == "task_arn" else f"{name} {value}")
         level = "" if record.levelno <= logging.INFO else f"{record.levelname}: "
         suffix = f" ({', '.join(details)})" if details else ""
-        self._timeline.emit("control", f"{level}{message}{suffix}")
+        room = record.__dict__.get("room")
+        self._timeline.emit("control", f"{level}{message}{suffix}", room if isinstance(room, str) else None)

@@ -106,7 +106,7 @@ class QueuePoller(_Loop):
         if not messages:
             return
         for message in messages:
-            self._timeline.emit("timer", _describe_message(message["Body"]))
+            self._timeline.emit("timer", *_describe_message(message["Body"]))
         try:
             result = self._invoke(
                 self._mapping.module, sqs_event(messages, self._queue_arn), self._mapping.timeout_seconds
@@ -194,16 +194,18 @@ class EventDelivery(_Loop):
                     return
 
 
-def _describe_message(body: str) -> str:
+def _describe_message(body: str) -> tuple[str, str | None]:
+    """The timeline's words for a timer message, and the room it is about."""
     try:
         message = json.loads(body)
     except ValueError:
-        return "unreadable message"
+        return "unreadable message", None
     kind = message.get("kind", "?")
-    about = [f"room {message['room']}"] if message.get("room") else []
+    room = message.get("room") if isinstance(message.get("room"), str) else None
+    about = [f"room {room}"] if room else []
     if message.get("task_arn"):
         about.append(f"task {short_task(message['task_arn'])}")
-    return f"{kind}" + (f" ({', '.join(about)})" if about else "")
+    return f"{kind}" + (f" ({', '.join(about)})" if about else ""), room
 
 
 def _describe_sweep(report: Any) -> str | None:

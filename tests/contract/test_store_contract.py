@@ -16,6 +16,7 @@ from control_plane.room import (
     DEPARTED_PRUNE_THRESHOLD,
     Agent,
     ChangeKind,
+    CloseReason,
     ParticipantChange,
     Room,
     RoomState,
@@ -57,6 +58,22 @@ def test_create_get_and_versioned_save(store: InMemoryStore | DynamoDBStore) -> 
     with pytest.raises(VersionConflict):
         store.save(created.model_copy(update={"launches": 5}), expected_version=1)
     assert store.get("room-1") == saved, "a losing write changes nothing"
+
+
+def test_a_closed_room_keeps_why_it_closed(store: InMemoryStore | DynamoDBStore) -> None:
+    created = store.create(Room(name="room-1", sid="RM_1", created_at=T0))
+    closing = created.model_copy(
+        update={"stop_requested_at": T0 + 1, "closed_reason": CloseReason.GRACE_ENDED}
+    )
+    stopping = store.save(closing, created.version)
+    done = stopping.model_copy(update={"stop_requested_at": None, "closed_at": T0 + 2})
+
+    saved = store.save(done, stopping.version)
+
+    assert store.get("room-1") == saved
+    assert saved.closed_reason is CloseReason.GRACE_ENDED and saved.state is RoomState.CLOSED
+    reopened = store.save(saved.model_copy(update={"closed_at": None, "closed_reason": None}), saved.version)
+    assert store.get("room-1") == reopened and reopened.closed_reason is None
 
 
 def test_save_of_a_missing_room_is_a_conflict(store: InMemoryStore | DynamoDBStore) -> None:

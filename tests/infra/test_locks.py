@@ -27,6 +27,8 @@ LOCKS = {
         ["agent_container/requirements.in", "agent_container/requirements-test.in"],
     ),
     "requirements-dev.txt": ("3.11", ["pyproject.toml"]),
+    "infra/requirements-infra.txt": ("3.11", ["infra/requirements-infra.in"]),
+    "requirements-pip.txt": ("3.11", ["requirements-pip.in"]),
 }
 _PIN = re.compile(
     r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>[^\s;]+)(\s*;\s*(?P<marker>.*?))?(\s+--hash=sha256:[0-9a-f]{64})+$"
@@ -103,8 +105,24 @@ def test_tests_run_on_the_versions_that_ship(lock: str, held_to: str) -> None:
     [
         ("Makefile", "pip install --quiet --require-hashes -r requirements-dev.txt"),
         ("Makefile", "pip install --quiet --require-hashes -r agent_container/requirements-test.txt"),
+        ("Makefile", "pip install --quiet --require-hashes -r infra/requirements-infra.txt"),
         ("agent_container/Dockerfile", "pip install --require-hashes -r /tmp/requirements.txt"),
     ],
 )
 def test_installs_check_the_hashes(file: str, install: str) -> None:
     assert install in (ROOT / file).read_text(encoding="utf-8")
+
+
+def test_every_install_the_makefile_runs_is_hashed_pip_included() -> None:
+    """Each ``pip install`` is from a lock with hashes, pip's own upgrade too; only the project
+    itself is installed without (``--no-deps -e .``: its dependencies are in the lock)."""
+    installs = [
+        line.split("pip install", 1)[1]
+        for line in (ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
+        if "pip install" in line and not line.lstrip().startswith("#")
+    ]
+
+    assert len(installs) >= 6
+    for install in installs:
+        assert "--require-hashes -r " in install or "--no-deps -e ." in install, install
+    assert sum("-r $(PIP_LOCK)" in install for install in installs) == 3, "one per virtual environment"

@@ -126,11 +126,14 @@ def test_a_room_in_grace_shows_its_deadline_and_a_closed_one_when_it_expires(api
     in_grace = api.get("/rooms/standup").body
     assert in_grace["state"] == "grace"
     assert in_grace["grace"]["deadline"] == pytest.approx(time.time() + 60, abs=30)
+    assert in_grace["grace"]["why"].startswith("grace 60 s from the last human leaving")
+    assert in_grace["closed_reason"] is None
 
     api.post(room_path("standup", "close"))
     closed = api.get("/rooms/standup").body
 
     assert closed["state"] == "closed" and closed["agent"] is None
+    assert closed["closed_reason"] == "force_closed" and closed["closed_at"] is not None
     assert closed["expires_at"] == pytest.approx(time.time() + 7 * 24 * 3600, abs=60)
 
 

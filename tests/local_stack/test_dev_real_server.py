@@ -88,6 +88,8 @@ def test_lkctl_dev_runs_the_real_server_and_stops_leaving_nothing(tmp_path: Path
         assert asyncio.run(rooms()) == 0, "the stack's key and secret are the server's"
         config = json.loads(next(Path(info["livekit_server_log"]).parent.glob("*.yaml")).read_text())
         assert config["webhook"]["urls"] == [info["webhook_url"]]
+        # Rooms it opens on a join get what the join API gives (reservation 60 + grace 60 + 10).
+        assert config["room"] == {"departure_timeout": 130, "empty_timeout": 130}
         started = descendants(dev.pid)
     finally:
         dev.send_signal(signal.SIGINT)

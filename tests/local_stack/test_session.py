@@ -65,6 +65,23 @@ def test_a_session_keeps_one_agent_while_humans_are_there_and_ends_with_nothing_
     assert not list(store.live_workers()), "the worker recorded its stop"
 
 
+def test_a_room_livekit_opens_on_a_join_outlives_the_grace_deadline_as_the_join_apis_do(
+    dev: DevSession,
+) -> None:
+    """``lkctl sim join`` (or any client with its own token) opens the room with the timeouts the
+    join API gives the rooms it creates, not LiveKit's 20 s: no warning starts the README's path."""
+    assert dev.simulator is not None and dev.stack is not None
+    sim, store = SimulatorClient(dev.simulator.url), table(dev)
+
+    sim.join("opened", "carol")
+    room = eventually("the room recorded", lambda: store.get("opened"))
+
+    expected = dev.stack.settings().departure_timeout
+    assert room.departure_timeout == expected == 60 + GRACE_SECONDS + 10
+    assert not [e for e in dev.timeline.recent(500) if e["room"] == "opened" and "WARNING" in e["text"]]
+    sim.leave("opened", identity="carol")
+
+
 # What the page shows, read from its DOM (each row carries its figures as data attributes).
 SHOWN = """JSON.stringify({
   updates: Number(document.getElementById("status").dataset.updates),
@@ -98,6 +115,79 @@ def test_the_live_page_follows_the_session_as_it_happens(dev: DevSession, tmp_pa
         last = shown()
         assert not any("live" in w["jobs"].split(",") for w in last["workers"])
         assert last["updates"] > first["updates"], "the page kept polling; it was never reloaded"
+
+
+# The room view (``#room=NAME``): its fields by key, the humans with their waits, its timeline.
+DETAIL = """JSON.stringify({
+  room: document.getElementById("detail").hidden ? null : document.getElementById("detail").dataset.room,
+  fields: Object.fromEntries([...document.querySelectorAll("#detail-fields tr[data-field]")]
+    .map((row) => [row.dataset.field, row.querySelector("td").textContent])),
+  humans: [...document.querySelectorAll("#detail-humans tbody tr[data-identity]")]
+    .map((row) => ({...row.dataset})),
+  timeline: document.getElementById("detail-timeline").textContent,
+  pool: {...document.getElementById("pool").dataset},
+  tasks: [...document.querySelectorAll("#tasks tbody tr[data-task]")].map((row) => ({...row.dataset})),
+  settings: document.getElementById("settings").textContent,
+})"""
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
+)
+def test_the_room_view_shows_who_waited_why_grace_ends_then_and_why_the_room_closed(
+    dev: DevSession, tmp_path: Path
+) -> None:
+    assert dev.simulator is not None
+    sim = SimulatorClient(dev.simulator.url)
+
+    with Chromium(dev.info()["api_url"] + "#room=detail", tmp_path / "profile") as page:
+        detail = lambda: json.loads(page.evaluate(DETAIL))  # noqa: E731
+        eventually("the room view, empty", lambda: detail()["room"] == "detail")
+        assert f"GRACE_PERIOD_SECONDS {GRACE_SECONDS}" in detail()["settings"]
+
+        sim.join("detail", "alice")
+        served = eventually(
+            "the agent in the room view",
+            lambda: (
+                (d := detail())["humans"]
+                and d["humans"][0]["waited"]
+                and "agent-" in d["fields"]["agent"]
+                and d
+            ),
+        )
+        [alice] = served["humans"]
+        assert alice["identity"] == "alice" and 0 <= float(alice["waited"]) < 20
+        task = served["fields"]["task"]
+        assert served["fields"]["slot"] == f"held on {task}"
+        assert int(served["pool"]["total"]) >= 1
+        serving = next(t for t in served["tasks"] if t["task"] == task)
+        assert serving["serving"] == "detail", (
+            "the task says whom it serves, not only whom it was launched for"
+        )
+
+        sim.leave("detail", identity="alice")
+        grace = eventually(
+            "the grace deadline and why", lambda: (d := detail())["fields"].get("grace_why") and d
+        )
+        assert grace["fields"]["grace_why"] == f"grace {GRACE_SECONDS} s from the last human leaving"
+
+        closed = eventually(
+            "why the room closed",
+            lambda: (d := detail())["fields"]["state"] == "closed" and d,
+            timeout=GRACE_SECONDS + 15,
+        )
+        assert (
+            "the humans left and the grace period ran out (humans_left_grace_ended)"
+            in closed["fields"]["closed"]
+        )
+        for happened in (
+            "participant_joined alice",
+            "participant_left alice",
+            "detail: grace",
+            "detail: closed",
+        ):
+            assert happened in closed["timeline"], happened
+        assert "live:" not in closed["timeline"], "only this room's lines"
 
 
 def _room(shown: dict[str, Any], name: str, state: str) -> dict[str, str] | None:

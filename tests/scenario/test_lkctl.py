@@ -118,7 +118,9 @@ def test_room_list_offers_only_the_states_the_api_can_list(served_api: LocalHttp
     assert "'grace'" in closed.stderr and "'idle'" not in closed.stderr
 
 
-def test_a_closed_room_says_when_its_record_expires_in_days(api: ApiCalls, served_api: LocalHttpApi) -> None:
+def test_a_closed_room_says_why_it_closed_and_when_its_record_expires(
+    api: ApiCalls, served_api: LocalHttpApi
+) -> None:
     human(api, "participant_joined", "standup", "PA_1")
     agent_ready(api, "standup")
     at(served_api, "room", "close", "standup", "--delete-room")
@@ -126,6 +128,7 @@ def test_a_closed_room_says_when_its_record_expires_in_days(api: ApiCalls, serve
     shown = at(served_api, "room", "show", "standup")
 
     assert shown.exit_code == 0 and "closed" in shown.stdout
+    assert "closed by an operator" in shown.stdout, "deleting the LiveKit room was the operator's close"
     assert "(in 7d)" in shown.stdout and "h)" not in shown.stdout
 
 

@@ -11,7 +11,7 @@ from api.errors import RoomNotFound
 from api.models import CloseRequest, CloseResult, ResetResult, RoomDetail, RoomPage
 from api.wiring import ApiDeps
 from control_plane.ports import RunnerUnavailable, TaskSnapshot
-from control_plane.room import Room, RoomState
+from control_plane.room import CloseReason, Room, RoomState
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def show_room(deps: ApiDeps, name: str) -> RoomDetail:
     if room.agent is not None and room.agent.task_arn is not None:
         worker = deps.ports.workers.get_worker(room.agent.task_arn)
         task = _describe(deps, room.agent.task_arn)
-    return views.room_detail(room, deps.ports.clock.now(), worker, task)
+    return views.room_detail(room, deps.ports.clock.now(), deps.settings.grace_period_seconds, worker, task)
 
 
 def _describe(deps: ApiDeps, task_arn: str) -> TaskSnapshot | None:
@@ -64,7 +64,9 @@ def close_room(
         if room.sid is not None:
             sid = room.sid
             with_livekit_retries(
-                lambda: controller.room_gone(name, sid), what="reconcile", time_left=time_left
+                lambda: controller.room_gone(name, sid, CloseReason.FORCE_CLOSED),
+                what="reconcile",
+                time_left=time_left,
             )
     after = with_livekit_retries(lambda: controller.force_close(name), what="reconcile", time_left=time_left)
     after = after or _tracked(deps, name)

@@ -141,8 +141,11 @@ def prepare_process(proc: JobProcess) -> None:
     """livekit-agents runs this in each idle job process before it is given a job: what every
     job needs and takes CPU to build (the settings; the SQS client, a few hundred ms of Python)
     is ready when a human is waiting, instead of contending with the room connection."""
-    proc.userdata[PREPARED_SETTINGS] = load_settings()
-    proc.userdata[PREPARED_SQS] = boto3.client("sqs")
+    try:
+        proc.userdata[PREPARED_SETTINGS] = load_settings()
+        proc.userdata[PREPARED_SQS] = boto3.client("sqs")
+    except Exception:  # a process that cannot prepare must still start: the job builds them itself
+        log.warning("job process could not prepare its settings and SQS client", exc_info=True)
 
 
 async def job_report(settings: AgentSettings, job: agent.Job, sqs: Any = None) -> JobReport:

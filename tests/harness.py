@@ -297,3 +297,11 @@ class TwinStack:
         self.runner.crash(arn, stop_code, exit_code)
         self.ecs_event(arn, "STOPPED", stop_code=stop_code, exit_code=exit_code)
         return arn
+
+    def crash_loop(self) -> None:
+        """The room's worker comes up and its task dies ``crash_loop_limit`` times, a minute apart:
+        the crash loop that marks the room failed."""
+        for _ in range(self.policy.crash_loop_limit):
+            self.worker_becomes_ready()
+            self.crash()
+            self.advance(60)

@@ -75,10 +75,7 @@ def test_an_operators_close_with_humans_there_closes_nothing(stack: TwinStack) -
 
 def test_a_failed_room_whose_humans_left(stack: TwinStack) -> None:
     stack.join("PA_1")
-    for _ in range(stack.policy.crash_loop_limit):
-        stack.worker_becomes_ready()
-        stack.crash()
-        stack.advance(60)
+    stack.crash_loop()
     assert stack.room().state is RoomState.FAILED
 
     stack.leave("PA_1")

@@ -86,10 +86,7 @@ def test_humans_still_there_get_a_fresh_agent_after_a_close() -> None:
 def test_reset_lets_the_humans_of_a_failed_room_get_an_agent() -> None:
     stack = TwinStack()
     stack.join("PA_1")
-    for _ in range(stack.policy.crash_loop_limit):
-        stack.worker_becomes_ready()
-        stack.crash()
-        stack.advance(60)
+    stack.crash_loop()
     assert stack.room().state is RoomState.FAILED
     launches = stack.runner.run_task_calls
 

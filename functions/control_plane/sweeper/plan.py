@@ -124,7 +124,7 @@ def plan_room_check(
         heard_since = worker.heartbeat_at - dispatched_at >= policy.settle_seconds
         if heard_since and worker.jobs.get(room.name) != job:
             return RoomCheck.INSPECT  # its worker no longer runs the job: it died unreported
-    unreported = agent is not None and agent.job_id is None and dispatched_at is not None
+    unreported = agent is not None and agent.job_id is None
     if unreported and dispatched_at is not None and listed_at - dispatched_at >= policy.settle_seconds:
         return RoomCheck.INSPECT  # no job reported: LiveKit may have dropped it (offered once)
     if agent is not None and agent.dispatch_id is not None and agent.task_arn is not None:

@@ -16,13 +16,13 @@ The warm-pool rows are this policy with other settings (:class:`WarmOne` and the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.events import LiveKitEvent
-from control_plane.pool import Demand
-from control_plane.ports import ObservedTaskState
+from control_plane.ports import LiveKitUnavailable
+from control_plane.room import JOIN_RESERVATION_SECONDS
 from control_plane.worker_protocol import (
     JobEnded,
     JobOutcome,
@@ -32,9 +32,10 @@ from control_plane.worker_protocol import (
     WorkerRecord,
     WorkerStatus,
 )
+from sim.model import SimTask, TaskStateChange, WorkerBehaviour
 from sim.policies.base import BasePolicy
+from sim.policies.registry import HEARTBEAT_SECONDS, ITEMS_PER_READ_UNIT, HeartbeatedWorkers, IndexedStore
 from sim.stack import ControlPlane, build_control_plane, default_settings, task_state_change
-from sim.world import SimTask, TaskStateChange, WorkerBehaviour
 
 if TYPE_CHECKING:
     from control_plane.settings import Settings
@@ -50,172 +51,16 @@ MAX_RECEIVES = 5
 SWEEP_FAN_OUT = 50
 # The agent worker's own grace (agent settings): GRACE_PERIOD_SECONDS + GRACE_MARGIN_SECONDS.
 JOB_GRACE_MARGIN_SECONDS = 30.0
-HEARTBEAT_SECONDS = 15.0
-# A sweep's index query reads about this many attention items per read unit (items ~1 KB).
-ITEMS_PER_READ_UNIT = 4
-# The agent container's SLOTS_PER_TASK and JOBS_PER_TASK, as the settings' defaults say: one room
-# at a time, one room in a task's life.
-WORKER_CAPACITY = 1
+# The agent container's JOBS_PER_TASK, as the settings' default says: one room in a task's life
+# (and one at a time, SLOTS_PER_TASK=1).
 JOBS_PER_TASK = 1
 # MAX_TASKS is a safety cap an operator sizes to the traffic; the deployed default (100) is below
 # the reference day's peak (~160 rooms with humans at once) and the 1,000-room storm, where it
 # would be what is measured. The rows run with a cap no trace here reaches.
 SIM_MAX_TASKS = 5_000
-
-
-class IndexedStore(InMemoryStore):
-    """The table twin with its live workers indexed, as the sparse attention index holds them.
-
-    The twin keeps every stopped worker's record for good (DynamoDB's TTL removes them within
-    days) and finds the live ones by scanning all of them: over a simulated day of ~10,000 tasks,
-    read on every slot decision, that scan alone was the run's largest cost. Same records, same
-    order, same counts; only the listing is kept up to date as records are written.
-    """
-
-    def __init__(self, retention_seconds: int) -> None:
-        super().__init__(retention_seconds)
-        self._live: dict[str, None] = {}
-
-    def put_worker(self, record: WorkerRecord) -> None:
-        super().put_worker(record)
-        self._index(record.task_arn)
-
-    def record_task_state(self, state: ObservedTaskState) -> bool:
-        recorded = super().record_task_state(state)
-        self._index(state.task_arn)
-        return recorded
-
-    def live_workers(self) -> Iterable[WorkerRecord]:
-        with self._lock:
-            return [self._workers[arn] for arn in self._live]
-
-    def _index(self, task_arn: str) -> None:
-        with self._lock:
-            record = self._workers.get(task_arn)
-            if record is not None and record.status is not WorkerStatus.STOPPED:
-                self._live[task_arn] = None
-            else:
-                self._live.pop(task_arn, None)
-
-
-class HeartbeatedWorkers:
-    """``WorkerRegistry`` over the table, with the workers' heartbeats applied when read.
-
-    Writing every live worker's heartbeat every 15 s would be most of a simulated day's work,
-    and the core sees a heartbeat only when it reads a record. So a record is brought up to its
-    worker's latest beat (and its current job) when read: the record the periodic writes would
-    have left. Those writes are billed from the workers' lifetimes in the report, not here.
-    ``mark_draining`` and a granted ``drain_if_idle`` also tell the worker, which reads the flag
-    on its next heartbeat, drains and exits. Everything else is the table's.
-
-    Listing the live workers is a query of the attention index (every live worker item, about
-    ``ITEMS_PER_READ_UNIT`` per read unit), billed per call in ``listing_reads``: the pool lists
-    them for every slot decision.
-    """
-
-    def __init__(self, store: InMemoryStore, world: World) -> None:
-        self._store = store
-        self._world = world
-        self.refresh_writes = 0
-        self.listing_reads = 0
-        self.listings = 0
-        self.listed_items = 0
-        # Until when each worker's record is as its last heartbeat left it (its next beat).
-        self._fresh_until: dict[str, float] = {}
-
-    def touch(self, task_arn: str) -> None:
-        """The worker's jobs changed: its next read brings its record up to date."""
-        self._fresh_until.pop(task_arn, None)
-
-    def get_worker(self, task_arn: str) -> WorkerRecord | None:
-        record = self._store.get_worker(task_arn)
-        return None if record is None else self._beat(record)
-
-    def put_worker(self, record: WorkerRecord) -> None:
-        self._store.put_worker(record)
-
-    def mark_draining(self, task_arn: str) -> None:
-        self._store.mark_draining(task_arn)
-        self._world.drain_requested(task_arn)
-
-    def drain_if_idle(self, task_arn: str) -> bool:
-        self.get_worker(task_arn)  # the jobs its last heartbeat listed
-        drained = self._store.drain_if_idle(task_arn)
-        if drained:
-            self._world.drain_requested(task_arn)
-        return drained
-
-    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
-        return self._store.reap_slot(task_arn, room, reserved_at)
-
-    def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
-        self.get_worker(task_arn)  # the jobs its last heartbeat listed
-        drained = self._store.drain_after(task_arn, room)
-        if drained is not None:
-            self._world.drain_requested(task_arn)
-        return drained
-
-    def reserve_slot(self, worker: WorkerRecord, room: str, now: float, jobs_per_task: int) -> bool:
-        return self._store.reserve_slot(worker, room, now, jobs_per_task)
-
-    def adopt_slot(self, task_arn: str, room: str, now: float) -> None:
-        self._store.adopt_slot(task_arn, room, now)
-
-    def release_slot(self, task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
-        return self._store.release_slot(task_arn, room, unassign)
-
-    def put_waiting(self, room: str, since: float) -> None:
-        self._store.put_waiting(room, since)
-
-    def remove_waiting(self, room: str) -> None:
-        self._store.remove_waiting(room)
-
-    def is_waiting(self, room: str) -> bool:
-        return self._store.is_waiting(room)
-
-    def waiting_rooms(self) -> list[tuple[str, float]]:
-        return self._store.waiting_rooms()
-
-    def pool_demand(self) -> Demand:
-        return self._store.pool_demand()
-
-    def count_arrival(self, now: float) -> None:
-        self._store.count_arrival(now)
-
-    def mark_ready(self, task_arn: str, now: float) -> WorkerRecord | None:
-        return self._store.mark_ready(task_arn, now)
-
-    def record_cold_start(self, seconds: float) -> None:
-        self._store.record_cold_start(seconds)
-
-    def live_workers(self) -> Iterable[WorkerRecord]:
-        listed = [self._beat(record) for record in self._store.live_workers()]
-        self.listing_reads += max(1, math.ceil(len(listed) / ITEMS_PER_READ_UNIT))
-        self.listings += 1
-        self.listed_items += len(listed)
-        return listed
-
-    def record_task_state(self, state: ObservedTaskState) -> bool:
-        return self._store.record_task_state(state)
-
-    def _beat(self, record: WorkerRecord) -> WorkerRecord:
-        if record.status is not WorkerStatus.READY:
-            return record
-        arn = record.task_arn
-        if self._world.now() < self._fresh_until.get(arn, -math.inf):
-            return record
-        task = self._world.tasks.get(arn)
-        beat = self._world.heartbeat_at(task) if task is not None else None
-        if task is None or beat is None:
-            return record
-        self._fresh_until[arn] = beat + (self._world.policy.worker.heartbeat_s or HEARTBEAT_SECONDS)
-        jobs = {task.job[0]: task.job_id} if task.job is not None and task.job_id is not None else {}
-        if beat <= record.heartbeat_at and jobs == record.jobs:
-            return record
-        fresh = record.model_copy(update={"heartbeat_at": max(beat, record.heartbeat_at), "jobs": jobs})
-        self._store.put_worker(fresh)
-        self.refresh_writes += 1
-        return fresh
+# The pooled rows recycle a worker after this many rooms per slot (JOBS_PER_TASK = slots x 4): a
+# fresh process every few hours of a busy day, so a leak or a stuck model does not live for days.
+POOLED_JOBS_PER_SLOT = 4
 
 
 class DefaultPolicy(BasePolicy):
@@ -232,14 +77,17 @@ class DefaultPolicy(BasePolicy):
     # Settings this row changes from the deployed defaults.
     overrides: ClassVar[Mapping[str, Any]] = {}
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, join_api: bool = False) -> None:
+        # The join-API path: the app asks ``POST /rooms/{room}/join`` as each session opens, so
+        # the room is created and the agent asked for before the first human connects.
+        self.join_api = join_api
         # One sweep worker thread: the same calls as 50, in one fixed order (reproducible runs).
         self.settings = settings or default_settings(
             sweep_concurrency=1, max_tasks=SIM_MAX_TASKS, **self.overrides
         )
         pool = self.settings.pool_policy
-        if (pool.slots_per_task, pool.jobs_per_task) != (WORKER_CAPACITY, self.worker.jobs_per_task):
-            raise ValueError("the simulated worker serves one room at a time and JOBS_PER_TASK rooms in all")
+        if (pool.slots_per_task, pool.jobs_per_task) != (self.worker.slots, self.worker.jobs_per_task):
+            raise ValueError("the simulated worker must serve the settings' SLOTS_PER_TASK and JOBS_PER_TASK")
 
     def start(self, world: World) -> None:
         super().start(world)
@@ -255,6 +103,25 @@ class DefaultPolicy(BasePolicy):
 
     def on_webhook(self, event: LiveKitEvent) -> None:
         self._invoke("webhook", self.plane.controller.handle_event, event)
+
+    def on_room_opened(self, room: str) -> None:
+        if self.join_api:
+            self._invoke("api", self._join, room)
+
+    def _join(self, room: str) -> None:
+        """What ``api.logic.join`` asks of the core: the LiveKit room (``CreateRoom``), then the
+        human's place and a reconcile; a LiveKit outage fails the request (the webhook path
+        still brings the agent when the human connects)."""
+        session = self.world.open_session(room)
+        if session is None:
+            return
+        identity = min(session.presences, key=lambda p: p.join).identity
+        controller = self.plane.controller
+        try:
+            live = controller.create_room(room)
+            controller.expect_human(live, identity, self.world.now() + JOIN_RESERVATION_SECONDS)
+        except LiveKitUnavailable as error:
+            self.world.ledger.error("api", error)
 
     def on_task_state(self, change: TaskStateChange) -> None:
         body = task_state_change(
@@ -274,7 +141,7 @@ class DefaultPolicy(BasePolicy):
             WorkerRecord(
                 task_arn=task.arn,
                 status=WorkerStatus.READY,
-                capacity=WORKER_CAPACITY,
+                capacity=self.worker.slots,
                 heartbeat_at=self.world.now(),
                 launched_for=task.room,
             )
@@ -403,3 +270,28 @@ class Adaptive(DefaultPolicy):
 
     name: ClassVar[str] = "adaptive"
     overrides: ClassVar[Mapping[str, Any]] = {"warm_adaptive": True, "warm_target_wait_share": 0.01}
+
+
+def pooled(slots: int) -> tuple[WorkerBehaviour, Mapping[str, Any]]:
+    """A pooled row's worker and settings: ``slots`` rooms at once, recycled after
+    ``POOLED_JOBS_PER_SLOT`` rooms per slot, on the adaptive pool."""
+    jobs = slots * POOLED_JOBS_PER_SLOT
+    worker = replace(DefaultPolicy.worker, slots=slots, jobs_per_task=jobs)
+    return worker, {**Adaptive.overrides, "slots_per_task": slots, "jobs_per_task": jobs}
+
+
+class PooledFour(Adaptive):
+    """Long-lived workers serving several rooms at once, as livekit-agents workers normally run:
+    the adaptive pool counted in slots (``SLOTS_PER_TASK=4``), each worker recycled after
+    ``JOBS_PER_TASK`` rooms (it takes no more, drains, and exits once its last job has ended:
+    a room's end never stops a task another room still uses)."""
+
+    name: ClassVar[str] = "pooled_4"
+    worker, overrides = pooled(4)
+
+
+class PooledEight(Adaptive):
+    """``pooled_4`` with eight rooms per worker (``SLOTS_PER_TASK=8``)."""
+
+    name: ClassVar[str] = "pooled_8"
+    worker, overrides = pooled(8)

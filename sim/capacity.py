@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from control_plane.launch_limit import LaunchLimits, backlog_seconds
 from sim import traces
 from sim.policies.default import Adaptive, DefaultPolicy, PooledEight, PooledFour
 from sim.policies.registry import ITEMS_PER_READ_UNIT
@@ -219,8 +220,25 @@ def row_figures(f: Mapping[str, Any], rooms: int) -> dict[str, Any]:
             if op.startswith("livekit.") and op != "livekit.failed"
         },
         "task_starts_per_session": round(f["task_starts"] / sessions, 3),
+        "launch_storm": launch_storm(rooms, f["slots_per_task"]),
         "slots_per_task": f["slots_per_task"],
         "limits": [row.as_json(rooms) for row in rows],
+    }
+
+
+def launch_storm(rooms: int, slots: int) -> dict[str, Any]:
+    """``rooms`` rooms arriving at once: the tasks they need at ``slots`` rooms a task, and when
+    the launch limiter grants the last of them from full buckets (``backlog_seconds``: one task a
+    RunTask call for rooms launching their own, the pool's batches of up to 10 when pooled). A
+    bound from the limiter's arithmetic, not a simulated storm; add the cold start for the wait."""
+    limits = LaunchLimits()
+    tasks = math.ceil(rooms / slots)
+    per_call = 1 if slots == 1 else limits.tasks_per_call
+    return {
+        "rooms": rooms,
+        "tasks": tasks,
+        "tasks_per_call": per_call,
+        "launch_backlog_s": round(backlog_seconds(tasks, per_call, limits), 1),
     }
 
 

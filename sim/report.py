@@ -137,6 +137,7 @@ def measure(
         "dispatch_within_1s": round(_share_within(first.dispatch, DISPATCH_GOAL_S), 4),
         "jobs_dropped": ledger.jobs_dropped,
         "calls_cut": ledger.calls_cut,
+        "drains_requested": ledger.drains_requested,
         "worker_listings": ledger.worker_listings,
         "worker_listing_read_units": ledger.worker_listing_reads,
         "worker_listings_per_session": round(ledger.worker_listings / max(len(trace.sessions), 1), 2),

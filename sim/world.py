@@ -512,6 +512,7 @@ class World:
         if task is None or not task.alive or task.drain_asked:
             return
         task.drain_asked = True
+        self.ledger.drains_requested += 1
         period = self.policy.worker.heartbeat_s or 15.0
         beat = self.heartbeat_at(task)
         self.at(self.clock.now() + period if beat is None else beat + period, self._drain_seen, task)

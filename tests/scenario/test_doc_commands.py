@@ -138,10 +138,7 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     ".venv/bin/python bench/bench_log_rate_limit.py": Elsewhere("`make bench` runs it (bench/run.py); ~12 s"),
     "make test-agent": Elsewhere("`make test` runs it"),
     # --- docs/
-    "PYTHONPATH=functions .venv/bin/python -m sim.capacity --rooms 100000": Run(
-        says="| resource",
-        or_else=(2, "run `make simulate` first"),  # a clean clone has no results
-    ),
+    "make capacity": Elsewhere("minutes; `make bench-smoke` runs the model small (bench/capacity.py)"),
     'python -c "import boto3"': Elsewhere("bench/cold_start.py runs it beside every measurement"),
     ".venv/bin/python bench/cold_start.py --runs 8 --tree <the commit before>/functions --tree functions": (
         Elsewhere("a comparison with another checkout, minutes; `make bench-smoke` runs the bench")

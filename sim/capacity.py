@@ -33,8 +33,7 @@ from typing import Any
 
 from control_plane.launch_limit import LaunchLimits, backlog_seconds
 from sim import traces
-from sim.policies.default import Adaptive, DefaultPolicy, PooledEight, PooledFour
-from sim.policies.registry import ITEMS_PER_READ_UNIT
+from sim.policies.default import ITEMS_PER_READ_UNIT, Adaptive, DefaultPolicy, PooledEight, PooledFour
 from sim.run import quiet_core, simulate
 
 ROOMS = 100_000

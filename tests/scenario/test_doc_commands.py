@@ -139,6 +139,9 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "make test-agent": Elsewhere("`make test` runs it"),
     # --- docs/
     "make capacity": Elsewhere("minutes; `make bench-smoke` runs the model small (bench/capacity.py)"),
+    "PYTHONPATH=functions .venv/bin/python -m sim.capacity --rooms 100000": Elsewhere(
+        "what `make capacity` runs (above)"
+    ),
     'python -c "import boto3"': Elsewhere("bench/cold_start.py runs it beside every measurement"),
     ".venv/bin/python bench/cold_start.py --runs 8 --tree <the commit before>/functions --tree functions": (
         Elsewhere("a comparison with another checkout, minutes; `make bench-smoke` runs the bench")

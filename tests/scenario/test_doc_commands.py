@@ -75,7 +75,7 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "make test": Elsewhere(".ci/run runs it: it is the CI job"),
     "make openapi": Run(),
     "make reliability": Elsewhere("`make test` runs tests/reliability (through `make unit`)"),
-    "make simulate": Elsewhere("6-8 minutes; tests/sim runs the simulator at small sizes"),
+    "make simulate": Elsewhere("minutes (docs/capacity.md: why); tests/sim runs the simulator small"),
     "make bench": Elsewhere("minutes; `make bench-smoke` (in `make test`) runs every benchmark small"),
     "make bench-smoke": Elsewhere("`make test` runs it"),
     "make e2e": Elsewhere(".ci/run runs it after `make test` (root, a network namespace, livekit-server)"),

@@ -16,13 +16,14 @@ The warm-pool rows are this policy with other settings (:class:`WarmOne` and the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.events import LiveKitEvent
 from control_plane.pool import Demand
 from control_plane.ports import ObservedTaskState
+from control_plane.shards import in_shards
 from control_plane.worker_protocol import (
     JobEnded,
     JobOutcome,
@@ -85,9 +86,9 @@ class IndexedStore(InMemoryStore):
         self._index(state.task_arn)
         return recorded
 
-    def live_workers(self) -> Iterable[WorkerRecord]:
+    def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
         with self._lock:
-            return [self._workers[arn] for arn in self._live]
+            return [self._workers[arn] for arn in self._live if in_shards(arn, shards)]
 
     def _index(self, task_arn: str) -> None:
         with self._lock:
@@ -188,8 +189,8 @@ class HeartbeatedWorkers:
     def record_cold_start(self, seconds: float) -> None:
         self._store.record_cold_start(seconds)
 
-    def live_workers(self) -> Iterable[WorkerRecord]:
-        listed = [self._beat(record) for record in self._store.live_workers()]
+    def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
+        listed = [self._beat(record) for record in self._store.live_workers(shards)]
         self.listing_reads += max(1, math.ceil(len(listed) / ITEMS_PER_READ_UNIT))
         self.listings += 1
         self.listed_items += len(listed)

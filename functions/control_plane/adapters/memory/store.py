@@ -11,7 +11,7 @@ twin is never smarter than DynamoDB. A lock makes it safe for threaded tests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from control_plane.pool import ARRIVAL_RING, Demand, smoothed_cold_start
 from control_plane.ports import ObservedTaskState, VersionConflict
@@ -26,6 +26,7 @@ from control_plane.room import (
     prune_departed,
     with_retention,
 )
+from control_plane.shards import in_shards
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 
 
@@ -128,9 +129,14 @@ class InMemoryStore:
             self.writes += 1
             self._events.pop(event_id, None)
 
-    def rooms_needing_attention(self) -> Iterable[Room]:
+    def rooms_needing_attention(self, shards: Collection[int] | None = None) -> Iterable[Room]:
+        """The index's shards hold each room under the shard of its name, as DynamoDB's do."""
         with self._lock:
-            return [room for room in self._rooms.values() if room.in_attention_index]
+            return [
+                room
+                for room in self._rooms.values()
+                if room.in_attention_index and in_shards(room.name, shards)
+            ]
 
     def get_sweep_cursor(self) -> str | None:
         with self._lock:
@@ -295,9 +301,13 @@ class InMemoryStore:
             value = seconds if previous is None else smoothed_cold_start(previous, seconds)
             self._cold_start = round(value, 3)
 
-    def live_workers(self) -> Iterable[WorkerRecord]:
+    def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
         with self._lock:
-            return [w for w in self._workers.values() if w.status is not WorkerStatus.STOPPED]
+            return [
+                w
+                for w in self._workers.values()
+                if w.status is not WorkerStatus.STOPPED and in_shards(w.task_arn, shards)
+            ]
 
     def record_task_state(self, state: ObservedTaskState) -> bool:
         with self._lock:

@@ -78,12 +78,13 @@ class RoomStore(Protocol):
         the rooms of ``shards`` (:func:`control_plane.shards.shard_of` of the name) if given."""
         ...
 
-    def get_sweep_cursor(self) -> str | None:
-        """The room name the next sweep starts at (the last one ran out of time there)."""
+    def get_sweep_cursor(self, group: int = 0) -> str | None:
+        """The room name sweep group ``group``'s next sweep starts at (its last one ran out of
+        time there)."""
         ...
 
-    def put_sweep_cursor(self, room: str | None) -> None:
-        """Remember where the next sweep starts; None starts it at the beginning."""
+    def put_sweep_cursor(self, room: str | None, group: int = 0) -> None:
+        """Remember where the group's next sweep starts; None starts it at the beginning."""
         ...
 
 

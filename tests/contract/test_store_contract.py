@@ -233,8 +233,10 @@ def test_sweep_cursor_is_remembered_until_cleared(store: InMemoryStore | DynamoD
     assert store.get_sweep_cursor() is None
     store.put_sweep_cursor("room-42")
     assert store.get_sweep_cursor() == "room-42"
+    store.put_sweep_cursor("room-7", group=3)
+    assert (store.get_sweep_cursor(), store.get_sweep_cursor(3)) == ("room-42", "room-7"), "one per group"
     store.put_sweep_cursor(None)
-    assert store.get_sweep_cursor() is None
+    assert (store.get_sweep_cursor(), store.get_sweep_cursor(3)) == (None, "room-7")
 
 
 def test_new_human_in_a_failed_room_clears_the_failure(store: InMemoryStore | DynamoDBStore) -> None:

@@ -104,6 +104,11 @@ def room_from_item(item: dict[str, Any]) -> Room:
     return Room.model_validate({**fields, "in_attention_index": "attention" in fields})
 
 
+def _cursor_pk(group: int) -> str:
+    """Group 0 keeps the key of the sweep before the groups, so its cursor survives a deploy."""
+    return SWEEP_CURSOR_PK if group == 0 else f"{SWEEP_CURSOR_PK}#{group}"
+
+
 def _attention_key(item: dict[str, Any]) -> str:
     """What an item's shard is the hash of: a room's name, a worker's task ARN."""
     for field in ("name", "task_arn"):
@@ -291,19 +296,19 @@ class DynamoDBStore:
             if item["pk"]["S"].startswith(ROOM_PK_PREFIX):
                 yield room_from_item(item)
 
-    def get_sweep_cursor(self) -> str | None:
+    def get_sweep_cursor(self, group: int = 0) -> str | None:
         response = self._client.get_item(
-            TableName=self._table, Key={"pk": {"S": SWEEP_CURSOR_PK}}, ConsistentRead=True
+            TableName=self._table, Key={"pk": {"S": _cursor_pk(group)}}, ConsistentRead=True
         )
         cursor = response.get("Item", {}).get("cursor", {}).get("S")
         return str(cursor) if cursor is not None else None
 
-    def put_sweep_cursor(self, room: str | None) -> None:
+    def put_sweep_cursor(self, room: str | None, group: int = 0) -> None:
         if room is None:
-            self._client.delete_item(TableName=self._table, Key={"pk": {"S": SWEEP_CURSOR_PK}})
+            self._client.delete_item(TableName=self._table, Key={"pk": {"S": _cursor_pk(group)}})
             return
         self._client.put_item(
-            TableName=self._table, Item={"pk": {"S": SWEEP_CURSOR_PK}, "cursor": {"S": room}}
+            TableName=self._table, Item={"pk": {"S": _cursor_pk(group)}, "cursor": {"S": room}}
         )
 
     def _query_attention(self, kind: str, shards: Collection[int] | None = None) -> Iterator[dict[str, Any]]:

@@ -55,7 +55,7 @@ class InMemoryStore:
         self._rooms: dict[str, Room] = {}
         self._events: dict[str, int] = {}
         self._workers: dict[str, WorkerRecord] = {}
-        self._sweep_cursor: str | None = None
+        self._sweep_cursors: dict[int, str] = {}
         self._waiting: dict[str, float] = {}
         # The pool item as DynamoDB stores it: a ring of (minute, count) slots and the average.
         self._arrival_ring: dict[int, tuple[int, int]] = {}
@@ -138,15 +138,18 @@ class InMemoryStore:
                 if room.in_attention_index and in_shards(room.name, shards)
             ]
 
-    def get_sweep_cursor(self) -> str | None:
+    def get_sweep_cursor(self, group: int = 0) -> str | None:
         with self._lock:
             self.reads += 1
-            return self._sweep_cursor
+            return self._sweep_cursors.get(group)
 
-    def put_sweep_cursor(self, room: str | None) -> None:
+    def put_sweep_cursor(self, room: str | None, group: int = 0) -> None:
         with self._lock:
             self.writes += 1
-            self._sweep_cursor = room
+            if room is None:
+                self._sweep_cursors.pop(group, None)
+            else:
+                self._sweep_cursors[group] = room
 
     # WorkerRegistry
     def get_worker(self, task_arn: str) -> WorkerRecord | None:

@@ -122,6 +122,21 @@ def test_the_lead_keeps_tasks_claimed_by_other_groups_rooms_and_stops_orphans() 
     assert all(stack.room(room).state is RoomState.ACTIVE for room in rooms)
 
 
+def test_a_group_other_than_the_lead_never_lists_every_room() -> None:
+    """Only the lead knows which rooms other groups track: any other group told to list the
+    untracked rooms still lists only its own, so another group's room is never "untracked"."""
+    stack = TwinStack()
+    theirs = room_in_group(2)
+    stack.join("PA_1", room=theirs)
+    stack.worker_becomes_ready(theirs)
+    stack.livekit.calls.clear()
+
+    report = stack.sweep(group=SweepGroup(1, GROUPS, untracked=True))
+
+    assert report.rooms_total == 0 and "list_rooms" not in stack.livekit.calls
+    assert stack.metrics.counts.get("RoomsAdopted") is None
+
+
 def test_each_group_resumes_from_its_own_cursor() -> None:
     stack = TwinStack()
     for group in (1, 2):

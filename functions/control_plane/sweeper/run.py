@@ -231,7 +231,7 @@ class _SweepRun:
         nobody tracks, else only the tracked ones, by name, ``LIST_ROOMS_NAMES`` a call."""
         self.listed_at = self.now()
         try:
-            if self.group.untracked:
+            if self.group.untracked and self.group.lead:  # only the lead knows every tracked room
                 listed = await self.livekit.alist_rooms()
             else:
                 names = sorted(room.name for room in rooms)

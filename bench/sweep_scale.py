@@ -10,6 +10,11 @@ leftover dispatches in untracked rooms. The real ``LiveKitApiGateway`` talks Twi
 calls the real adapters would make. The call budget is off (``LIVEKIT_API_RATE=0``, a
 self-hosted server): with LiveKit Cloud's default the repairing sweep would pace itself instead.
 
+Then the sweep fanned out (issue 20): 100,000 rooms swept as ``SWEEP_GROUPS`` = 16 groups, each
+group's index items read, LiveKit calls, time and peak memory (``tracemalloc``, the sweep's own
+allocations) beside the goal that the largest share fits one sweeper Lambda (55 s timeout less
+the 10 s safety margin, 1,769 MB).
+
 Run: ``python bench/sweep_scale.py [--profile FILE]`` from the repo root; figures go to
 ``bench/results/sweep_scale.json``; ``--profile`` writes a cProfile of the 10,000-room sweeps
 (``python -m pstats FILE``). With ``BENCH_SMOKE=1`` (``make bench-smoke``) every size is a
@@ -23,9 +28,11 @@ import cProfile
 import logging
 import sys
 import time
+import tracemalloc
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
@@ -43,7 +50,9 @@ from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.controller import RoomController
 from control_plane.ports import Ports
 from control_plane.room import Agent, Grace, Human, Room
+from control_plane.shards import ATTENTION_SHARDS
 from control_plane.sweeper import Sweeper
+from control_plane.sweeper.plan import SweepGroup
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 from local.fixtures import AGENT_NAME, POLICY, SWEEP_POLICY
 from local.livekit_sim import FakeLiveKitServer
@@ -56,6 +65,9 @@ HEALTHY_GOAL_SECONDS = 5.0
 HEALTHY_CALLS_PER_ROOM_GOAL = 0.01
 REPAIR_CALLS_PER_REPAIR_GOAL = 3.0
 LARGE_ROOMS = 100_000
+SWEEP_GROUPS = ATTENTION_SHARDS
+GROUP_SECONDS_GOAL = LAMBDA_TIMEOUT_SECONDS - 10.0  # the sweep's safety margin
+LAMBDA_MEMORY_MB = 1769
 
 # Tracked rooms by what they need from the sweep (10,000 in all).
 MIX = {
@@ -192,17 +204,21 @@ class World:
                 self.store.put_worker(worker.model_copy(update={"heartbeat_at": self.clock.now()}))
 
 
-def sweep_once(
-    world: World, server: FakeLiveKitServer, gateway: LiveKitApiGateway, label: str
-) -> dict[str, float]:
+def make_sweeper(world: World, gateway: LiveKitApiGateway) -> Sweeper:
     ports = Ports(world.store, world.store, world.runner, gateway, world.timers, world.clock, world.metrics)
     policy = replace(SWEEP_POLICY, concurrency=CONCURRENCY)
-    sweeper = Sweeper(
+    return Sweeper(
         ports,
         gateway,
         lambda p: RoomController(p, POLICY, departure_timeout=70, event_ttl_seconds=86400),
         policy,
     )
+
+
+def sweep_once(
+    world: World, server: FakeLiveKitServer, gateway: LiveKitApiGateway, label: str
+) -> dict[str, float]:
+    sweeper = make_sweeper(world, gateway)
     server.requests.clear()
     world.runner.calls.clear()
     reads, writes = world.store.reads, world.store.writes
@@ -287,6 +303,64 @@ def run(
     return {"repair": repair, "healthy": healthy}
 
 
+def sweep_group(
+    world: World, server: FakeLiveKitServer, gateway: LiveKitApiGateway, group: SweepGroup
+) -> dict[str, Any]:
+    """One group's share of the sweep: what it reads, calls, takes and holds."""
+    rooms = len(list(world.store.rooms_needing_attention(group.shards)))
+    workers = len(list(world.store.live_workers()))
+    claims = len(list(world.store.rooms_needing_attention())) if group.lead else 0
+    sweeper = make_sweeper(world, gateway)
+    server.requests.clear()
+    world.runner.calls.clear()
+    tracemalloc.start()
+    started, cpu_started = time.monotonic(), time.process_time()
+    report = sweeper.sweep(lambda: LAMBDA_TIMEOUT_SECONDS - (time.monotonic() - started), group)
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "group": group.group,
+        "lead": group.lead,
+        "rooms": rooms,
+        "items_read": rooms + workers + claims,
+        "livekit_calls": sum(server.requests.values()),
+        "livekit_calls_by_method": dict(sorted(server.requests.items())),
+        "ecs_calls": sum(world.runner.calls.values()),
+        "seconds": round(elapsed, 3),
+        "cpu_seconds": round(cpu, 3),
+        "peak_mb": round(peak / 2**20, 1),
+        "complete": report.complete,
+    }
+
+
+def run_grouped(rooms: int, groups: int) -> list[dict[str, Any]]:
+    """``rooms`` healthy rooms swept as ``groups`` groups, each on its own (as each Lambda would)."""
+    world = World()
+    build = time.monotonic()
+    world.populate({"healthy": rooms - rooms // 10, "grace_running": rooms // 10}, untracked=False)
+    print(
+        f"\n== {rooms:,} rooms swept as {groups} groups (built in {time.monotonic() - build:.1f} s);"
+        f" tracemalloc on (times are slower than untraced)"
+    )
+    results = []
+    with FakeLiveKitServer(world.livekit, latency=LATENCY_SECONDS) as server:
+        gateway = LiveKitApiGateway(server.url, lambda: (server.api_key, server.api_secret))
+        try:
+            for group in range(groups):
+                results.append(sweep_group(world, server, gateway, SweepGroup(group, groups, group == 0)))
+        finally:
+            gateway.close()
+    print("\n| group | rooms | index items read | LiveKit calls | ECS calls | seconds | peak MB |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in results:
+        print(
+            f"| {row['group']}{' (lead)' if row['lead'] else ''} | {row['rooms']:,} | {row['items_read']:,}"
+            f" | {row['livekit_calls']} | {row['ecs_calls']} | {row['seconds']:.1f} | {row['peak_mb']:.0f} |"
+        )
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", type=Path, help="write a cProfile of the 10,000-room sweeps here")
@@ -300,6 +374,10 @@ def main() -> int:
         print(f"profile written to {args.profile}")
     large_mix = {"healthy": LARGE_ROOMS - LARGE_ROOMS // 10, "grace_running": LARGE_ROOMS // 10}
     large = run(large_mix, untracked=False, label=f"{LARGE_ROOMS:,} healthy rooms")
+    grouped = run_grouped(LARGE_ROOMS, SWEEP_GROUPS)
+    others = [row for row in grouped if not row["lead"]]
+    lead = next(row for row in grouped if row["lead"])
+    widest = max(others, key=lambda row: row["seconds"]) if others else lead
     repair, healthy = standard["repair"], standard["healthy"]
     per_repair = (repair["livekit_calls"] - 1) / NEEDS_REPAIR
     per_room = healthy["livekit_calls"] / rooms
@@ -319,6 +397,16 @@ def main() -> int:
         f"| healthy sweep, {LARGE_ROOMS:,} rooms | printed | {large['healthy']['seconds']:.1f} s,"
         f" {large['healthy']['livekit_calls']:.0f} calls ({large['healthy']['livekit_calls']:.0f} a minute) |"
     )
+    print(
+        f"| a group's sweep, {LARGE_ROOMS:,} rooms in {SWEEP_GROUPS} groups (slowest non-lead)"
+        f" | ≤ {GROUP_SECONDS_GOAL:.0f} s, ≤ {LAMBDA_MEMORY_MB} MB | {widest['seconds']:.1f} s,"
+        f" {widest['peak_mb']:.0f} MB, {widest['livekit_calls']} LiveKit calls |"
+    )
+    print(
+        f"| the lead group's sweep (tasks, pool, every room's claims) | ≤ {GROUP_SECONDS_GOAL:.0f} s,"
+        f" ≤ {LAMBDA_MEMORY_MB} MB | {lead['seconds']:.1f} s, {lead['peak_mb']:.0f} MB,"
+        f" {lead['items_read']:,} items read |"
+    )
     figures.write(
         "sweep_scale",
         {
@@ -327,11 +415,14 @@ def main() -> int:
             "repair": repair,
             "healthy": healthy,
             "large": {"rooms": LARGE_ROOMS, **large},
+            "grouped": {"rooms": LARGE_ROOMS, "groups": SWEEP_GROUPS, "per_group": grouped},
             "goals": {
                 "repair_seconds": REPAIR_GOAL_SECONDS,
                 "healthy_seconds": HEALTHY_GOAL_SECONDS,
                 "healthy_calls_per_room": HEALTHY_CALLS_PER_ROOM_GOAL,
                 "repair_calls_per_repair": REPAIR_CALLS_PER_REPAIR_GOAL,
+                "group_seconds": GROUP_SECONDS_GOAL,
+                "group_memory_mb": LAMBDA_MEMORY_MB,
             },
         },
     )
@@ -342,6 +433,9 @@ def main() -> int:
         and healthy["seconds"] <= HEALTHY_GOAL_SECONDS
         and per_room <= HEALTHY_CALLS_PER_ROOM_GOAL
         and per_repair <= REPAIR_CALLS_PER_REPAIR_GOAL
+        and all(
+            row["seconds"] <= GROUP_SECONDS_GOAL and row["peak_mb"] <= LAMBDA_MEMORY_MB for row in grouped
+        )
     )
     return 0 if met else 1
 

@@ -28,6 +28,7 @@ from control_plane.reconcile import Policy
 from control_plane.room import JOIN_RESERVATION_SECONDS, Room
 from control_plane.settings import TASK_STARTED_BY
 from control_plane.sweeper import Sweeper, SweepPolicy, SweepReport
+from control_plane.sweeper.plan import SweepGroup
 from control_plane.task_events import EcsTaskStateChange, TaskEventHandler, TaskEventOutcome
 from control_plane.worker_protocol import JobStarted, WorkerReady, WorkerRecord, WorkerStatus
 from local.fixtures import (  # noqa: F401  (the tests import them from here too)
@@ -196,8 +197,11 @@ class TwinStack:
 
     # --- sweeper and ECS events -------------------------------------------------------------
 
-    def sweep(self, remaining_seconds: Callable[[], float] = lambda: 600.0) -> SweepReport:
-        """One scheduled sweep; ``remaining_seconds`` is the Lambda's time left, as a callable.
+    def sweep(
+        self, remaining_seconds: Callable[[], float] = lambda: 600.0, group: SweepGroup | None = None
+    ) -> SweepReport:
+        """One scheduled sweep (or ``group``'s share of it); ``remaining_seconds`` is the
+        Lambda's time left, as a callable.
 
         Workers that became ready keep heartbeating (as their periodic writes would have)
         while their task runs, unless :meth:`silence` hung them.
@@ -210,7 +214,7 @@ class TwinStack:
                 and record.status is not WorkerStatus.STOPPED
             ):
                 self.heartbeat(arn)
-        return self.sweeper.sweep(remaining_seconds)
+        return self.sweeper.sweep(remaining_seconds, group)
 
     def silence(self, task_arn: str) -> None:
         """The worker hangs: no more heartbeats."""

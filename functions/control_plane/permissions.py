@@ -37,6 +37,8 @@ ADAPTER_ACTIONS: Final[Mapping[str, frozenset[str]]] = {
     "secrets_provider": frozenset({"secretsmanager:GetSecretValue"}),
     # handlers.timer.SqsVisibility: hands timer messages it has no time left for back at once.
     "SqsVisibility": frozenset({"sqs:ChangeMessageVisibility"}),
+    # control_plane.adapters.sqs_sweep_groups.SqsSweepGroups: the sweep's fan-out, a message a group.
+    "SqsSweepGroups": frozenset({"sqs:SendMessage"}),
     # api.room_index.RoomIndex: one page of the attention index for GET /rooms.
     # control_plane.adapters.dynamodb_launch_limiter: the shared launch-rate bucket item.
     "DynamoDBLaunchLimiter": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
@@ -70,7 +72,8 @@ that goes through ``composition.controller`` can reach every action."""
 FUNCTION_ADAPTERS: Final[Mapping[str, tuple[str, ...]]] = {
     "webhook": COMPOSITION_ADAPTERS,
     "timer": (*COMPOSITION_ADAPTERS, "SqsVisibility"),
-    "sweeper": COMPOSITION_ADAPTERS,
+    # The sweep fans out over its own queue (control_plane/sweeper/wiring.py).
+    "sweeper": (*COMPOSITION_ADAPTERS, "SqsSweepGroups"),
     "task_events": COMPOSITION_ADAPTERS,
     # The API reconciles and sweeps through composition, and builds two readers of its own
     # (api/wiring.py).

@@ -73,16 +73,18 @@ class RoomStore(Protocol):
         """Forget a claimed id so LiveKit's retry is processed (the first attempt failed)."""
         ...
 
-    def rooms_needing_attention(self) -> Iterable[Room]:
-        """Rooms that are not idle or closed, from the sparse index; never a table scan."""
+    def rooms_needing_attention(self, shards: Collection[int] | None = None) -> Iterable[Room]:
+        """Rooms that are not idle or closed, from the sparse index; never a table scan. Only
+        the rooms of ``shards`` (:func:`control_plane.shards.shard_of` of the name) if given."""
         ...
 
-    def get_sweep_cursor(self) -> str | None:
-        """The room name the next sweep starts at (the last one ran out of time there)."""
+    def get_sweep_cursor(self, group: int = 0) -> str | None:
+        """The room name sweep group ``group``'s next sweep starts at (its last one ran out of
+        time there)."""
         ...
 
-    def put_sweep_cursor(self, room: str | None) -> None:
-        """Remember where the next sweep starts; None starts it at the beginning."""
+    def put_sweep_cursor(self, room: str | None, group: int = 0) -> None:
+        """Remember where the group's next sweep starts; None starts it at the beginning."""
         ...
 
 
@@ -173,7 +175,9 @@ class WorkerRegistry(Protocol):
         """Ask the worker to finish its jobs and exit (it polls its item on heartbeat)."""
         ...
 
-    def live_workers(self) -> Iterable[WorkerRecord]: ...
+    def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
+        """Workers ECS has not reported stopped; only those of ``shards`` (by task ARN) if given."""
+        ...
 
     def record_task_state(self, state: ObservedTaskState) -> bool:
         """Write ECS's view into the worker record, only if ``state.version`` is newer than the

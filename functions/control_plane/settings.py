@@ -20,6 +20,7 @@ from control_plane.launch_limit import LaunchLimits
 from control_plane.pool import PoolPolicy, parse_schedule
 from control_plane.reconcile import Policy
 from control_plane.room import JOIN_RESERVATION_SECONDS
+from control_plane.shards import ATTENTION_SHARDS
 from control_plane.sweeper.plan import SweepPolicy
 
 # The largest webhook body accepted; above it the answer is 413, which LiveKit never retries.
@@ -120,6 +121,22 @@ class Settings(BaseModel):
         7200,
         ge=60,
         description="Every room's dispatches are audited once per this period, a share each sweep",
+    )
+    sweep_groups: int = Field(
+        1,
+        ge=1,
+        le=ATTENTION_SHARDS,
+        description="Sweep groups the scheduled sweep fans out to, each owning a share of the "
+        "attention index's 16 shards (more at more rooms: docs/architecture.md)",
+    )
+    sweep_untracked_every: int = Field(
+        1,
+        ge=1,
+        description="The lead sweep group lists every LiveKit room (for rooms nobody tracks) on "
+        "one sweep in this many; the others list only their tracked rooms, by name",
+    )
+    sweep_queue_url: str = Field(
+        "", description="SQS queue of the sweep groups (empty: the scheduled invocation runs every group)"
     )
     livekit_api_rate: float = Field(
         8.0,

@@ -24,6 +24,11 @@ from control_plane.worker_protocol import LAUNCH_TOKEN_ENV, LAUNCHED_FOR_ROOM_EN
 log = logging.getLogger(__name__)
 
 TASK_STATE_CHANGE = "ECS Task State Change"
+# The statuses the EventBridge rule delivers (template.yaml filters on ``lastStatus``): STOPPED
+# settles the task's rooms; RUNNING records a task whose launch record was lost (a Lambda that
+# died after RunTask). The launch itself records the task as PROVISIONING, so the other six
+# states a Fargate task passes through would only re-write the record.
+RULE_STATUSES = ("RUNNING", "STOPPED")
 USER_INITIATED = "UserInitiated"
 ESSENTIAL_CONTAINER_EXITED = "EssentialContainerExited"
 

@@ -8,7 +8,8 @@
 - :class:`Schedule`: EventBridge Scheduler's ``rate()`` for the sweeper.
 - :class:`EventDelivery`: EventBridge delivering "ECS Task State Change" events to the
   task-events function, asynchronously, in order, retried twice on a function error as Lambda
-  retries an asynchronous invocation.
+  retries an asynchronous invocation; only the ``lastStatus`` values the rule matches
+  (``RULE_STATUSES``, which tests/infra holds the template to).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from control_plane.task_events import RULE_STATUSES
 from local.stack.events import schedule_event, sqs_event
 from local.stack.template import QueueMapping
 from local.stack.timeline import Timeline, short_task
@@ -174,7 +176,8 @@ class EventDelivery(_Loop):
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
 
     def send(self, event: dict[str, Any]) -> None:
-        self._events.put(event)
+        if event["detail"]["lastStatus"] in RULE_STATUSES:  # the rule's pattern
+            self._events.put(event)
 
     def step(self) -> None:
         try:

@@ -16,7 +16,7 @@ The warm-pool rows are this policy with other settings (:class:`WarmOne` and the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -25,6 +25,7 @@ from control_plane.events import LiveKitEvent
 from control_plane.pool import Demand
 from control_plane.ports import LiveKitUnavailable, ObservedTaskState
 from control_plane.room import JOIN_RESERVATION_SECONDS, Room
+from control_plane.shards import in_shards
 from control_plane.worker_protocol import (
     JobEnded,
     JobOutcome,
@@ -103,10 +104,11 @@ class IndexedStore(InMemoryStore):
         self._indexed_rooms = AttentionRooms()
         self._rooms = self._indexed_rooms
 
-    def rooms_needing_attention(self) -> Iterable[Room]:
+    def rooms_needing_attention(self, shards: Collection[int] | None = None) -> Iterable[Room]:
         rooms = self._indexed_rooms
         with self._lock:
-            return [rooms[name] for name in sorted(rooms.attention, key=rooms.position.__getitem__)]
+            ordered = sorted(rooms.attention, key=rooms.position.__getitem__)
+            return [rooms[name] for name in ordered if in_shards(name, shards)]
 
     def heartbeat(self, task_arn: str, heartbeat_at: float, jobs: dict[str, str]) -> WorkerRecord | None:
         """The worker's heartbeat write: its time and jobs, nothing the control plane owns (one
@@ -129,9 +131,9 @@ class IndexedStore(InMemoryStore):
         self._index(state.task_arn)
         return recorded
 
-    def live_workers(self) -> Iterable[WorkerRecord]:
+    def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
         with self._lock:
-            return [self._workers[arn] for arn in self._live]
+            return [self._workers[arn] for arn in self._live if in_shards(arn, shards)]
 
     def _index(self, task_arn: str) -> None:
         with self._lock:
@@ -232,8 +234,8 @@ class HeartbeatedWorkers:
     def record_cold_start(self, seconds: float) -> None:
         self._store.record_cold_start(seconds)
 
-    def live_workers(self) -> Iterable[WorkerRecord]:
-        listed = [self._beat(record) for record in self._store.live_workers()]
+    def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
+        listed = [self._beat(record) for record in self._store.live_workers(shards)]
         self.listing_reads += max(1, math.ceil(len(listed) / ITEMS_PER_READ_UNIT))
         self.listings += 1
         self.listed_items += len(listed)

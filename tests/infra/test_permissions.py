@@ -91,8 +91,10 @@ PLATFORM_ACTIONS = {
     "webhook": set(RUN_ACTIONS),
     # The SQS event source mapping polls with the function's role.
     "timer": set(RUN_ACTIONS) | {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
-    # Lambda sends failed asynchronous invocations to the function's dead-letter queue.
-    "sweeper": set(RUN_ACTIONS) | {"sqs:SendMessage"},
+    # Lambda sends failed asynchronous invocations to the function's dead-letter queue; the sweep
+    # queue's event source mapping polls with the function's role.
+    "sweeper": set(RUN_ACTIONS)
+    | {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
     "task_events": set(RUN_ACTIONS) | {"sqs:SendMessage"},
     "api": set(RUN_ACTIONS),
 }
@@ -118,11 +120,14 @@ SCOPES: dict[str, tuple[list[Any], dict[str, Any] | None]] = {
         [get_att("AgentTaskRole", "Arn"), get_att("AgentExecutionRole", "Arn")],
         {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
     ),
-    "sqs:SendMessage": ([get_att("TimerQueue", "Arn"), get_att("EventsDeadLetterQueue", "Arn")], None),
+    "sqs:SendMessage": (
+        [get_att("TimerQueue", "Arn"), get_att("EventsDeadLetterQueue", "Arn"), get_att("SweepQueue", "Arn")],
+        None,
+    ),
     "secretsmanager:GetSecretValue": ([ref("LiveKitSecretArn")], None),
-    "sqs:ReceiveMessage": ([get_att("TimerQueue", "Arn")], None),
-    "sqs:DeleteMessage": ([get_att("TimerQueue", "Arn")], None),
-    "sqs:GetQueueAttributes": ([get_att("TimerQueue", "Arn")], None),
+    "sqs:ReceiveMessage": ([get_att("TimerQueue", "Arn"), get_att("SweepQueue", "Arn")], None),
+    "sqs:DeleteMessage": ([get_att("TimerQueue", "Arn"), get_att("SweepQueue", "Arn")], None),
+    "sqs:GetQueueAttributes": ([get_att("TimerQueue", "Arn"), get_att("SweepQueue", "Arn")], None),
     "sqs:ChangeMessageVisibility": ([get_att("TimerQueue", "Arn")], None),
     "xray:PutTraceSegments": (["*"], None),
     "xray:PutTelemetryRecords": (["*"], None),

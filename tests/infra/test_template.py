@@ -10,6 +10,7 @@ import pytest
 
 from control_plane.adapters.dynamodb_store import ATTENTION_INDEX
 from control_plane.settings import METRICS_NAMESPACE, TASK_STARTED_BY, Settings
+from control_plane.task_events import RULE_STATUSES
 from local import fixtures as aws
 from tests.infra import cfn
 from tests.infra.cfn import ROOT, get_att, ref
@@ -191,7 +192,11 @@ def test_task_events_hear_only_our_tasks_in_our_cluster() -> None:
     assert rule["Pattern"] == {
         "source": ["aws.ecs"],
         "detail-type": ["ECS Task State Change"],
-        "detail": {"clusterArn": [get_att("AgentCluster", "Arn")], "startedBy": [TASK_STARTED_BY]},
+        "detail": {
+            "clusterArn": [get_att("AgentCluster", "Arn")],
+            "startedBy": [TASK_STARTED_BY],
+            "lastStatus": list(RULE_STATUSES),
+        },
     }
     assert rule["DeadLetterConfig"] == {"Arn": get_att("EventsDeadLetterQueue", "Arn")}
     assert rule["RetryPolicy"]["MaximumRetryAttempts"] >= 1

@@ -67,12 +67,10 @@ def test_a_task_tagging_its_own_item_as_a_room_neither_breaks_nor_joins_the_list
     dynamodb.put_item(TableName=TABLE, Item={**fake, "pk": {"S": "TASK#AROAFAKE:task-1"}})
 
     first = api.get("/rooms", limit=1)
-    second = api.get("/rooms", limit=1, cursor=first.body["next_cursor"])
     everything = api.get("/rooms")
 
-    assert (first.status, second.status, everything.status) == (200, 200, 200)
-    assert [room["name"] for room in first.body["rooms"]] == ["real"]
-    assert (second.body["rooms"], second.body["next_cursor"]) == ([], None)
+    assert (first.status, everything.status) == (200, 200)
+    assert (first.body["rooms"][0]["name"], first.body["next_cursor"]) == ("real", None), "no page after it"
     assert [room["name"] for room in everything.body["rooms"]] == ["real"]
 
 

@@ -164,3 +164,36 @@ def test_sweep_near_the_deadline_leaves_a_cursor_and_the_next_one_resumes(aws: L
 
     assert (second["complete"], second["rooms_visited"]) == (True, 1)
     assert "Item" not in aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "SWEEP#cursor"}})
+
+
+def test_the_schedule_fans_out_over_the_sweep_queue_and_each_message_sweeps_its_group(
+    short_grace: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SWEEP_GROUPS=3 with the sweep queue: the schedule's invocation only sends three messages;
+    the sweeper, invoked with each as the queue's event source would, heals its group's rooms."""
+    aws = short_grace
+    sqs = aws.client("sqs")
+    queue_url = sqs.create_queue(QueueName="sweep-groups")["QueueUrl"]
+    monkeypatch.setenv("SWEEP_GROUPS", "3")
+    monkeypatch.setenv("SWEEP_QUEUE_URL", queue_url)
+    composition.reset()
+    active_room(aws)
+    aws.livekit.state.remove_participant("room-1", "PA_1")
+    deliver(aws, "participant_left", "PA_1")
+    sqs.purge_queue(QueueUrl=aws.queue_url)  # the grace timer is lost
+    time.sleep(1.1)
+
+    fanned = sweeper.handler(scheduler_event(), LambdaContext())
+
+    assert (fanned["groups"], fanned["invoked"], fanned["failed"]) == (3, [0, 1, 2], [])
+    assert room_item(aws)["state"]["S"] == "grace", "the schedule's invocation swept nothing"
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    bodies = sorted((json.loads(m["Body"]) for m in messages), key=lambda body: body["sweep_group"])
+    assert [(b["sweep_group"], b["sweep_groups"]) for b in bodies] == [(0, 3), (1, 3), (2, 3)]
+    for message in messages:
+        event = {"Records": [{"body": message["Body"], "messageId": message["MessageId"]}]}
+        [report] = sweeper.handler(event, LambdaContext())["groups"]
+        assert report["complete"] is True
+    assert room_item(aws)["state"]["S"] == "closed"
+    malformed = {"Records": [{"body": '{"sweep_group": 5, "sweep_groups": 3, "untracked": true}'}]}
+    assert sweeper.handler(malformed, LambdaContext())["groups"] == [{"outcome": "malformed"}]

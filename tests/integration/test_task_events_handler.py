@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from control_plane.shards import ATTENTION_SHARDS, shard_of
 from control_plane.worker_protocol import worker_pk
 from handlers import task_events, timer, webhook
 from local.fixtures import (
@@ -56,7 +57,7 @@ def test_task_states_update_the_worker_record_and_late_events_are_ignored(aws: L
     assert (running["status"]["S"], running["last_status"]["S"], running["attention"]["S"]) == (
         "starting",
         "RUNNING",
-        "worker",
+        f"worker#{shard_of(arn, ATTENTION_SHARDS)}",
     )
     assert running["launched_for"]["S"] == "room-9"
 

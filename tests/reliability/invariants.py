@@ -29,6 +29,7 @@ from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.humans import is_human
 from control_plane.ports import Dispatch
 from control_plane.room import Room
+from control_plane.shards import attention_values
 from control_plane.worker_protocol import LAUNCHED_FOR_ROOM_ENV
 from local.fixtures import CLUSTER, TABLE, LocalAws
 from tests.harness import AGENT_NAME, TwinStack
@@ -177,14 +178,16 @@ def _launched_for(task: Mapping[str, Any]) -> str:
 
 
 def indexed_rooms(aws: LocalAws) -> set[str]:
+    """Rooms in the index, read raw: every room shard's partition (and the unsharded one)."""
+    paginator = aws.client("dynamodb").get_paginator("query")
     pages = (
-        aws.client("dynamodb")
-        .get_paginator("query")
-        .paginate(
+        page
+        for value in [*attention_values("room"), "room"]
+        for page in paginator.paginate(
             TableName=TABLE,
             IndexName="attention-index",
             KeyConditionExpression="attention = :a",
-            ExpressionAttributeValues={":a": {"S": "room"}},
+            ExpressionAttributeValues={":a": {"S": value}},
         )
     )
     return {item["pk"]["S"].removeprefix("ROOM#") for page in pages for item in page["Items"]}

@@ -4,6 +4,7 @@ room list a few, the audit a bounded share; and every call of the sweep within i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -249,7 +250,7 @@ class ThrottledLiveKit:
         self.throttled = throttled
         self.calls = 0
 
-    async def alist_rooms(self) -> list[LiveRoom]:
+    async def alist_rooms(self, names: Sequence[str] = ()) -> list[LiveRoom]:
         self.calls += 1
         if self.throttled:
             self.throttled -= 1

@@ -2,14 +2,17 @@
 
 Items: ``ROOM#<name>`` (a :class:`Room`, plus its derived ``state``), ``EVENT#<id>`` (webhook
 dedupe) and ``TASK#<arn>`` (a :class:`WorkerRecord`). Rooms and live workers carry an
-``attention`` attribute, the key of a sparse index, so the sweeper reads only what is active.
+``attention`` attribute, the key of a sparse index, so the sweeper reads only what is active:
+``room#<shard>`` and ``worker#<shard>`` (:mod:`control_plane.shards`), queried shard by shard.
+Items written before the index was sharded carry ``room`` or ``worker``; the reads still query
+those (``LEGACY_ATTENTION``) until every such item has been rewritten (docs/architecture.md).
 Every room write is conditional on ``version``. TTL deletes lazily, so expired dedupe items
 are treated as absent in code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,7 @@ from control_plane.room import (
     prune_departed,
     with_retention,
 )
+from control_plane.shards import attention_value, attention_values, in_shards
 from control_plane.worker_protocol import (
     ROOM_PK_PREFIX,
     WORKER_ATTENTION,
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
 
 ATTENTION_INDEX = "attention-index"
 ROOM_ATTENTION = "room"
+# The unsharded values of the release before the shards: read as well, for one release.
+LEGACY_ATTENTION = {ROOM_ATTENTION: ROOM_ATTENTION, WORKER_ATTENTION: WORKER_ATTENTION}
 WAITING_ATTENTION = "waiting"
 EVENT_PK_PREFIX = "EVENT#"
 WAITING_PK_PREFIX = "WAIT#"
@@ -89,13 +95,27 @@ def room_item(room: Room) -> dict[str, Any]:
     item["pk"] = room_key(room.name)
     item["state"] = room.state.value
     if room.needs_attention:
-        item["attention"] = ROOM_ATTENTION
+        item["attention"] = attention_value(ROOM_ATTENTION, room.name)
     return item
 
 
 def room_from_item(item: dict[str, Any]) -> Room:
     fields = _deserialize(item)
     return Room.model_validate({**fields, "in_attention_index": "attention" in fields})
+
+
+def _cursor_pk(group: int) -> str:
+    """Group 0 keeps the key of the sweep before the groups, so its cursor survives a deploy."""
+    return SWEEP_CURSOR_PK if group == 0 else f"{SWEEP_CURSOR_PK}#{group}"
+
+
+def _attention_key(item: dict[str, Any]) -> str:
+    """What an item's shard is the hash of: a room's name, a worker's task ARN."""
+    for field in ("name", "task_arn"):
+        value = item.get(field, {}).get("S")
+        if value is not None:
+            return str(value)
+    return str(item["pk"]["S"])
 
 
 def _worker_from_item(item: dict[str, Any]) -> WorkerRecord | None:
@@ -224,7 +244,7 @@ class DynamoDBStore:
             values[":human"] = _serializer.serialize(
                 _to_dynamo({"identity": change.identity, "joined_at": change.at})
             )
-            values[":attention"] = {"S": ROOM_ATTENTION}
+            values[":attention"] = {"S": attention_value(ROOM_ATTENTION, change.room)}
             names["#attention"] = "attention"
             names["#expires_at"] = "expires_at"
             expression = (
@@ -270,28 +290,37 @@ class DynamoDBStore:
     def release_event(self, event_id: str) -> None:
         self._client.delete_item(TableName=self._table, Key={"pk": {"S": EVENT_PK_PREFIX + event_id}})
 
-    def rooms_needing_attention(self) -> Iterable[Room]:
-        for item in self._query_attention(ROOM_ATTENTION):
+    def rooms_needing_attention(self, shards: Collection[int] | None = None) -> Iterable[Room]:
+        for item in self._query_attention(ROOM_ATTENTION, shards):
             # A task may write any attribute into its own worker item, ``attention`` included.
             if item["pk"]["S"].startswith(ROOM_PK_PREFIX):
                 yield room_from_item(item)
 
-    def get_sweep_cursor(self) -> str | None:
+    def get_sweep_cursor(self, group: int = 0) -> str | None:
         response = self._client.get_item(
-            TableName=self._table, Key={"pk": {"S": SWEEP_CURSOR_PK}}, ConsistentRead=True
+            TableName=self._table, Key={"pk": {"S": _cursor_pk(group)}}, ConsistentRead=True
         )
         cursor = response.get("Item", {}).get("cursor", {}).get("S")
         return str(cursor) if cursor is not None else None
 
-    def put_sweep_cursor(self, room: str | None) -> None:
+    def put_sweep_cursor(self, room: str | None, group: int = 0) -> None:
         if room is None:
-            self._client.delete_item(TableName=self._table, Key={"pk": {"S": SWEEP_CURSOR_PK}})
+            self._client.delete_item(TableName=self._table, Key={"pk": {"S": _cursor_pk(group)}})
             return
         self._client.put_item(
-            TableName=self._table, Item={"pk": {"S": SWEEP_CURSOR_PK}, "cursor": {"S": room}}
+            TableName=self._table, Item={"pk": {"S": _cursor_pk(group)}, "cursor": {"S": room}}
         )
 
-    def _query_attention(self, value: str) -> Iterator[dict[str, Any]]:
+    def _query_attention(self, kind: str, shards: Collection[int] | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of ``kind`` in ``shards`` (None: all), one query per shard, then the
+        unsharded legacy value's items that hash into ``shards``."""
+        for value in attention_values(kind, shards):
+            yield from self._query_partition(value)
+        for item in self._query_partition(LEGACY_ATTENTION[kind]):
+            if in_shards(_attention_key(item), shards):
+                yield item
+
+    def _query_partition(self, value: str) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("query")
         for page in paginator.paginate(
             TableName=self._table,
@@ -332,7 +361,7 @@ class DynamoDBStore:
             expression += " REMOVE attention"
         else:
             names["#attention"] = "attention"
-            values[":attention"] = {"S": WORKER_ATTENTION}
+            values[":attention"] = {"S": attention_value(WORKER_ATTENTION, record.task_arn)}
             expression = "SET " + ", ".join([*sets, "#attention = :attention"])
         self._client.update_item(
             TableName=self._table,
@@ -501,7 +530,7 @@ class DynamoDBStore:
     def waiting_rooms(self) -> list[tuple[str, float]]:
         found = [
             (item["room"]["S"], float(item["since"]["N"]))
-            for item in self._query_attention(WAITING_ATTENTION)
+            for item in self._query_partition(WAITING_ATTENTION)
             if item["pk"]["S"].startswith(WAITING_PK_PREFIX) and "room" in item and "since" in item
         ]
         return sorted(found, key=lambda entry: (entry[1], entry[0]))
@@ -575,13 +604,13 @@ class DynamoDBStore:
             ExpressionAttributeValues={":value": {"N": repr(round(value, 3))}},
         )
 
-    def live_workers(self) -> Iterable[WorkerRecord]:
+    def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
         """Live worker items whose ``task_arn`` is the task their key belongs to: IAM keeps a
         task to its own item, not to honest contents, so a record claiming another task (or an
         item from before workers were keyed by their credentials) is skipped. A worker that wrote
         ``stopped`` stays in the index until ECS reports the task stopped (a task may not write
         ``attention``), so its status is checked here too."""
-        for item in self._query_attention(WORKER_ATTENTION):
+        for item in self._query_attention(WORKER_ATTENTION, shards):
             record = _worker_from_item(item)
             if (
                 record is not None
@@ -641,7 +670,7 @@ class DynamoDBStore:
         else:
             names["#attention"] = "attention"
             values[":starting"] = {"S": WorkerStatus.STARTING.value}
-            values[":attention"] = {"S": WORKER_ATTENTION}
+            values[":attention"] = {"S": attention_value(WORKER_ATTENTION, state.task_arn)}
             sets += ["#status = if_not_exists(#status, :starting)", "#attention = :attention"]
             expression = "SET " + ", ".join(sets)
             condition += " AND (attribute_not_exists(#status) OR #status <> :stopped)"

@@ -17,6 +17,10 @@ gateway's, kept across warm invocations). Blocking calls — DynamoDB, ECS, ``re
 run in a thread pool of the same size, and their LiveKit calls are bridged back onto that loop.
 The sweep starts no new room once the Lambda's remaining time falls below the safety margin and
 leaves the cursor there, so the next sweep starts with the rooms this one did not reach.
+
+At scale the sweep is split into groups (``SWEEP_GROUPS``, :mod:`control_plane.sweeper.fan_out`):
+each sweeps the rooms of its attention shards; the lead group also does step 1 and the rooms
+nobody tracks (docs/architecture.md, "Sharded index, fanned-out sweep").
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from control_plane.ports import (
@@ -29,7 +29,9 @@ class AsyncLiveKit(Protocol):
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T: ...
 
-    async def alist_rooms(self) -> list[LiveRoom]: ...
+    async def alist_rooms(self, names: Sequence[str] = ()) -> list[LiveRoom]:
+        """Open rooms: all of them, or those of ``names`` that are open."""
+        ...
 
     async def alist_dispatches(self, room: str) -> list[Dispatch]: ...
 
@@ -117,8 +119,8 @@ class BudgetedLiveKit:
                 await self._sleep(backoff)
         raise AssertionError("unreachable")
 
-    async def alist_rooms(self) -> list[LiveRoom]:
-        return await self._call(self._livekit.alist_rooms)
+    async def alist_rooms(self, names: Sequence[str] = ()) -> list[LiveRoom]:
+        return await self._call(lambda: self._livekit.alist_rooms(names))
 
     async def alist_dispatches(self, room: str) -> list[Dispatch]:
         return await self._call(lambda: self._livekit.alist_dispatches(room))

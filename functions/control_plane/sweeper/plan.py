@@ -17,6 +17,7 @@ from control_plane.ports import (
     TaskSnapshot,
 )
 from control_plane.room import ChangeKind, ParticipantChange, Room
+from control_plane.shards import group_shards
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus, agent_identity
 
 # LiveKit's listings and our records are read at different moments: anything that changed
@@ -58,6 +59,40 @@ class SweepPolicy:
     sweep_interval_seconds: float = 60.0
     # LiveKit calls per second the sweep may make (0: unlimited).
     livekit_api_rate: float = 0.0
+
+
+# Room names per ListRooms call of a group's tracked rooms. livekit-server puts no limit on
+# ``names`` (v1.9 roomservice.go hands them to the store: one Redis HMGET); a thousand keeps a
+# request ~40 KB and a group of 6,250 rooms at 7 calls a minute.
+LIST_ROOMS_NAMES = 1000
+
+
+@dataclass(frozen=True)
+class SweepGroup:
+    """The share of one sweep an invocation does: the rooms of group ``group``'s attention shards
+    (``shards.group_shards``). The lead group (0) also does what has one answer for the whole
+    fleet: ECS's task list and the tasks' cleanup, the pool's backstop, the fleet-wide gauges
+    and, when ``untracked``, LiveKit's full room list for rooms nobody tracks."""
+
+    group: int = 0
+    groups: int = 1
+    untracked: bool = True
+
+    @property
+    def lead(self) -> bool:
+        return self.group == 0
+
+    @property
+    def shards(self) -> frozenset[int] | None:
+        """The attention shards to read; None (all) for a sweep of one group."""
+        return None if self.groups == 1 else group_shards(self.group, self.groups)
+
+
+def fan_out(now: float, groups: int, untracked_every: int, interval_seconds: float) -> list[SweepGroup]:
+    """This minute's groups: the lead lists LiveKit's untracked rooms on every
+    ``untracked_every``-th sweep (counted from the epoch, so no state is kept)."""
+    untracked = int(now // interval_seconds) % untracked_every == 0
+    return [SweepGroup(group, groups, untracked and group == 0) for group in range(groups)]
 
 
 class RoomCheck(StrEnum):

@@ -1,4 +1,5 @@
-"""One sweep, executed: tasks first (ECS before the index), then every room from the cursor."""
+"""One sweep (or one group's share of it), executed: tasks first (ECS before the index), then
+every room from the cursor."""
 
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ from control_plane.room_loop import WorkerListing
 from control_plane.sweeper.bridge import AsyncLiveKit, BudgetedLiveKit, CallBudget, LoopBridge, SweepMetrics
 from control_plane.sweeper.plan import (
     CRASH_REASONS,
+    LIST_ROOMS_NAMES,
     LISTING_MARGIN_SECONDS,
     AgedAgent,
     DeleteReason,
     DispatchPlan,
     RoomCheck,
     StopReason,
+    SweepGroup,
     SweepPolicy,
     TaskStop,
     agent_started_at,
@@ -72,6 +75,7 @@ class SweepReport:
     counts: dict[str, float] = field(default_factory=dict)
     livekit_calls: int = 0
     rooms_inspected: int = 0
+    group: int = 0
 
 
 class Sweeper:
@@ -92,24 +96,27 @@ class Sweeper:
         self._policy = policy
         self._sync_livekit = sync_livekit
 
-    def sweep(self, remaining_seconds: Callable[[], float]) -> SweepReport:
-        """One sweep; ``remaining_seconds`` is the Lambda's time left (context)."""
-        return self._livekit.run(self._sweep(remaining_seconds))
+    def sweep(self, remaining_seconds: Callable[[], float], group: SweepGroup | None = None) -> SweepReport:
+        """One sweep, or one group's share of it; ``remaining_seconds`` is the Lambda's time
+        left (context)."""
+        return self._livekit.run(self._sweep(remaining_seconds, group or SweepGroup()))
 
-    async def _sweep(self, remaining_seconds: Callable[[], float]) -> SweepReport:
+    async def _sweep(self, remaining_seconds: Callable[[], float], group: SweepGroup) -> SweepReport:
         started = time.monotonic()
         metrics = SweepMetrics()
         livekit = BudgetedLiveKit(self._livekit, CallBudget(self._policy.livekit_api_rate))
         if self._sync_livekit is not None:
             ports = replace(self._ports, livekit=self._sync_livekit, metrics=metrics)
-            run = _SweepRun(ports, livekit, self._controller_for(ports), self._policy, None, metrics)
+            run = _SweepRun(ports, livekit, self._controller_for(ports), self._policy, None, metrics, group)
             visited, total, cursor = await run.execute(remaining_seconds)
         else:
             ports = replace(
                 self._ports, livekit=LoopBridge(livekit, asyncio.get_running_loop()), metrics=metrics
             )
             with ThreadPoolExecutor(self._policy.concurrency, thread_name_prefix="sweep") as pool:
-                run = _SweepRun(ports, livekit, self._controller_for(ports), self._policy, pool, metrics)
+                run = _SweepRun(
+                    ports, livekit, self._controller_for(ports), self._policy, pool, metrics, group
+                )
                 visited, total, cursor = await run.execute(remaining_seconds)
         duration = time.monotonic() - started
         metrics.count("SweepDurationSeconds", duration, "Seconds")
@@ -125,6 +132,7 @@ class Sweeper:
             counts=counts,
             livekit_calls=livekit.calls,
             rooms_inspected=run.inspected,
+            group=group.group,
         )
         log.info("sweep done", extra={"report": asdict(report)})
         return report
@@ -141,6 +149,7 @@ class _SweepRun:
         policy: SweepPolicy,
         pool: ThreadPoolExecutor | None,
         metrics: SweepMetrics,
+        group: SweepGroup,
     ) -> None:
         self.ports = ports
         self.livekit = livekit
@@ -153,6 +162,9 @@ class _SweepRun:
         self.workers: dict[str, WorkerRecord] = {}
         self.listing: WorkerListing | None = None
         self.inspected = 0
+        self.group = group
+        # Rooms other groups track: never "untracked" in the lead's full room list.
+        self.tracked_elsewhere: frozenset[str] = frozenset()
 
     async def blocking(self, call: Callable[..., T], *args: Any) -> T:
         if self.pool is None:
@@ -165,18 +177,36 @@ class _SweepRun:
     async def execute(self, remaining_seconds: Callable[[], float]) -> tuple[int, int, str | None]:
         # ECS before the index: a task listed was launched before its room record was read,
         # so the record (or its launch token) claims it.
-        tasks = await self._list_tasks()
-        rooms: list[Room] = await self.blocking(lambda: list(self.ports.rooms.rooms_needing_attention()))
+        group = self.group
+        tasks = await self._list_tasks() if group.lead else None
+        rooms: list[Room] = await self.blocking(
+            lambda: list(self.ports.rooms.rooms_needing_attention(group.shards))
+        )
+        # Every live worker: a room's agent may run on a task of any shard.
         workers: list[WorkerRecord] = await self.blocking(lambda: list(self.ports.workers.live_workers()))
         self.workers = {worker.task_arn: worker for worker in workers}
         pool = self.controller.capacity.policy
         self.listing = WorkerListing(self.workers, bool(slot_candidates(workers, self.now(), pool)))
-        self._count_gauges(rooms, tasks)
+        if group.lead:
+            await self._fleet_steps(tasks, workers, rooms)
+        await self._list_live_rooms(rooms)
+        return await self._sweep_rooms(rooms, remaining_seconds)
+
+    async def _fleet_steps(
+        self, tasks: list[TaskSnapshot] | None, workers: list[WorkerRecord], rooms: list[Room]
+    ) -> None:
+        """What has one answer for the whole fleet, the lead group's: a task is claimed by a
+        room of any shard, so the tasks are judged against every tracked room."""
+        claims = rooms
+        if self.group.groups > 1:
+            claims = await self.blocking(lambda: list(self.ports.rooms.rooms_needing_attention()))
+            self.tracked_elsewhere = frozenset(room.name for room in claims) - {room.name for room in rooms}
+        self._count_gauges(claims, tasks)
         if tasks is not None:
             # Healed before this sweep stops anything: a task stopped now is released by its own
             # STOPPED event, which a heal on this (older) listing would otherwise undo.
             await self._guarded(self._heal_task_count, tasks, "*")
-            await self._clean_tasks(tasks, workers, rooms)
+            await self._clean_tasks(tasks, workers, claims)
         # The pool's backstop: orphaned reservations are freed, waiting rooms take open slots,
         # then it launches or scales in.
         try:
@@ -187,8 +217,6 @@ class _SweepRun:
         except Exception:
             log.exception("the pool's backstop failed; the next sweep tries again")
             self.metrics.count("SweepErrors")
-        await self._list_live_rooms()
-        return await self._sweep_rooms(rooms, remaining_seconds)
 
     # --- listings --------------------------------------------------------------------------
 
@@ -199,10 +227,18 @@ class _SweepRun:
             self._listing_failed("ecs")
             return None
 
-    async def _list_live_rooms(self) -> None:
+    async def _list_live_rooms(self, rooms: Sequence[Room]) -> None:
+        """LiveKit's view of this group's rooms: every open room when it is the turn for rooms
+        nobody tracks, else only the tracked ones, by name, ``LIST_ROOMS_NAMES`` a call."""
         self.listed_at = self.now()
         try:
-            self.live = {room.name: room for room in await self.livekit.alist_rooms()}
+            if self.group.untracked and self.group.lead:  # only the lead knows every tracked room
+                listed = await self.livekit.alist_rooms()
+            else:
+                names = sorted(room.name for room in rooms)
+                chunks = [names[i : i + LIST_ROOMS_NAMES] for i in range(0, len(names), LIST_ROOMS_NAMES)]
+                listed = [room for chunk in chunks for room in await self.livekit.alist_rooms(chunk)]
+            self.live = {room.name: room for room in listed}
         except LiveKitUnavailable:
             self._listing_failed("livekit")
 
@@ -344,8 +380,8 @@ class _SweepRun:
         self, rooms: list[Room], remaining_seconds: Callable[[], float]
     ) -> tuple[int, int, str | None]:
         tracked = {room.name: room for room in rooms}
-        names = sorted(set(tracked) | set(self.live or ()))
-        cursor = await self.blocking(self.ports.rooms.get_sweep_cursor)
+        names = sorted(set(tracked) | (set(self.live or ()) - self.tracked_elsewhere))
+        cursor = await self.blocking(self.ports.rooms.get_sweep_cursor, self.group.group)
         slots = asyncio.Semaphore(self.policy.concurrency)
         pending: list[asyncio.Task[None]] = []
         quiet = 0
@@ -371,7 +407,7 @@ class _SweepRun:
             pending.append(asyncio.create_task(self._visit(name, room, slots)))
         await asyncio.gather(*pending)
         if next_cursor != cursor:
-            await self.blocking(self.ports.rooms.put_sweep_cursor, next_cursor)
+            await self.blocking(self.ports.rooms.put_sweep_cursor, next_cursor, self.group.group)
         return len(pending) + quiet, len(names), next_cursor
 
     def _quiet(self, room: Room) -> bool:

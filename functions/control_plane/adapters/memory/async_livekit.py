@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from control_plane.ports import (
@@ -28,8 +28,10 @@ class AsyncLiveKitFacade:
             self._loop = asyncio.new_event_loop()
         return self._loop.run_until_complete(coroutine)
 
-    async def alist_rooms(self) -> list[LiveRoom]:
-        return self._gateway.list_rooms()
+    async def alist_rooms(self, names: Sequence[str] = ()) -> list[LiveRoom]:
+        rooms = self._gateway.list_rooms()
+        wanted = set(names)
+        return [room for room in rooms if room.name in wanted] if wanted else rooms
 
     async def alist_dispatches(self, room: str) -> list[Dispatch]:
         return self._gateway.list_dispatches(room)

@@ -11,7 +11,7 @@ twin is never smarter than DynamoDB. A lock makes it safe for threaded tests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from control_plane.pool import ARRIVAL_RING, Demand, smoothed_cold_start
 from control_plane.ports import ObservedTaskState, VersionConflict
@@ -26,6 +26,7 @@ from control_plane.room import (
     prune_departed,
     with_retention,
 )
+from control_plane.shards import in_shards
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 
 
@@ -54,7 +55,7 @@ class InMemoryStore:
         self._rooms: dict[str, Room] = {}
         self._events: dict[str, int] = {}
         self._workers: dict[str, WorkerRecord] = {}
-        self._sweep_cursor: str | None = None
+        self._sweep_cursors: dict[int, str] = {}
         self._waiting: dict[str, float] = {}
         # The pool item as DynamoDB stores it: a ring of (minute, count) slots and the average.
         self._arrival_ring: dict[int, tuple[int, int]] = {}
@@ -128,19 +129,27 @@ class InMemoryStore:
             self.writes += 1
             self._events.pop(event_id, None)
 
-    def rooms_needing_attention(self) -> Iterable[Room]:
+    def rooms_needing_attention(self, shards: Collection[int] | None = None) -> Iterable[Room]:
+        """The index's shards hold each room under the shard of its name, as DynamoDB's do."""
         with self._lock:
-            return [room for room in self._rooms.values() if room.in_attention_index]
+            return [
+                room
+                for room in self._rooms.values()
+                if room.in_attention_index and in_shards(room.name, shards)
+            ]
 
-    def get_sweep_cursor(self) -> str | None:
+    def get_sweep_cursor(self, group: int = 0) -> str | None:
         with self._lock:
             self.reads += 1
-            return self._sweep_cursor
+            return self._sweep_cursors.get(group)
 
-    def put_sweep_cursor(self, room: str | None) -> None:
+    def put_sweep_cursor(self, room: str | None, group: int = 0) -> None:
         with self._lock:
             self.writes += 1
-            self._sweep_cursor = room
+            if room is None:
+                self._sweep_cursors.pop(group, None)
+            else:
+                self._sweep_cursors[group] = room
 
     # WorkerRegistry
     def get_worker(self, task_arn: str) -> WorkerRecord | None:
@@ -295,9 +304,13 @@ class InMemoryStore:
             value = seconds if previous is None else smoothed_cold_start(previous, seconds)
             self._cold_start = round(value, 3)
 
-    def live_workers(self) -> Iterable[WorkerRecord]:
+    def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
         with self._lock:
-            return [w for w in self._workers.values() if w.status is not WorkerStatus.STOPPED]
+            return [
+                w
+                for w in self._workers.values()
+                if w.status is not WorkerStatus.STOPPED and in_shards(w.task_arn, shards)
+            ]
 
     def record_task_state(self, state: ObservedTaskState) -> bool:
         with self._lock:

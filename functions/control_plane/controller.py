@@ -19,7 +19,7 @@ from functools import partial
 from control_plane import reconcile
 from control_plane.capacity import Capacity, LaunchBlocked, with_slot
 from control_plane.events import EventType, LiveKitEvent
-from control_plane.pool import PoolPolicy, slot_candidates
+from control_plane.pool import PoolPolicy
 from control_plane.ports import (
     Dispatch,
     LaunchFailed,
@@ -154,7 +154,8 @@ class RoomController:
         """A worker can take rooms: the room it was launched for first, then those waiting."""
         # livekit-agents registers again on every reconnect and the worker re-sends WorkerReady:
         # only the first one per task (``ready_at`` set once) is a cold-start sample.
-        worker = self._ports.workers.mark_ready(message.task_arn, self._now())
+        jobs_per_task = self.capacity.policy.jobs_per_task
+        worker = self._ports.workers.mark_ready(message.task_arn, self._now(), jobs_per_task)
         cold_start = None
         if worker is not None and worker.launched_at is not None:
             cold_start = max(0.0, self._now() - worker.launched_at)
@@ -171,12 +172,10 @@ class RoomController:
     def wake_waiting(self) -> None:
         """Give opened slots to the rooms waiting longest, then top the pool up."""
         capacity = self.capacity
-        listed = capacity.workers()
         # No open slot at all (every worker busy, a common steady state): no waiting room can
-        # take one, so none is judged, which would scan the whole listing once per room.
-        open_now = bool(slot_candidates(listed, self._now(), capacity.policy))
-        for name in capacity.waiting() if open_now else ():
-            if not capacity.slot_open(name, listed):
+        # take one, so none is judged, which would query the slot index once per room.
+        for name in capacity.waiting() if capacity.slot_open() else ():
+            if not capacity.slot_open(name):
                 continue
             try:
                 after = self.reconcile(name)
@@ -185,7 +184,6 @@ class RoomController:
                 continue
             if after is None or not reconcile.waiting_for_slot(after):
                 self._ports.workers.remove_waiting(name)
-                listed = capacity.workers()
         capacity.replenish()
 
     def job_started(self, message: JobStarted) -> Room | None:
@@ -226,7 +224,8 @@ class RoomController:
                     displaced, lambda r: reconcile.record_slot_moved(r, message.task_arn, previous)
                 )
                 if moved is None:
-                    self._ports.workers.release_slot(previous, displaced, unassign=True)
+                    jobs_per_task = self.capacity.policy.jobs_per_task
+                    self._ports.workers.release_slot(previous, displaced, jobs_per_task, unassign=True)
         return after
 
     def _job_confirmed(self, message: JobStarted) -> bool:
@@ -523,15 +522,15 @@ class RoomController:
         agent = room.agent
         assert agent is not None
         if not agent.slot_reserved or agent.task_arn is None:
-            listed = self.capacity.workers()
+            own = self.capacity.own_task(agent.task_arn)
+            listed = self.capacity.candidates(room.name, own)
             self._listed.value = (room.name, listed)  # the slot attempt this round decides on
-            own = next((w for w in listed if w.task_arn == agent.task_arn), None)
             taken = (
                 own is not None
                 and bool(own.rooms() - {room.name})
                 and own.free_slots(self.capacity.policy.jobs_per_task) == 0
             )
-            return World(slot_open=self.capacity.slot_open(room.name, listed), own_task_taken=taken)
+            return World(slot_open=bool(listed), own_task_taken=taken)
         worker = self._ports.workers.get_worker(agent.task_arn)
         ready = worker is not None and worker.is_ready(now, self._policy.worker_stale_seconds)
         return World(worker_ready=ready)
@@ -569,40 +568,46 @@ class RoomController:
             if found:
                 return self._record(room.name, lambda r: reconcile.record_launch(r, token, found))
         observed, self._listed.value = getattr(self._listed, "value", None), None
-        workers = observed[1] if observed is not None and observed[0] == room.name else capacity.workers()
         prefer = room.agent.task_arn if room.agent is not None else None
+        workers = (
+            observed[1]
+            if observed is not None and observed[0] == room.name
+            else capacity.candidates(room.name, capacity.own_task(prefer))
+        )
         task_arn = capacity.take_slot(room.name, prefer, workers)
         if task_arn is not None:
             after = self._record(room.name, lambda r: reconcile.record_slot(r, token, task_arn))
             if after is None:
-                self._ports.workers.release_slot(task_arn, room.name, unassign=True)
+                jobs_per_task = capacity.policy.jobs_per_task
+                self._ports.workers.release_slot(task_arn, room.name, jobs_per_task, unassign=True)
                 return None
             self._ports.workers.remove_waiting(room.name)
             self._ports.metrics.count("SlotsTaken")
             # The pool tops up once the room is reconciled: its dispatch must not wait for RunTask.
-            self._refill.value = (room.name, with_slot(workers, task_arn, room.name, self._now()))
+            self._refill.value = (room.name, task_arn)
             return after
         if not effect.launch:
             self._ports.workers.put_waiting(room.name, self._now())
             return self._record(room.name, lambda r: reconcile.record_no_slot(r, token))
-        return self._launch(room, token, workers)
+        return self._launch(room, token)
 
     def _refill_pool(self) -> None:
         """Replace the slot this thread's reconcile took (:meth:`_acquire`), after its dispatch."""
         pending, self._refill.value = getattr(self._refill, "value", None), None
         if pending is None:
             return
-        room, workers = pending
+        room, task_arn = pending
         try:
-            self.capacity.replenish(workers)
+            pool = self._ports.workers.pool_workers()
+            self.capacity.replenish(with_slot(pool, task_arn, room, self._now()))
         except Exception:  # the room has its slot; the pool tops up on the next wake or sweep
             log.exception("pool could not be replenished", extra={"room": room})
 
-    def _launch(self, room: Room, token: str, workers: list[WorkerRecord]) -> Room | None:
+    def _launch(self, room: Room, token: str) -> Room | None:
         # Waiting from here on: a slot another worker frees before this launch is ready wakes it.
         self._ports.workers.put_waiting(room.name, self._now())
         try:
-            launched = self.capacity.launch_for_room(room.name, token, workers)
+            launched = self.capacity.launch_for_room(room.name, token)
         except LaunchOutcomeUnknown as error:
             # ECS may have started it: keep the token, its claim expiring in a few seconds, so
             # the retry finds the task with ``find_launched`` before it launches anything.

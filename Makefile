@@ -96,7 +96,7 @@ simulate: $(BIN)/.installed
 
 # The API's OpenAPI document, committed; tests/unit/test_openapi_spec.py fails while it is stale.
 openapi: $(BIN)/.installed
-	PYTHONPATH=functions $(BIN)/python -m api.spec docs/openapi.json
+	PYTHONPATH=functions:. $(BIN)/python -m local.openapi docs/openapi.json
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format .

@@ -1,5 +1,6 @@
 """The API's OpenAPI document: served at ``GET /openapi.json`` and committed as
-``docs/openapi.json`` (``make openapi`` rewrites it; a test fails while the two differ).
+``docs/openapi.json`` (``make openapi``, :mod:`local.openapi`, rewrites it; a test fails while
+the two differ). The app comes in as an argument: this module never imports the handler.
 
 Every route needs SigV4: API Gateway's IAM authorizer checks it before the function runs. The
 document says so the way API Gateway's own OpenAPI import does (``x-amazon-apigateway-authtype``).
@@ -7,7 +8,6 @@ document says so the way API Gateway's own OpenAPI import does (``x-amazon-apiga
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,17 +44,3 @@ def document(app: APIGatewayHttpResolver) -> str:
         security_schemes={SIGV4: scheme},
         security=[{SIGV4: []}],
     )
-
-
-def main() -> int:
-    """Write the document to ``docs/openapi.json`` (or the path given)."""
-    from handlers.api import app
-
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else COMMITTED
-    target.write_text(document(app) + "\n")
-    print(f"wrote {target}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
-from control_plane.controller import RoomController, WorkerListing
+from control_plane.controller import RoomController
 from control_plane.humans import is_human
 from control_plane.pool import slot_candidates, usable
 from control_plane.ports import (
@@ -27,6 +27,7 @@ from control_plane.ports import (
 )
 from control_plane.reconcile import grace_expired
 from control_plane.room import NEEDS_ATTENTION, Room, RoomState
+from control_plane.room_loop import WorkerListing
 from control_plane.sweeper.bridge import AsyncLiveKit, BudgetedLiveKit, CallBudget, LoopBridge, SweepMetrics
 from control_plane.sweeper.plan import (
     CRASH_REASONS,

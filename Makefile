@@ -8,7 +8,7 @@ INFRA_VENV := .venv-infra
 # The container runs Python 3.12; use it for the agent tests when this machine has it.
 AGENT_PYTHON ?= $(shell python3.12 --version >/dev/null 2>&1 && echo python3.12 || echo $(PYTHON))
 
-.PHONY: demo dev test check infra-lint unit test-agent bench bench-smoke bench-e2e e2e simulate format clean openapi reliability lock
+.PHONY: demo dev test check infra-lint unit test-agent bench bench-smoke bench-e2e e2e simulate capacity format clean openapi reliability lock
 
 # Every install is from a lock with hashes (pip --require-hashes), pip itself included
 # (requirements-pip.txt): the *.in files say what is wanted, `make lock` pins it.
@@ -93,6 +93,12 @@ bench-e2e: $(BIN)/.installed $(AGENT_VENV)/.installed
 # run that README.md and docs/capacity.md show; this is the one command that refreshes them).
 simulate: $(BIN)/.installed
 	PYTHONPATH=functions $(BIN)/python -m sim --charts docs/charts
+
+# The capacity model at 100,000 rooms (issue 20): each row of the real core on the join-API and
+# webhook-only paths over a seeded day, its counts per concurrent room against every AWS and
+# LiveKit limit; writes bench/results/capacity.json (committed), which docs/capacity.md quotes.
+capacity: $(BIN)/.installed
+	PYTHONPATH=functions $(BIN)/python -m sim.capacity --rooms 100000
 
 # The API's OpenAPI document, committed; tests/unit/test_openapi_spec.py fails while it is stale.
 openapi: $(BIN)/.installed

@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
 if TYPE_CHECKING:
-    from tests.localstack import LocalAws
+    from local.fixtures import LocalAws
 
 IMPORT_GOAL = 1.5  # x import boto3, CPU
 FIRST_GOAL = 2.0  # x a warm request, CPU
@@ -201,7 +201,7 @@ class Events:
         self.aws = aws
 
     def webhook(self, tag: str) -> list[dict[str, Any]]:
-        from tests.localstack import http_api_event, signed_headers, webhook_body
+        from local.fixtures import http_api_event, signed_headers, webhook_body
 
         livekit = self.aws.livekit
         events = []
@@ -212,7 +212,7 @@ class Events:
         return events
 
     def api(self, tag: str) -> list[dict[str, Any]]:
-        from tests.localstack import http_api_event
+        from local.fixtures import http_api_event
 
         events = []
         for n in (1, 2):
@@ -226,7 +226,7 @@ class Events:
         """A WorkerReady each for two rooms whose agent task has just registered its worker."""
         from control_plane import composition
         from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
-        from tests.localstack import sqs_event
+        from local.fixtures import sqs_event
 
         self._drain_timer_queue()
         events = []
@@ -269,14 +269,14 @@ class Events:
             composition.reset()
 
     def sweeper(self, tag: str) -> list[dict[str, Any]]:
-        from tests.localstack import scheduler_event
+        from local.fixtures import scheduler_event
 
         return [scheduler_event(), scheduler_event()]
 
     def task_events(self, tag: str) -> list[dict[str, Any]]:
         """Each agent task of two new rooms reported RUNNING, as EventBridge delivers it."""
         from control_plane.adapters.dynamodb_store import DynamoDBStore
-        from tests.localstack import TABLE, ecs_task_state_change
+        from local.fixtures import TABLE, ecs_task_state_change
 
         store = DynamoDBStore(self.aws.client("dynamodb"), TABLE)
         events = []
@@ -296,7 +296,7 @@ class Events:
     def _join(self, room: str) -> None:
         """A human joins a new room (through the webhook, in this process): its agent is launched."""
         from handlers import webhook
-        from tests.localstack import LambdaContext, http_api_event, signed_headers, webhook_body
+        from local.fixtures import LambdaContext, http_api_event, signed_headers, webhook_body
 
         livekit = self.aws.livekit
         livekit.state.open_room(room)
@@ -379,9 +379,8 @@ def _local_aws() -> Iterator[LocalAws]:
     """A moto server and a fake LiveKit in this process, provisioned as the template would be."""
     from moto.server import ThreadedMotoServer
 
+    from local.fixtures import create_table, provision
     from local.livekit_sim import FakeLiveKitServer
-    from tests.aws import create_table
-    from tests.localstack import provision
 
     port = _free_port()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log

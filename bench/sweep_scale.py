@@ -45,8 +45,8 @@ from control_plane.ports import Ports
 from control_plane.room import Agent, Grace, Human, Room
 from control_plane.sweeper import Sweeper
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
+from local.fixtures import AGENT_NAME, POLICY, SWEEP_POLICY
 from local.livekit_sim import FakeLiveKitServer
-from tests.harness import AGENT_NAME, POLICY, SWEEP_POLICY
 
 LATENCY_SECONDS = 0.020
 CONCURRENCY = 50

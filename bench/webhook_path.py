@@ -43,8 +43,7 @@ def dynamodb_calls_per_event(humans: int = HUMANS_IN_STEADY_STATE) -> dict[str, 
     from control_plane.controller import RoomController
     from control_plane.ports import Ports
     from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
-    from tests.aws import CallCounter, create_table
-    from tests.harness import POLICY, event
+    from local.fixtures import POLICY, CallCounter, create_table, event
 
     with mock_aws():
         client = boto3.client("dynamodb")
@@ -92,7 +91,7 @@ def handler_time_with_memory_ports(samples: int = 2000) -> dict[str, float]:
     from control_plane.adapters.memory.store import InMemoryStore
     from control_plane.ports import Ports
     from handlers import webhook
-    from tests.localstack import LambdaContext, http_api_event, signed_headers, webhook_body
+    from local.fixtures import LambdaContext, http_api_event, signed_headers, webhook_body
 
     clock = VirtualClock()
     store = InMemoryStore()
@@ -142,7 +141,7 @@ started = time.perf_counter()
 import handlers.webhook
 imported = time.perf_counter()
 from control_plane.events import verify_webhook
-from tests.localstack import signed_headers, webhook_body
+from local.fixtures import signed_headers, webhook_body
 body = webhook_body("participant_joined", sid="PA_1")
 headers = signed_headers(body, "k", "secret-secret-secret-secret-secret-32")
 verify_webhook(body, headers["authorization"], "k", "secret-secret-secret-secret-secret-32")

@@ -1,17 +1,21 @@
 """The capacity model: what this project asks of AWS and LiveKit at N concurrent rooms.
 
-Built from the simulator's counts for the ``default`` policy over the day trace. Every count
-the day produced (calls, writes, launches, Lambda time) is divided by the day's room-seconds
-(seconds of rooms with humans in them): a rate per concurrent room. Multiplied by N it is the
-steady demand with N rooms open, which is compared with each limit; ``rooms_at_limit`` is the N
-at which that limit is reached. The smallest binds first. Per-room rates hold at any N because
-almost every cost here grows with rooms: webhooks and launches with sessions, heartbeats with
-live tasks, the minute's sweep with tracked rooms (see docs/capacity.md for what does not scale
-so). One does not: the warm pool lists every live worker item for each slot decision, so its
-reads grow with decisions (rooms) times workers (rooms), as N squared (``exponent`` 2).
+``python -m sim.capacity --rooms 100000`` (``make capacity``) simulates a seeded day for each row
+(``default``, ``adaptive``, ``pooled_4``, ``pooled_8``) on each path (``webhook``: LiveKit's
+webhooks alone; ``join_api``: the app also asks ``POST /rooms/{room}/join`` as each session
+opens), takes every count the run produced (LiveKit calls by operation, launches, RunTask calls,
+table reads and writes, Lambda time) and divides it by the day's room-seconds (seconds of rooms
+with humans in them): a rate per concurrent room. Times N it is the steady demand with N rooms
+open, compared with each limit; ``rooms_at_limit`` is the N at which the limit is reached, and
+the smallest of a row is its ``binding``. Nothing per session is typed in here: when the core
+makes fewer calls, the next run shows it.
 
-``python -m sim.capacity [--results bench/results/policies.json] [--rooms 100000]`` prints the
-table as Markdown.
+Two counts do not grow with rooms as the rest do. The sweep's ``ListRooms`` is one call a minute
+whatever the rooms (a fixed demand, not a rate per room). And where the warm pool lists every
+live worker for each slot decision, its reads grow with decisions (rooms) times workers (rooms),
+as N squared (``exponent`` 2); a run whose core makes no such listing has no such limit.
+
+Writes ``bench/results/capacity.json`` and prints each row's limits as Markdown.
 """
 
 from __future__ import annotations
@@ -19,17 +23,42 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.policies.default import ITEMS_PER_READ_UNIT
-from sim.report import AGENT_TASK_VCPU
+from control_plane.launch_limit import LaunchLimits, backlog_seconds
+from sim import traces
+from sim.policies.default import ITEMS_PER_READ_UNIT, Adaptive, DefaultPolicy, PooledEight, PooledFour
+from sim.run import quiet_core, simulate
 
-DEFAULT_RESULTS = Path("bench/results/policies.json")
 ROOMS = 100_000
+SIMULATED_ROOMS = 2_000
+SEED = 7
+ROWS: dict[str, type[DefaultPolicy]] = {
+    "default": DefaultPolicy,
+    "adaptive": Adaptive,
+    "pooled_4": PooledFour,
+    "pooled_8": PooledEight,
+}
+PATHS = ("join_api", "webhook")
+DEFAULT_OUT = Path("bench/results/capacity.json")
+LIVEKIT_API_PER_MINUTE = 1_000.0
+FARGATE_LAUNCHES_PER_S = 20.0
+RUNTASK_CALLS_PER_S = 20.0
+LAMBDA_CONCURRENCY = 1_000.0
+TABLE_UNITS_PER_S = 40_000.0
+HTTP_API_PER_S = 10_000.0
+# The vCPU quota to request: the slots the rooms' jobs fill (measured), at the task size per slot,
+# with this headroom for the warm pool's free slots and recycled workers' emptying slots. The
+# tasks' own vCPU-seconds on a small simulated day overstate it: there a pooled task idles most
+# of its slots, a share that shrinks as rooms grow (the pool keeps ~ the arrivals of one cold
+# start free, a few percent of N at 100,000 rooms).
+VCPU_HEADROOM = 1.25
 
 
 @dataclass(frozen=True)
@@ -39,162 +68,277 @@ class Limit:
     per_room: float  # demand per concurrent room, in ``unit``
     limit: float | None  # None: set per account (a Service Quota to request)
     source: str
-    exponent: int = 1  # demand = per_room x N ** exponent
+    exponent: int = 1  # demand = fixed + per_room x N ** exponent
+    fixed: float = 0.0  # demand that does not grow with rooms
 
     def demand(self, rooms: int) -> float:
-        return self.per_room * float(rooms) ** self.exponent
+        return self.fixed + self.per_room * float(rooms) ** self.exponent
 
     @property
-    def rooms_at_limit(self) -> float:
+    def rooms_at_limit(self) -> float | None:
+        """N at which the demand reaches the limit (None: a quota set per account)."""
         if self.limit is None:
-            return math.nan
-        return (self.limit / self.per_room) ** (1 / self.exponent) if self.per_room else math.inf
+            return None
+        if self.per_room <= 0 or math.isinf(self.limit):
+            return math.inf
+        return float(max(0.0, (self.limit - self.fixed) / self.per_room) ** (1 / self.exponent))
+
+    def as_json(self, rooms: int) -> dict[str, Any]:
+        at = self.rooms_at_limit
+        return {
+            "resource": self.resource,
+            "unit": self.unit,
+            "demand_per_room": self.per_room,
+            "demand_growth": "N^2" if self.exponent == 2 else "N",
+            "fixed_demand": self.fixed,
+            "demand_at_n": self.demand(rooms),
+            "limit": None if self.limit is None or math.isinf(self.limit) else self.limit,
+            "rooms_at_limit": None if at is None or math.isinf(at) else round(at),
+            "source": self.source,
+        }
 
 
-def limits(policy: Mapping[str, Any]) -> list[Limit]:
-    """Each limit the default policy meets, with its demand per concurrent room."""
-    room_seconds = policy["room_hours"] * 3600
-    per_session = policy["calls_per_room"]
-    session_count = policy["sessions"]
-    invocations = policy["lambda_invocations"]
-    lambda_ms = policy["lambda_ms_per_invocation"]
-    concurrency = sum(invocations[f] * lambda_ms[f] / 1000 for f in invocations) / room_seconds
-    calls = policy["calls"]
-    run_task = calls.get("ecs.RunTask", 0)
-    livekit = sum(
-        count for op, count in calls.items() if op.startswith("livekit.") and op != "livekit.failed"
-    )
-    webhooks = per_session["webhook_deliveries"] * session_count
-    # The pool's listings of every live worker item: per listing ~ tasks per concurrent room x N
-    # items, 4 to a read unit; listings come with decisions, so per concurrent room.
-    listing_units = policy.get("worker_listing_read_units", 0)
-    listings = policy.get("worker_listings", 0)
-    tasks_per_room = policy["agent_seconds"] / room_seconds
-    reads = per_session["dynamodb_reads"] * session_count - listing_units
-    quadratic = (
-        [
-            Limit(
-                "DynamoDB reads: the pool's worker listings",
-                "RRU/s",
-                listings / room_seconds * tasks_per_room / ITEMS_PER_READ_UNIT,
-                40_000.0,
-                "the same table quota; every slot decision queries all live worker items"
-                f" ({listings / session_count:.1f} listings a session, ~{tasks_per_room:.2f} x N items each)",
-                exponent=2,
-            )
-        ]
-        if listings
-        else []
-    )
+def limits(f: Mapping[str, Any]) -> list[Limit]:
+    """Each limit a run's figures (one row, one path, from ``report.measure``) meet."""
+    room_seconds = f["room_hours"] * 3600
+    calls: Mapping[str, int] = f["calls"]
+    invocations: Mapping[str, int] = f["lambda_invocations"]
+    lambda_ms: Mapping[str, float] = f["lambda_ms_per_invocation"]
+    duration_min = f["duration_s"] / 60
+    sweeps = invocations.get("sweeper", 0)
+    livekit = sum(n for op, n in calls.items() if op.startswith("livekit.") and op != "livekit.failed")
+    listing_units, listings = f["worker_listing_read_units"], f["worker_listings"]
+    tasks_per_room = f["agent_seconds"] / room_seconds
+    per_session = f["calls_per_room"]
+    sessions = f["sessions"]
+    reads = per_session["dynamodb_reads"] * sessions - listing_units
+    concurrency = sum(invocations[fn] * lambda_ms[fn] / 1000 for fn in invocations) / room_seconds
+    quadratic = [
+        Limit(
+            "DynamoDB reads: the pool's worker listings",
+            "RRU/s",
+            listings / room_seconds * tasks_per_room / ITEMS_PER_READ_UNIT,
+            TABLE_UNITS_PER_S,
+            "the table's read quota (below); every slot decision queries all live worker items"
+            f" ({listings / sessions:.1f} listings a session, ~{tasks_per_room:.2f} x N items each)",
+            exponent=2,
+        )
+    ]
     return [
-        *quadratic,
+        *(quadratic if listings else []),
+        Limit(
+            "LiveKit server API",
+            "requests/min",
+            (livekit - sweeps) / room_seconds * 60,
+            LIVEKIT_API_PER_MINUTE,
+            "LiveKit Cloud quotas and limits (docs.livekit.io/home/cloud/quotas-and-limits): 1,000"
+            " server API requests per minute per project by default; a self-hosted server has none."
+            " The sweep's one ListRooms a minute is the fixed part",
+            fixed=sweeps / duration_min if duration_min else 0.0,
+        ),
         Limit(
             "Fargate task launches",
             "tasks/s",
-            policy["task_starts"] / room_seconds,
-            20.0,
-            "AWS Fargate throttling quotas (ECS developer guide): a bucket of 100 launches refilled at"
-            " 20/s, per account and Region",
-        ),
-        Limit(
-            "Fargate On-Demand vCPUs running",
-            "vCPU",
-            policy["agent_seconds"] / room_seconds * AGENT_TASK_VCPU,
-            None,
-            "Service Quotas, Fargate On-Demand vCPU resource count: set per account and Region;"
-            " request what the demand column says",
+            f["task_starts"] / room_seconds,
+            FARGATE_LAUNCHES_PER_S,
+            "AWS Fargate throttling quotas (docs.aws.amazon.com/AmazonECS/latest/developerguide/"
+            "throttling.html): a bucket of 100 task launches refilled at 20/s, per account and Region",
         ),
         Limit(
             "ECS RunTask calls",
             "calls/s",
-            run_task / room_seconds,
-            20.0,
-            "same page: RunTask 20 calls/s burst and sustained, ≤ 10 tasks per call",
+            calls.get("ecs.RunTask", 0) / room_seconds,
+            RUNTASK_CALLS_PER_S,
+            "same page: RunTask 20 calls/s burst and sustained",
         ),
         Limit(
-            "LiveKit server API",
-            "requests/min",
-            livekit / room_seconds * 60,
-            1_000.0,
-            "LiveKit Cloud quotas and limits: 1,000 API requests per minute per project (documented"
-            " default; paid plans negotiate more); a self-hosted server has no such limit",
+            "Fargate On-Demand vCPUs running",
+            "vCPU",
+            f["agent_vcpu_seconds"] / room_seconds,
+            None,
+            "Service Quotas, 'Fargate On-Demand vCPU resource count' (L-3032A538), per account and"
+            " Region: request the demand at N, plus the peak's headroom",
         ),
         Limit(
             "Lambda concurrency",
             "concurrent executions",
             concurrency,
-            1_000.0,
-            "Lambda quotas: 1,000 concurrent executions per account and Region by default (raisable);"
-            " each function scales by 1,000 environments per 10 s",
+            LAMBDA_CONCURRENCY,
+            "Lambda quotas (docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): 1,000"
+            " concurrent executions per account and Region by default (raisable)",
         ),
         Limit(
             "DynamoDB writes",
             "WRU/s",
-            per_session["dynamodb_writes"] * session_count / room_seconds,
-            40_000.0,
-            "DynamoDB on-demand: 40,000 write request units/s per table (account table quota, raisable)",
+            per_session["dynamodb_writes"] * sessions / room_seconds,
+            TABLE_UNITS_PER_S,
+            "DynamoDB service quotas (docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
+            "ServiceQuotas.html): 40,000 write request units/s per on-demand table (raisable)",
         ),
         Limit(
             "DynamoDB reads",
             "RRU/s",
             reads / room_seconds,
-            40_000.0,
-            "DynamoDB on-demand: 40,000 read request units/s per table (account table quota, raisable)",
+            TABLE_UNITS_PER_S,
+            "same page: 40,000 read request units/s per on-demand table (raisable)",
         ),
         Limit(
-            "API Gateway HTTP API (webhooks)",
+            "API Gateway HTTP API (webhooks and joins)",
             "requests/s",
-            webhooks / room_seconds,
-            10_000.0,
-            "API Gateway quotas: 10,000 requests/s per account and Region across APIs (burst 5,000)",
+            (per_session["webhook_deliveries"] * sessions + invocations.get("api", 0)) / room_seconds,
+            HTTP_API_PER_S,
+            "API Gateway quotas (docs.aws.amazon.com/apigateway/latest/developerguide/limits.html):"
+            " 10,000 requests/s per account and Region across APIs",
         ),
         Limit(
             "SQS timer queue",
             "requests/s",
-            per_session["sqs"] * session_count / room_seconds,
+            per_session["sqs"] * sessions / room_seconds,
             math.inf,
-            "SQS quotas: standard queues take a nearly unlimited number of calls per second; the"
-            " timer function's pollers (≤ 1,000 concurrent batches) count under Lambda concurrency",
+            "SQS quotas (docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/"
+            "quotas-messages.html): standard queues take a nearly unlimited number of calls per second",
         ),
     ]
 
 
-def table(rows: Sequence[Limit], rooms: int) -> str:
-    lines = [
-        f"| limit | demand per room | demand at {rooms:,} rooms | limit | rooms at the limit | source |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+def row_figures(f: Mapping[str, Any], rooms: int) -> dict[str, Any]:
+    """One row on one path: its limits at ``rooms``, what binds, the vCPU quota to ask for."""
+    rows = sorted(limits(f), key=_order)
+    bound = [row for row in rows if row.rooms_at_limit is not None]
+    binding = min(bound, key=_order)
+    sessions = f["sessions"]
+    per_slot = f["agent_vcpu_seconds"] / f["agent_seconds"] / f["slots_per_task"] if f["agent_seconds"] else 0
+    job_vcpu = f["job_seconds"] / (f["room_hours"] * 3600) * per_slot * rooms
+    return {
+        "binding": {"resource": binding.resource, "rooms_at_limit": _rounded(binding.rooms_at_limit)},
+        "fargate_vcpu_for_jobs": round(job_vcpu),
+        "fargate_vcpu_quota_to_request": math.ceil(job_vcpu * VCPU_HEADROOM / 1000) * 1000,
+        "livekit_calls_per_session": {
+            op.removeprefix("livekit."): round(n / sessions, 3)
+            for op, n in sorted(f["calls"].items())
+            if op.startswith("livekit.") and op != "livekit.failed"
+        },
+        "task_starts_per_session": round(f["task_starts"] / sessions, 3),
+        "launch_storm": launch_storm(rooms, f["slots_per_task"]),
+        "slots_per_task": f["slots_per_task"],
+        "limits": [row.as_json(rooms) for row in rows],
+    }
+
+
+def launch_storm(rooms: int, slots: int) -> dict[str, Any]:
+    """``rooms`` rooms arriving at once: the tasks they need at ``slots`` rooms a task, and when
+    the launch limiter grants the last of them from full buckets (``backlog_seconds``: one task a
+    RunTask call for rooms launching their own, the pool's batches of up to 10 when pooled). A
+    bound from the limiter's arithmetic, not a simulated storm; add the cold start for the wait."""
+    limits = LaunchLimits()
+    tasks = math.ceil(rooms / slots)
+    per_call = 1 if slots == 1 else limits.tasks_per_call
+    return {
+        "rooms": rooms,
+        "tasks": tasks,
+        "tasks_per_call": per_call,
+        "launch_backlog_s": round(backlog_seconds(tasks, per_call, limits), 1),
+    }
+
+
+def document(
+    runs: Mapping[tuple[str, str], Mapping[str, Any]], rooms: int, day: traces.Trace
+) -> dict[str, Any]:
+    """``capacity.json``: each row on each path, and the smallest binding of all."""
+    out: dict[str, Any] = {}
+    for (row, path), f in runs.items():
+        out.setdefault(row, {})[path] = row_figures(f, rooms)
+    everything = [
+        (figures["binding"]["rooms_at_limit"], row, path, figures["binding"]["resource"])
+        for row, paths in out.items()
+        for path, figures in paths.items()
     ]
-    for row in sorted(rows, key=lambda r: (math.isnan(r.rooms_at_limit), r.rooms_at_limit)):
-        per_room = f"{row.per_room:.4g} {row.unit}" + (" x N" if row.exponent == 2 else "")
+    at, row, path, resource = min(everything, key=lambda e: math.inf if e[0] is None else e[0])
+    return {
+        "rooms": rooms,
+        "simulated": {"seed": day.seed, "rooms": day.rooms, "sessions": len(day.sessions)},
+        "binding": {"row": row, "path": path, "resource": resource, "rooms_at_limit": at},
+        "rows": out,
+    }
+
+
+def table(rows: Sequence[Mapping[str, Any]], rooms: int) -> str:
+    """One row's limits (``row_figures(...)["limits"]``) as a Markdown table."""
+    lines = [
+        f"| limit | demand per room | demand at {rooms:,} rooms | limit | rooms at the limit |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        growth = " x N" if row["demand_growth"] == "N^2" else ""
+        fixed = f" + {row['fixed_demand']:.3g}" if row["fixed_demand"] else ""
         lines.append(
-            f"| {row.resource} | {per_room} | {row.demand(rooms):,.0f} {row.unit}"
-            f" | {_number(row.limit)} | {_number(row.rooms_at_limit)} | {row.source} |"
+            f"| {row['resource']} | {row['demand_per_room']:.4g}{growth}{fixed} {row['unit']}"
+            f" | {row['demand_at_n']:,.0f} {row['unit']} | {_number(row['limit'], row['unit'])}"
+            f" | {_number(row['rooms_at_limit'], row['unit'])} |"
         )
     return "\n".join(lines)
 
 
-def _number(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "per account"
-    return "no practical limit" if math.isinf(value) else f"{value:,.0f}"
+def _order(row: Limit) -> float:
+    at = row.rooms_at_limit
+    return math.inf if at is None else at
+
+
+def _rounded(value: float | None) -> int | None:
+    return None if value is None or math.isinf(value) else round(value)
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "per account" if unit == "vCPU" else "no practical limit"
+    return f"{value:,.0f}"
+
+
+def _run(row: str, path: str, day_path: Path) -> dict[str, Any]:
+    quiet_core()
+    day = traces.read(day_path)
+    _, result = simulate(day, ROWS[row](join_api=path == "join_api"))
+    return {**result.figures, "duration_s": day.end}
+
+
+def run_all(day_path: Path, rows: Sequence[str], jobs: int) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each row on each path over the day in ``day_path``, ``jobs`` processes at a time."""
+    keys = [(row, path) for row in rows for path in PATHS]
+    if jobs <= 1:
+        return {key: _run(*key, day_path) for key in keys}
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = {key: pool.submit(_run, *key, day_path) for key in keys}
+        return {key: future.result() for key, future in futures.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.capacity", description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--rooms", type=int, default=ROOMS)
-    parser.add_argument("--policy", default="default")
+    parser.add_argument("--rooms", type=int, default=ROOMS, help="concurrent rooms to size for")
+    parser.add_argument("--simulated-rooms", type=int, default=SIMULATED_ROOMS, help="rooms in the day run")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows of POLICIES")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--jobs", type=int, default=min(2, multiprocessing.cpu_count()))
     args = parser.parse_args(argv)
-    try:
-        doc = json.loads(args.results.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        parser.error(
-            f"{args.results} does not exist: run `make simulate` first (it writes it), or pass --results"
-        )
-    if args.policy not in doc["policies"]:
-        parser.error(f"no policy {args.policy!r} in {args.results}: one of {', '.join(doc['policies'])}")
-    policy = doc["policies"][args.policy]
-    print(table(limits(policy), args.rooms))
+    rows = args.rows.split(",")
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown rows: {', '.join(sorted(unknown))} (known: {', '.join(ROWS)})")
+    day = traces.generate(args.seed, args.simulated_rooms)
+    day_path = traces.write(day, args.out.parent / "traces" / f"capacity-seed{day.seed}-{day.rooms}.jsonl")
+    doc = document(run_all(day_path, rows, args.jobs), args.rooms, day)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    for row, paths in doc["rows"].items():
+        for path, figures in paths.items():
+            binding = figures["binding"]
+            print(
+                f"\n{row}, {path} path: binds at {binding['rooms_at_limit']:,} rooms ({binding['resource']});"
+                f" Fargate vCPU quota to request: {figures['fargate_vcpu_quota_to_request']:,}\n"
+            )
+            print(table(figures["limits"], args.rooms))
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 

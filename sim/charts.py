@@ -24,6 +24,8 @@ COLOURS = {
     "warm_1": "#e08214",
     "warm_2": "#b35806",
     "adaptive": "#35978f",
+    "pooled_4": "#c51b7d",
+    "pooled_8": "#762a83",
 }
 FALLBACK = ("#e08214", "#35978f", "#bf812d", "#c51b7d")
 DPI = 120

@@ -20,12 +20,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TextIO
 
-from sim import charts, report, traces
+from sim import charts, report, results, tables, traces
+from sim.model import LIVEKIT_JOB_ASSIGNMENT_S
 from sim.policies import OUR_POLICIES, POLICIES
 from sim.policies.always_on import peak_open_rooms
 from sim.report import PolicyResult
 from sim.run import quiet_core, simulate
-from sim.world import LIVEKIT_JOB_ASSIGNMENT_S
 
 DEFAULT_OUT = Path("bench/results")
 DEFAULT_SEED = 7
@@ -119,8 +119,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     storm_results = {name: finished[Job(storm_path, name, True)] for name in names} if storm_path else {}
     storm_figures = {name: report.storm_figures(result) for name, result in storm_results.items()}
 
-    doc = report.document(day, storm, day_results, storm_figures, peak_open_rooms(day))
-    json_path = report.write_json(doc, args.out / "policies.json")
+    doc = results.document(day, storm, day_results, storm_figures, peak_open_rooms(day))
+    json_path = results.write_json(doc, args.out / "policies.json")
     paths = [json_path]
     if not args.no_charts:
         where = args.charts or args.out
@@ -178,7 +178,7 @@ def _summary(
         f" peak {t['peak_open_rooms']} open rooms, faults: 5 % duplicate, 2 % reordered, 1 % lost webhooks,"
         f" {t['faults']['crashes']} crashes, {len(t['faults']['outages'])} outages)",
         "",
-        report.render_table([c for c, _ in report.COLUMNS], report.table_rows(day_results)),
+        tables.render_table([c for c, _ in tables.COLUMNS], tables.table_rows(day_results)),
     ]
     if storm:
         s = doc["storm_trace"]
@@ -186,7 +186,7 @@ def _summary(
             "",
             f"Launch storm: {s['rooms']:,} rooms within {s['window_s']:g} s (seed {s['seed']})",
             "",
-            report.render_table(report.STORM_HEADERS, report.storm_rows(storm)),
+            tables.render_table(tables.STORM_HEADERS, tables.storm_rows(storm)),
         ]
     lines += [
         "",
@@ -194,7 +194,7 @@ def _summary(
         f" plane), until the agent is in the room (+ LiveKit's {LIVEKIT_JOB_ASSIGNMENT_S:g} s"
         " job assignment); below cap = a slot the room could take was free then (the core's own test)",
         "",
-        report.render_table(report.WAIT_HEADERS, report.wait_rows(day_results)),
+        tables.render_table(tables.WAIT_HEADERS, tables.wait_rows(day_results)),
         "",
         "Goals (issues 9 and 10):",
     ]

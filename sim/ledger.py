@@ -71,6 +71,11 @@ class Ledger:
     launches_throttled: int = 0
     # Dispatches no free worker took: LiveKit drops the job and the dispatch stays jobless.
     jobs_dropped: int = 0
+    # Jobs ended by their task being stopped (not crashing) while their room had humans: one
+    # room's end, or a scale-in, cutting another room's call. A worker drains instead.
+    calls_cut: int = 0
+    # Workers asked to drain (the pool's scale-in, and recycling): each exits once its jobs end.
+    drains_requested: int = 0
     # Per room session (room, session index): when the first human's join webhook was first
     # attempted, and whether a slot the room could take was free then (below the pool's
     # capacity); and when the session's first dispatch was created. The control plane's part

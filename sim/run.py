@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from sim.model import WorldConfig
 from sim.policies import POLICIES, PolicyAdapter
 from sim.report import PolicyResult, measure
 from sim.traces import Trace
-from sim.world import World, WorldConfig
+from sim.world import World
 
 
 def quiet_core() -> None:

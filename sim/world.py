@@ -23,8 +23,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from control_plane.adapters.memory.livekit import InMemoryLiveKit
 from control_plane.adapters.memory.runtime import InMemoryRunner, VirtualClock
@@ -41,129 +40,66 @@ from control_plane.ports import (
     TaskSnapshot,
 )
 from sim.ledger import JobLife, Ledger, Sample, TaskLife
+from sim.model import (
+    AWS_CALL_MS,
+    CONTAINER_EXITED,
+    ECS_PAGE_SIZE,
+    EPOCH,
+    INVOCATION_BASE_MS,
+    LIVEKIT_CALL_MS,
+    PROGRESS_EVERY_S,
+    SIGTERM_EXIT,
+    USER_INITIATED,
+    SimTask,
+    TaskStateChange,
+    TokenBucket,
+    WorkerBehaviour,
+    WorldConfig,
+)
 from sim.traces import Presence, Session, Trace, Webhook
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from sim.policies.base import PolicyAdapter
 
-EPOCH = 1_800_000_000.0
-AGENT_NAME = "voice-agent"
-ECS_PAGE_SIZE = 100
-USER_INITIATED = "UserInitiated"
-CONTAINER_EXITED = "EssentialContainerExited"
-SIGTERM_EXIT = 143
-# Billed Lambda duration, estimated from the calls an invocation made (no real latency here):
-# LiveKit Cloud answers in tens of milliseconds, an AWS call in single digits to tens.
-INVOCATION_BASE_MS = 5.0
-LIVEKIT_CALL_MS = 20.0
-AWS_CALL_MS = 8.0
-PROGRESS_EVERY_S = 7200.0
-# LiveKit's own job assignment, from a dispatch to the agent's job running in the room: "a max
-# dispatch time under 150 ms" (LiveKit docs, Agents > Agent dispatch, docs.livekit.io/agents/build/
-# dispatch, read 2026-11). Every wait to "agent in room" includes it; the control plane's part
-# ends when the dispatch exists.
-LIVEKIT_JOB_ASSIGNMENT_S = 0.15
+class PolicyAdapter(Protocol):
+    name: ClassVar[str]
+    worker: ClassVar[WorkerBehaviour]
+    # Always-on service tasks the policy itself runs (vCPU, GB each), billed like agent tasks.
+    service_tasks: ClassVar[tuple[tuple[float, float], ...]]
 
+    def start(self, world: World) -> None:
+        """Wire up before the first event: build what it needs, ask for its schedules."""
+        ...
 
-@dataclass(frozen=True)
-class WorkerBehaviour:
-    """What a policy's agent worker does on its own, inside its task."""
+    def on_webhook(self, event: LiveKitEvent) -> None:
+        """LiveKit posted a webhook; raising answers 5xx and LiveKit retries it."""
+        ...
 
-    job_grace_s: float | None = None  # the job ends after this long with no human in the room
-    exit_after_job: bool = False  # the process, and so the task, exits when its job ends
-    heartbeat_s: float | None = None  # period of its heartbeat write (billed as DynamoDB writes)
-    # Takes whichever room's job LiveKit offers (fungible workers); else only the room it was
-    # launched for, declining the rest (a task launched with no room takes any).
-    any_room: bool = False
-    # Rooms it serves in its life (``JOBS_PER_TASK``): then it takes no more and exits after its
-    # job. None: no limit.
-    jobs_per_task: int | None = None
+    def on_room_opened(self, room: str) -> None:
+        """LiveKit opened a room session (what automatic dispatch reacts to)."""
+        ...
 
+    def on_worker_ready(self, task: SimTask) -> None:
+        """The worker in ``task`` registered with LiveKit and can take a job."""
+        ...
 
-@dataclass(frozen=True)
-class Limits:
-    """Fargate's launch limits per account and Region ("AWS Fargate throttling quotas", ECS
-    developer guide): a token bucket of 100 task launches refilled at 20 per second, and RunTask
-    at 20 calls per second, burst and sustained."""
+    def on_task_state(self, change: TaskStateChange) -> None:
+        """ECS reported one of our tasks RUNNING or STOPPED (EventBridge); raising retries it."""
+        ...
 
-    task_burst: float = 100.0
-    task_rate: float = 20.0
-    runtask_burst: float = 20.0
-    runtask_rate: float = 20.0
+    def on_job_started(self, task: SimTask, room: str, job_id: str) -> None:
+        """The worker in ``task`` accepted a job in ``room`` (what it reports, if anything)."""
+        ...
 
+    def slot_free(self, room: str) -> bool:
+        """Whether ``room`` would find a free agent slot now, as the policy counts them: below
+        its capacity. Asked by the measurement only; it must change and bill nothing."""
+        ...
 
-@dataclass(frozen=True)
-class WorldConfig:
-    limits: Limits = field(default_factory=Limits)
-    agent_name: str = AGENT_NAME
-    # EventBridge's delivery of an ECS task state change after it happened.
-    ecs_event_delay_s: float = 2.0
-    # ECS reports RUNNING this long before the worker has registered with LiveKit.
-    running_before_ready_s: float = 5.0
-    # LiveKit retries a webhook the endpoint failed, with these pauses, for 30 s after the event.
-    webhook_retry_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
-    webhook_give_up_s: float = 30.0
-    # Lambda's asynchronous invocation (EventBridge -> task events) retries twice: 1 and 2 min.
-    async_retry_s: tuple[float, ...] = (60.0, 120.0)
-    # LiveKit restarts a failed job on another free worker (JobRestartPolicy JRP_ON_FAILURE);
-    # only workers that take any room's job benefit.
-    job_restart_s: float = 5.0
-    # A dispatch to the agent's job running in the room (see LIVEKIT_JOB_ASSIGNMENT_S).
-    job_assignment_s: float = LIVEKIT_JOB_ASSIGNMENT_S
-    # ECS forgets a stopped task about an hour after it stopped.
-    forget_stopped_after_s: float = 3600.0
-    sample_every_s: float = 60.0
-    # The run goes on this long after the last session closed, so cleanups finish.
-    tail_s: float = 900.0
-
-
-@dataclass(frozen=True, slots=True)
-class TaskStateChange:
-    """An ECS task state change, as the EventBridge rule delivers it."""
-
-    task_arn: str
-    room: str | None
-    launch_token: str
-    last_status: str
-    version: int
-    stop_code: str | None = None
-    exit_code: int | None = None
-
-
-@dataclass(slots=True, eq=False)
-class SimTask:
-    """One Fargate task and the worker in it."""
-
-    arn: str
-    room: str | None
-    launch_token: str
-    life: TaskLife
-    ready: bool = False
-    alive: bool = True
-    draining: bool = False  # it knows it was asked to drain (it reads its record on heartbeat)
-    drain_asked: bool = False
-    job: tuple[str, str] | None = None  # (room, dispatch id) of the job it runs
-    job_id: str | None = None
-    jobs_taken: int = 0
-
-
-class TokenBucket:
-    def __init__(self, burst: float, rate: float, now: float) -> None:
-        self._burst = burst
-        self._rate = rate
-        self._tokens = burst
-        self._at = now
-
-    def take(self, now: float, tokens: int = 1) -> bool:
-        """Take ``tokens`` at once, or none."""
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens < tokens:
-            return False
-        self._tokens -= tokens
-        return True
+    def on_job_ended(self, task: SimTask, room: str, job_id: str, duration: float) -> None:
+        """A job of a worker that is still alive ended (a crashed worker reports nothing)."""
+        ...
 
 
 class World:
@@ -196,7 +132,7 @@ class World:
         self._emptied: Counter[str] = Counter()  # bumps whenever a room empties or fills
         self._launches: Counter[str] = Counter()
         self._stopped: dict[str, float] = {}
-        self._sessions: dict[str, int] = {}  # room -> index of its open LiveKit session
+        self._sessions: dict[str, Session] = {}  # room -> its open LiveKit session
         self.live_tasks = 0
         self.running_jobs = 0
         self.occupied_rooms = 0
@@ -294,7 +230,7 @@ class World:
 
     def _open_session(self, s: Session) -> None:
         live = self.livekit_twin.open_room(s.room, departure_timeout=s.departure_timeout)
-        self._sessions[s.room] = s.index
+        self._sessions[s.room] = s
         people = {p.sid: p for p in s.presences}
         for p in s.presences:
             self.at(EPOCH + p.join, self._join, s.room, p)
@@ -305,6 +241,10 @@ class World:
                 self.at(EPOCH + attempt_at, self._deliver, s, w, presence, live, 0)
         self.at(EPOCH + s.closed_at, self._close_session, s.room)
         self.policy.on_room_opened(s.room)
+
+    def open_session(self, room: str) -> Session | None:
+        """The room's open LiveKit session (what an app asking the join API knows of it)."""
+        return self._sessions.get(room)
 
     def _join(self, room: str, p: Presence) -> None:
         self.livekit_twin.add_participant(room, p.sid, p.identity, p.kind)
@@ -374,9 +314,9 @@ class World:
 
     def dispatch_created(self, room: str) -> None:
         """A dispatch exists in the room's open session: where the control plane's part ends."""
-        index = self._sessions.get(room)
-        if index is not None:
-            self.ledger.first_dispatch.setdefault((room, index), self.elapsed())
+        session = self._sessions.get(room)
+        if session is not None:
+            self.ledger.first_dispatch.setdefault((room, session.index), self.elapsed())
 
     def task_launched(self, arn: str, room: str | None, launch_token: str) -> SimTask:
         """ECS accepted a launch: the task cold-starts, reports RUNNING, then its worker registers.
@@ -442,16 +382,23 @@ class World:
         LiveKit offers a job to a registered worker drawn at random, weighted by its free
         capacity (livekit-server ``pkg/service/agentservice.go``, ``selectWorkerWeightedByLoad``:
         weight 1 - load, the worker's load being its share of slots in use); one that declines
-        is left out and the draw repeats. Every worker here has one slot, so the draw is uniform
-        over the free workers that would accept: any of them for fungible workers, else the
-        room's own tasks and tasks launched with no room. Draining and spent workers report
-        themselves full. Seeded per trace and policy, so a run is reproducible.
+        is left out and the draw repeats. The draw is over the free workers that would accept:
+        any of them for fungible workers, else the room's own tasks and tasks launched with no
+        room; with one slot each it is uniform, with several weighted by free slots. Draining and
+        spent workers report themselves full. Seeded per trace and policy, so a run is
+        reproducible.
         """
         if self.policy.worker.any_room:
             free = list(self._free.values())
         else:
             free = [t for t in self._free.values() if t.room is None or t.room == room]
-        return self._assignments.choice(free) if free else None
+        if not free:
+            return None
+        slots = self.policy.worker.slots
+        if slots == 1:
+            return self._assignments.choice(free)
+        weights = [slots - len(t.jobs) for t in free]
+        return self._assignments.choices(free, weights)[0]
 
     def would_take(self, room: str) -> bool:
         """Whether a free worker would take a job in ``room`` now (no draw is made)."""
@@ -461,15 +408,16 @@ class World:
     def _takes_jobs(self, task: SimTask) -> bool:
         limit = self.policy.worker.jobs_per_task
         spent = limit is not None and task.jobs_taken >= limit
-        return task.alive and task.ready and task.job is None and not task.draining and not spent
+        full = len(task.jobs) >= self.policy.worker.slots
+        return task.alive and task.ready and not full and not task.draining and not spent
 
     def job_started(self, room: str, dispatch_id: str, job_id: str, task: SimTask) -> None:
         """The worker accepted the room's job; the agent is in the room after LiveKit's
         assignment time. The worker reports the job to its policy (``JobStarted``) at once."""
-        task.job = (room, dispatch_id)
-        task.job_id = job_id
+        task.jobs[dispatch_id] = (room, job_id)
         task.jobs_taken += 1
-        self._free.pop(task.arn, None)
+        if not self._takes_jobs(task):
+            self._free.pop(task.arn, None)
         job = JobLife(room, task.arn, self.elapsed() + self.config.job_assignment_s)
         self.ledger.jobs.append(job)
         self._room_jobs.setdefault(room, {})[dispatch_id] = (task, job)
@@ -481,7 +429,8 @@ class World:
     def end_job(self, room: str, dispatch_id: str, status: str | None) -> None:
         """The job is over; ``status`` is what its dispatch shows from now on (None: the
         dispatch itself is gone). A live worker reports how it ended; one that exits after its
-        job, was asked to drain or has served its last room exits."""
+        job, or was asked to drain or has served its last room and runs no other job, exits: a
+        worker drains, so one room's end never cuts another room's call."""
         entry = self._room_jobs.get(room, {}).pop(dispatch_id, None)
         if entry is None:
             return
@@ -490,16 +439,14 @@ class World:
         self.running_jobs -= 1
         if status is not None and self.livekit_twin.get_dispatch(room, dispatch_id) is not None:
             self.livekit_twin.end_jobs(room, dispatch_id, status)
-        job_id = task.job_id
-        task.job = None
-        task.job_id = None
+        _, job_id = task.jobs.pop(dispatch_id, (room, None))
         if not task.alive:
             return
         if job_id is not None:
             self.policy.on_job_ended(task, room, job_id, self.elapsed() - job.start)
         limit = self.policy.worker.jobs_per_task
         spent = limit is not None and task.jobs_taken >= limit
-        if task.draining or spent or self.policy.worker.exit_after_job:
+        if (task.draining or spent or self.policy.worker.exit_after_job) and not task.jobs:
             self._exit(task, 0)
         elif self._takes_jobs(task):
             self._free[task.arn] = task
@@ -532,7 +479,8 @@ class World:
     def stop_task(
         self, task: SimTask, *, crashed: bool, stop_code: str, exit_code: int, by_api: bool = False
     ) -> None:
-        """The task stops: billing ends, its job fails, ECS reports STOPPED a moment later."""
+        """The task stops: billing ends, its jobs fail, ECS reports STOPPED a moment later. A
+        stop that is no crash while a job's room has humans cuts their call (``calls_cut``)."""
         if not task.alive:
             return
         task.alive = False
@@ -542,8 +490,9 @@ class World:
         if task.room is not None:
             self._room_tasks[task.room].remove(task)
         self._free.pop(task.arn, None)
-        if task.job is not None:
-            room, dispatch_id = task.job
+        for dispatch_id, (room, _) in list(task.jobs.items()):
+            if not crashed and self._humans[room]:
+                self.ledger.calls_cut += 1
             self.end_job(room, dispatch_id, "JS_FAILED")
             if crashed and (task.room is None or self.policy.worker.any_room):
                 self.after(self.config.job_restart_s, self._restart_job, room, dispatch_id)
@@ -563,6 +512,7 @@ class World:
         if task is None or not task.alive or task.drain_asked:
             return
         task.drain_asked = True
+        self.ledger.drains_requested += 1
         period = self.policy.worker.heartbeat_s or 15.0
         beat = self.heartbeat_at(task)
         self.at(self.clock.now() + period if beat is None else beat + period, self._drain_seen, task)
@@ -572,7 +522,7 @@ class World:
             return
         task.draining = True
         self._free.pop(task.arn, None)
-        if task.job is None:
+        if not task.jobs:
             self._exit(task, 0)
 
     def heartbeat_at(self, task: SimTask) -> float | None:

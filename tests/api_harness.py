@@ -22,8 +22,7 @@ import pytest
 from api import backoff, wiring
 from handlers import api as api_handler
 from handlers import timer, webhook
-from tests.fakes.api_gateway import LocalHttpApi
-from tests.localstack import (
+from local.fixtures import (
     CLUSTER,
     TABLE,
     LambdaContext,
@@ -34,6 +33,7 @@ from tests.localstack import (
     webhook_body,
     worker_registers,
 )
+from tests.fakes.api_gateway import LocalHttpApi
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import pytest
 from moto import mock_aws
 
 from control_plane import composition
+from local.fixtures import LocalAws, provision
 from local.livekit_sim import FakeLiveKitServer
 from tests.fakes.livekit_fixtures import fake_livekit  # noqa: F401  (fixture)
-from tests.localstack import LocalAws, provision
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, endpoint_url: str | None = None) -> None:

@@ -7,7 +7,6 @@ delivers ECS task state changes (a crash is the task dying plus its STOPPED even
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from control_plane.adapters.memory.runtime import (
 from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.adapters.memory.task_count import InMemoryTaskCount
 from control_plane.controller import RoomController
-from control_plane.events import EventParticipant, EventRoom, LiveKitEvent
+from control_plane.events import LiveKitEvent
 from control_plane.pool import PoolPolicy
 from control_plane.ports import LaunchLimiter, Ports
 from control_plane.reconcile import Policy
@@ -31,68 +30,24 @@ from control_plane.settings import TASK_STARTED_BY
 from control_plane.sweeper import Sweeper, SweepPolicy, SweepReport
 from control_plane.task_events import EcsTaskStateChange, TaskEventHandler, TaskEventOutcome
 from control_plane.worker_protocol import JobStarted, WorkerReady, WorkerRecord, WorkerStatus
-from tests.localstack import CLUSTER, ecs_task_state_change
-
-AGENT_NAME = "voice-agent"
-STANDARD, SIP, EGRESS, AGENT = 0, 3, 2, 4
-
-POLICY = Policy(
-    grace_seconds=60,
-    agent_name=AGENT_NAME,
-    claim_lease_seconds=30,
-    history_ttl_seconds=7 * 24 * 3600,
-    worker_stale_seconds=45,
-)
-
-SWEEP_POLICY = SweepPolicy(
-    agent_name=AGENT_NAME,
-    grace_seconds=60,
-    agent_ttl_seconds=300,
-    settle_seconds=30,
-    worker_stale_seconds=45,
-    worker_start_timeout_seconds=300,
-    max_agent_age_seconds=4 * 3600,
-    concurrency=4,
-    safety_margin_seconds=10,
+from local.fixtures import (  # noqa: F401  (the tests import them from here too)
+    AGENT,
+    AGENT_NAME,
+    CLUSTER,
+    EGRESS,
+    EVENT_DEPARTURE_TIMEOUT,
+    POLICY,
+    SIP,
+    STANDARD,
+    SWEEP_POLICY,
+    ecs_task_state_change,
+    event,
 )
 
 # What the settings give rooms we create: the join reservation + grace + a 10 s margin.
-# The departure_timeout of the rooms the tests' webhooks report (and their LiveKit twin opens).
-EVENT_DEPARTURE_TIMEOUT = 120
 ROOM_DEPARTURE_TIMEOUT = JOIN_RESERVATION_SECONDS + POLICY.grace_seconds + 10
 
 POOL_POLICY = PoolPolicy(worker_stale_seconds=45, start_timeout_seconds=300)
-
-_ids = itertools.count(1)
-
-
-def event(
-    kind: str,
-    room: str = "room-1",
-    room_sid: str = "RM_1",
-    sid: str | None = None,
-    identity: str = "alice",
-    participant_kind: int = STANDARD,
-    at: float = 0,
-    event_id: str | None = None,
-    departure_timeout: int = EVENT_DEPARTURE_TIMEOUT,
-    room_created_at: float = 0.0,
-) -> LiveKitEvent:
-    participant = None
-    if sid is not None:
-        participant = EventParticipant(sid=sid, identity=identity, kind=participant_kind)
-    return LiveKitEvent(
-        id=event_id or f"EV_{next(_ids)}",
-        event=kind,
-        created_at=int(at),
-        room=EventRoom(
-            sid=room_sid,
-            name=room,
-            departure_timeout=departure_timeout,
-            created_at=room_created_at,
-        ),
-        participant=participant,
-    )
 
 
 @dataclass

@@ -167,10 +167,10 @@ class Respawn(BaseModel):
 
 class JobStarted(BaseModel):
     """Sent by a worker when LiveKit hands it a job: which task hosts the room's agent now
-    (LiveKit picks the worker, which may not be the one whose slot was reserved). A claim that
-    would change the room's record is believed only once LiveKit confirms it (the room's
-    dispatch holds ``job_id``, accepted as :func:`agent_identity` of this task); ``room_sid``
-    ties it to one session of the room."""
+    (LiveKit picks the worker, which may not be the one whose slot was reserved). From the task
+    holding the room's slot it is believed as it comes; a claim that would move the agent to
+    another task only once LiveKit confirms it (the room's dispatch holds ``job_id``, accepted
+    as :func:`agent_identity` of this task); ``room_sid`` ties it to one session of the room."""
 
     kind: Literal["job_started"] = "job_started"
     task_arn: str

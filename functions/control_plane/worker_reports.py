@@ -27,6 +27,25 @@ from control_plane.worker_protocol import (
 log = logging.getLogger(__name__)
 
 
+def from_slot_holder(claimed: Room, before: Room | None, message: JobStarted) -> bool:
+    """The report comes from the task that holds the room's reserved slot, and names the
+    room's recorded dispatch if it names one: it moves the agent nowhere, so it needs no
+    listing to confirm it.
+
+    The sender is that task: SQS stamps each message with its sender, and the timer handler
+    drops a report naming any task but the sender's own (:func:`worker_protocol.sender_may_send`).
+    On the real server the job's report usually arrives before ``ListDispatch`` lists the job
+    (issue 19): a listing would refuse it and leave the room without its job until a sweep."""
+    agent = before.agent if before is not None else None
+    return (
+        agent is not None
+        and claimed.agent is not None
+        and agent.slot_reserved
+        and agent.task_arn == message.task_arn == claimed.agent.task_arn
+        and (message.dispatch_id is None or agent.dispatch_id in (None, message.dispatch_id))
+    )
+
+
 class WorkerReports:
     def __init__(
         self, ports: Ports, policy: Policy, capacity: Capacity, records: RoomRecords, loop: RoomLoop
@@ -77,17 +96,23 @@ class WorkerReports:
         """A worker took a room's job: record where the agent lives; move the slot if LiveKit
         chose another worker than the one whose slot was reserved.
 
-        A claim that would change the record (a new job or task) is first confirmed with
-        LiveKit (:meth:`_job_confirmed`), one dispatch listing: a compromised task may report
-        another room's job as its own, to move that room's agent onto itself and then kill it
-        with its own crash. A repeated report changes nothing and costs no LiveKit call."""
+        A claim that would move the agent to another task is first confirmed with LiveKit
+        (:meth:`_job_confirmed`), one dispatch listing: a compromised task may report another
+        room's job as its own, to move that room's agent onto itself and then kill it with its
+        own crash. A report from the task holding the room's slot moves nothing and is believed
+        as it comes (:func:`from_slot_holder`), as is a repeated one: no LiveKit call."""
         before = self._ports.rooms.get(message.room)
         claimed = (
             reconcile.record_job_started(before, message.task_arn, message.room_sid, message.job_id)
             if before is not None
             else None
         )
-        if claimed is not None and claimed != before and not self._job_confirmed(message):
+        if (
+            claimed is not None
+            and claimed != before
+            and not from_slot_holder(claimed, before, message)
+            and not self._job_confirmed(message)
+        ):
             log.warning(
                 "job start not confirmed by LiveKit: ignored",
                 extra={"room": message.room, "task_arn": message.task_arn, "job_id": message.job_id},

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from control_plane.ports import LaunchFailed, LaunchOutcomeUnknown
+from sim.model import TaskStateChange, WorkerBehaviour
 from sim.policies.base import BasePolicy
 from sim.traces import Trace
-from sim.world import TaskStateChange, WorkerBehaviour
 
 if TYPE_CHECKING:
     from sim.world import World

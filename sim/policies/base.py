@@ -9,58 +9,18 @@ control planes teams write first, kept as simple as they are in real life.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar
 
 from control_plane.events import LiveKitEvent
 from control_plane.humans import is_human
 from control_plane.ports import LaunchFailed, LaunchOutcomeUnknown, LiveKitUnavailable
-from sim.world import SimTask, TaskStateChange, WorkerBehaviour
+from sim.model import SimTask, TaskStateChange, WorkerBehaviour
 
 if TYPE_CHECKING:
     from sim.world import World
 
 JOINED = frozenset({"participant_joined"})
 LEFT = frozenset({"participant_left", "participant_connection_aborted"})
-
-
-class PolicyAdapter(Protocol):
-    name: ClassVar[str]
-    worker: ClassVar[WorkerBehaviour]
-    # Always-on service tasks the policy itself runs (vCPU, GB each), billed like agent tasks.
-    service_tasks: ClassVar[tuple[tuple[float, float], ...]]
-
-    def start(self, world: World) -> None:
-        """Wire up before the first event: build what it needs, ask for its schedules."""
-        ...
-
-    def on_webhook(self, event: LiveKitEvent) -> None:
-        """LiveKit posted a webhook; raising answers 5xx and LiveKit retries it."""
-        ...
-
-    def on_room_opened(self, room: str) -> None:
-        """LiveKit opened a room session (what automatic dispatch reacts to)."""
-        ...
-
-    def on_worker_ready(self, task: SimTask) -> None:
-        """The worker in ``task`` registered with LiveKit and can take a job."""
-        ...
-
-    def on_task_state(self, change: TaskStateChange) -> None:
-        """ECS reported one of our tasks RUNNING or STOPPED (EventBridge); raising retries it."""
-        ...
-
-    def on_job_started(self, task: SimTask, room: str, job_id: str) -> None:
-        """The worker in ``task`` accepted a job in ``room`` (what it reports, if anything)."""
-        ...
-
-    def slot_free(self, room: str) -> bool:
-        """Whether ``room`` would find a free agent slot now, as the policy counts them: below
-        its capacity. Asked by the measurement only; it must change and bill nothing."""
-        ...
-
-    def on_job_ended(self, task: SimTask, room: str, job_id: str, duration: float) -> None:
-        """A job of a worker that is still alive ended (a crashed worker reports nothing)."""
-        ...
 
 
 class BasePolicy:
@@ -186,7 +146,7 @@ class SeedPolicy(BasePolicy):
 
     def _dispatch_self(self, task: SimTask, attempt: int) -> None:
         """The worker joins the room it was started for (it dispatches itself)."""
-        if not task.alive or task.room is None or task.job is not None:
+        if not task.alive or task.room is None or task.jobs:
             return
         try:
             self.world.livekit.create_dispatch(task.room, self.world.config.agent_name, "")

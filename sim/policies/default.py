@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.events import LiveKitEvent
 from control_plane.pool import Demand
-from control_plane.ports import ObservedTaskState
+from control_plane.ports import LiveKitUnavailable, ObservedTaskState
+from control_plane.room import JOIN_RESERVATION_SECONDS, Room
 from control_plane.worker_protocol import (
     JobEnded,
     JobOutcome,
@@ -32,9 +34,9 @@ from control_plane.worker_protocol import (
     WorkerRecord,
     WorkerStatus,
 )
+from sim.model import SimTask, TaskStateChange, WorkerBehaviour
 from sim.policies.base import BasePolicy
 from sim.stack import ControlPlane, build_control_plane, default_settings, task_state_change
-from sim.world import SimTask, TaskStateChange, WorkerBehaviour
 
 if TYPE_CHECKING:
     from control_plane.settings import Settings
@@ -53,28 +55,70 @@ JOB_GRACE_MARGIN_SECONDS = 30.0
 HEARTBEAT_SECONDS = 15.0
 # A sweep's index query reads about this many attention items per read unit (items ~1 KB).
 ITEMS_PER_READ_UNIT = 4
-# The agent container's SLOTS_PER_TASK and JOBS_PER_TASK, as the settings' defaults say: one room
-# at a time, one room in a task's life.
-WORKER_CAPACITY = 1
+# The agent container's JOBS_PER_TASK, as the settings' default says: one room in a task's life
+# (and one at a time, SLOTS_PER_TASK=1).
 JOBS_PER_TASK = 1
 # MAX_TASKS is a safety cap an operator sizes to the traffic; the deployed default (100) is below
 # the reference day's peak (~160 rooms with humans at once) and the 1,000-room storm, where it
 # would be what is measured. The rows run with a cap no trace here reaches.
 SIM_MAX_TASKS = 5_000
+# The pooled rows recycle a worker after this many rooms per slot (JOBS_PER_TASK = slots x 4): a
+# fresh process every few hours of a busy day, so a leak or a stuck model does not live for days.
+POOLED_JOBS_PER_SLOT = 4
+
+
+class AttentionRooms(dict[str, Room]):
+    """The twin's rooms, with those in the attention index kept apart as they are written (the
+    twin keeps every room for good and never deletes one, so a room's position is fixed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention: set[str] = set()
+        self.position: dict[str, int] = {}
+
+    def __setitem__(self, name: str, room: Room) -> None:
+        if name not in self:
+            self.position[name] = len(self.position)
+        super().__setitem__(name, room)
+        if room.in_attention_index:
+            self.attention.add(name)
+        else:
+            self.attention.discard(name)
 
 
 class IndexedStore(InMemoryStore):
-    """The table twin with its live workers indexed, as the sparse attention index holds them.
+    """The table twin with its live workers and its attention rooms indexed, as the sparse
+    attention index holds them.
 
-    The twin keeps every stopped worker's record for good (DynamoDB's TTL removes them within
-    days) and finds the live ones by scanning all of them: over a simulated day of ~10,000 tasks,
-    read on every slot decision, that scan alone was the run's largest cost. Same records, same
-    order, same counts; only the listing is kept up to date as records are written.
+    The twin keeps every stopped worker's and closed room's record for good (DynamoDB's TTL
+    removes them within days) and finds the live ones by scanning all of them: over a simulated
+    day of ~10,000 tasks and rooms, read on every slot decision and every sweep, those scans
+    were a large part of a run. Same records, same order, same counts; only the listings are
+    kept up to date as records are written.
     """
 
     def __init__(self, retention_seconds: int) -> None:
         super().__init__(retention_seconds)
         self._live: dict[str, None] = {}
+        self._indexed_rooms = AttentionRooms()
+        self._rooms = self._indexed_rooms
+
+    def rooms_needing_attention(self) -> Iterable[Room]:
+        rooms = self._indexed_rooms
+        with self._lock:
+            return [rooms[name] for name in sorted(rooms.attention, key=rooms.position.__getitem__)]
+
+    def heartbeat(self, task_arn: str, heartbeat_at: float, jobs: dict[str, str]) -> WorkerRecord | None:
+        """The worker's heartbeat write: its time and jobs, nothing the control plane owns (one
+        write, as ``put_worker`` of the record read with those two fields changed)."""
+        with self._lock:
+            current = self._workers.get(task_arn)
+            if current is None:
+                return None
+            self.writes += 1
+            fresh = current.model_copy(update={"heartbeat_at": heartbeat_at, "jobs": jobs})
+            self._workers[task_arn] = fresh
+            return fresh
 
     def put_worker(self, record: WorkerRecord) -> None:
         super().put_worker(record)
@@ -113,7 +157,7 @@ class HeartbeatedWorkers:
     them for every slot decision.
     """
 
-    def __init__(self, store: InMemoryStore, world: World) -> None:
+    def __init__(self, store: IndexedStore, world: World) -> None:
         self._store = store
         self._world = world
         self.refresh_writes = 0
@@ -224,11 +268,12 @@ class HeartbeatedWorkers:
         if task is None or beat is None:
             return record
         self._fresh_until[arn] = beat + (self._world.policy.worker.heartbeat_s or HEARTBEAT_SECONDS)
-        jobs = {task.job[0]: task.job_id} if task.job is not None and task.job_id is not None else {}
+        jobs = task.rooms()
         if beat <= record.heartbeat_at and jobs == record.jobs:
             return record
-        fresh = record.model_copy(update={"heartbeat_at": max(beat, record.heartbeat_at), "jobs": jobs})
-        self._store.put_worker(fresh)
+        fresh = self._store.heartbeat(arn, max(beat, record.heartbeat_at), jobs)
+        if fresh is None:
+            return record
         self.refresh_writes += 1
         return fresh
 
@@ -247,14 +292,17 @@ class DefaultPolicy(BasePolicy):
     # Settings this row changes from the deployed defaults.
     overrides: ClassVar[Mapping[str, Any]] = {}
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, join_api: bool = False) -> None:
+        # The join-API path: the app asks ``POST /rooms/{room}/join`` as each session opens, so
+        # the room is created and the agent asked for before the first human connects.
+        self.join_api = join_api
         # One sweep worker thread: the same calls as 50, in one fixed order (reproducible runs).
         self.settings = settings or default_settings(
             sweep_concurrency=1, max_tasks=SIM_MAX_TASKS, **self.overrides
         )
         pool = self.settings.pool_policy
-        if (pool.slots_per_task, pool.jobs_per_task) != (WORKER_CAPACITY, self.worker.jobs_per_task):
-            raise ValueError("the simulated worker serves one room at a time and JOBS_PER_TASK rooms in all")
+        if (pool.slots_per_task, pool.jobs_per_task) != (self.worker.slots, self.worker.jobs_per_task):
+            raise ValueError("the simulated worker must serve the settings' SLOTS_PER_TASK and JOBS_PER_TASK")
 
     def start(self, world: World) -> None:
         super().start(world)
@@ -270,6 +318,25 @@ class DefaultPolicy(BasePolicy):
 
     def on_webhook(self, event: LiveKitEvent) -> None:
         self._invoke("webhook", self.plane.controller.handle_event, event)
+
+    def on_room_opened(self, room: str) -> None:
+        if self.join_api:
+            self._invoke("api", self._join, room)
+
+    def _join(self, room: str) -> None:
+        """What ``api.logic.join`` asks of the core: the LiveKit room (``CreateRoom``), then the
+        human's place and a reconcile; a LiveKit outage fails the request (the webhook path
+        still brings the agent when the human connects)."""
+        session = self.world.open_session(room)
+        if session is None:
+            return
+        identity = min(session.presences, key=lambda p: p.join).identity
+        controller = self.plane.controller
+        try:
+            live = controller.create_room(room)
+            controller.expect_human(live, identity, self.world.now() + JOIN_RESERVATION_SECONDS)
+        except LiveKitUnavailable as error:
+            self.world.ledger.error("api", error)
 
     def on_task_state(self, change: TaskStateChange) -> None:
         body = task_state_change(
@@ -289,7 +356,7 @@ class DefaultPolicy(BasePolicy):
             WorkerRecord(
                 task_arn=task.arn,
                 status=WorkerStatus.READY,
-                capacity=WORKER_CAPACITY,
+                capacity=self.worker.slots,
                 heartbeat_at=self.world.now(),
                 launched_for=task.room,
             )
@@ -418,3 +485,28 @@ class Adaptive(DefaultPolicy):
 
     name: ClassVar[str] = "adaptive"
     overrides: ClassVar[Mapping[str, Any]] = {"warm_adaptive": True, "warm_target_wait_share": 0.01}
+
+
+def pooled(slots: int) -> tuple[WorkerBehaviour, Mapping[str, Any]]:
+    """A pooled row's worker and settings: ``slots`` rooms at once, recycled after
+    ``POOLED_JOBS_PER_SLOT`` rooms per slot, on the adaptive pool."""
+    jobs = slots * POOLED_JOBS_PER_SLOT
+    worker = replace(DefaultPolicy.worker, slots=slots, jobs_per_task=jobs)
+    return worker, {**Adaptive.overrides, "slots_per_task": slots, "jobs_per_task": jobs}
+
+
+class PooledFour(Adaptive):
+    """Long-lived workers serving several rooms at once, as livekit-agents workers normally run:
+    the adaptive pool counted in slots (``SLOTS_PER_TASK=4``), each worker recycled after
+    ``JOBS_PER_TASK`` rooms (it takes no more, drains, and exits once its last job has ended:
+    a room's end never stops a task another room still uses)."""
+
+    name: ClassVar[str] = "pooled_4"
+    worker, overrides = pooled(4)
+
+
+class PooledEight(Adaptive):
+    """``pooled_4`` with eight rooms per worker (``SLOTS_PER_TASK=8``)."""
+
+    name: ClassVar[str] = "pooled_8"
+    worker, overrides = pooled(8)

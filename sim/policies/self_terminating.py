@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from sim.model import CONTAINER_EXITED, EPOCH, SimTask, TaskStateChange, WorkerBehaviour
 from sim.policies.base import SeedPolicy
-from sim.world import CONTAINER_EXITED, EPOCH, SimTask, TaskStateChange, WorkerBehaviour
 
 if TYPE_CHECKING:
     from sim.world import World
@@ -46,7 +46,7 @@ class SelfTerminatingPolicy(SeedPolicy):
         self.world.after(GRACE_SECONDS, self._leave_empty, task)
 
     def _leave_empty(self, task: SimTask) -> None:
-        if task.alive and task.job is None:
+        if task.alive and not task.jobs:
             self.world.stop_task(task, crashed=False, stop_code=CONTAINER_EXITED, exit_code=0)
 
     def liveness_check(self) -> None:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from control_plane.humans import is_human
 from control_plane.ports import LiveKitUnavailable
+from sim.model import WorkerBehaviour
 from sim.policies.base import SeedPolicy
-from sim.world import WorkerBehaviour
 
 if TYPE_CHECKING:
     from sim.world import World

@@ -21,7 +21,7 @@ from control_plane.adapters.dynamodb_store import _deserialize
 from control_plane.adapters.memory.launch_limiter import InMemoryLaunchLimiter
 from control_plane.launch_limit import LIMITER_PK, LaunchLimits
 from control_plane.ports import LaunchGrant, LaunchLimiter
-from tests.aws import CallCounter, create_table
+from local.fixtures import CallCounter, create_table
 
 T0 = 1_800_000_000.0
 TABLE = "rooms"

@@ -31,7 +31,7 @@ from control_plane.adapters.memory.runtime import InMemoryRunner, VirtualClock
 from control_plane.aws_names import STOP_REASON_MAX_BYTES
 from control_plane.ports import LaunchFailed, LaunchOutcomeUnknown, RunnerUnavailable
 from control_plane.settings import TASK_STARTED_BY
-from tests.aws import CallCounter
+from local.fixtures import CLUSTER, TASK_FAMILY, CallCounter, provision_ecs
 from tests.aws_models import (
     ECS,
     NASTY_ROOM_NAMES,
@@ -42,7 +42,6 @@ from tests.aws_models import (
     is_valid_sqs_body,
     livekit_room_names,
 )
-from tests.localstack import CLUSTER, TASK_FAMILY, provision_ecs
 
 REGION = "us-east-1"
 TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/livekit-agents/0123456789abcdef0123456789abcdef"

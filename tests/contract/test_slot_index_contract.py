@@ -17,7 +17,7 @@ from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.ports import ObservedTaskState
 from control_plane.slot_index import SLOT_SHARDS, shard_of
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
-from tests.aws import create_table
+from local.fixtures import create_table
 
 T0 = 1_800_000_000.0
 JOBS = 10

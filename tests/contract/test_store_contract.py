@@ -22,7 +22,7 @@ from control_plane.room import (
     RoomState,
 )
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
-from tests.aws import CallCounter, create_table
+from local.fixtures import CallCounter, create_table
 
 T0 = 1_800_000_000.0
 

@@ -15,7 +15,7 @@ from control_plane.adapters.dynamodb_task_count import MAX_ATTEMPTS, DynamoDBTas
 from control_plane.adapters.memory.task_count import InMemoryTaskCount
 from control_plane.ports import VersionConflict
 from control_plane.task_count import TASK_COUNT_PK, UNLISTED_GRACE_SECONDS
-from tests.aws import create_table
+from local.fixtures import create_table
 
 T0 = 1_800_000_000.0
 TABLE = "rooms"

@@ -30,7 +30,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from tests.localstack import LambdaContext
+from local.fixtures import LambdaContext
 
 SERVICE = "execute-api"
 _AUTHORIZATION = re.compile(

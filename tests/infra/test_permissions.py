@@ -45,19 +45,19 @@ from control_plane.worker_protocol import (
     WorkerStatus,
 )
 from handlers import api, sweeper, task_events, timer, webhook
-from tests.aws import create_table
-from tests.infra import cfn
-from tests.infra.cfn import ROOT, get_att, ref
-from tests.localstack import (
+from local.fixtures import (
     CLUSTER,
     LambdaContext,
     LocalAws,
+    create_table,
     ecs_task_state_change,
     http_api_event,
     scheduler_event,
     signed_headers,
     webhook_body,
 )
+from tests.infra import cfn
+from tests.infra.cfn import ROOT, get_att, ref
 
 CONTROL_PLANE_SOURCES = sorted((ROOT / "functions").rglob("*.py"))
 WORKER_SOURCES = sorted((ROOT / "agent_container" / "agent_worker").rglob("*.py"))

@@ -16,8 +16,8 @@ import pytest
 
 from control_plane.events import EventType, WebhookRejected, verify_webhook
 from handlers import webhook
+from local.fixtures import TABLE, LambdaContext, LocalAws, http_api_event
 from tests.infra.cfn import ROOT
-from tests.localstack import TABLE, LambdaContext, LocalAws, http_api_event
 
 URL = "https://api.example/livekit/webhook"
 

@@ -11,7 +11,7 @@ import pytest
 from control_plane.adapters.dynamodb_store import ATTENTION_INDEX
 from control_plane.settings import METRICS_NAMESPACE, TASK_STARTED_BY, Settings
 from control_plane.slot_index import SLOT_INDEX
-from tests import aws
+from local import fixtures as aws
 from tests.infra import cfn
 from tests.infra.cfn import ROOT, get_att, ref
 

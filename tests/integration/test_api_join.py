@@ -12,8 +12,7 @@ import pytest
 from api import wiring
 from control_plane.room import JOIN_RESERVATION_SECONDS
 from handlers import timer, webhook
-from tests.api_harness import ApiCalls, room_path
-from tests.localstack import (
+from local.fixtures import (
     LambdaContext,
     http_api_event,
     signed_headers,
@@ -21,6 +20,7 @@ from tests.localstack import (
     webhook_body,
     worker_registers,
 )
+from tests.api_harness import ApiCalls, room_path
 
 GRACE, MARGIN = 60, 10
 ROOM_LIFETIME = JOIN_RESERVATION_SECONDS + GRACE + MARGIN

@@ -15,8 +15,8 @@ from api.counters import CloudWatchCounters
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
 from handlers import api as api_handler
+from local.fixtures import TABLE
 from tests.api_harness import ApiCalls, agent_ready, human, task_status
-from tests.localstack import TABLE
 
 
 def put_counts(metric: str, by_service: dict[str, float], at: datetime | None = None) -> None:

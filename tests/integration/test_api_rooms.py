@@ -9,8 +9,8 @@ import pytest
 
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.room import Human, Room
+from local.fixtures import TABLE
 from tests.api_harness import ApiCalls, agent_ready, human, room_path, task_status
-from tests.localstack import TABLE
 
 # --- GET /rooms -------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ import pytest
 from control_plane import composition
 from control_plane.settings import Settings
 from handlers import runtime
+from local.fixtures import LocalAws
 from tests.integration.test_webhook_cold_start import ROOT, fresh_interpreter
-from tests.localstack import LocalAws
 
 HANDLERS = ["webhook", "api", "timer", "sweeper", "task_events"]
 

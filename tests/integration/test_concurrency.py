@@ -19,7 +19,7 @@ import boto3
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
 from handlers import timer, webhook
-from tests.localstack import TABLE, LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
+from local.fixtures import TABLE, LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
 
 HUMANS = 20
 _spawn = multiprocessing.get_context("spawn")

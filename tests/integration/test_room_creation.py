@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from control_plane import composition
 from handlers import webhook
-from tests.localstack import LocalAws
+from local.fixtures import LocalAws
 
 
 def test_created_rooms_get_a_departure_timeout_of_at_least_the_grace_period(aws: LocalAws) -> None:

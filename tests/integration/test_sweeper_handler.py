@@ -11,9 +11,9 @@ import pytest
 
 from control_plane import composition
 from handlers import sweeper, timer, webhook
-from tests.aws import CallCounter
-from tests.localstack import (
+from local.fixtures import (
     TABLE,
+    CallCounter,
     LambdaContext,
     LocalAws,
     http_api_event,

@@ -10,7 +10,7 @@ import pytest
 
 from control_plane.worker_protocol import worker_pk
 from handlers import task_events, timer, webhook
-from tests.localstack import (
+from local.fixtures import (
     TABLE,
     LambdaContext,
     LocalAws,

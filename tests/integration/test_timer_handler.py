@@ -18,8 +18,7 @@ from control_plane.worker_protocol import (
     sender_may_send,
 )
 from handlers import timer, webhook
-from tests.infra import cfn
-from tests.localstack import (
+from local.fixtures import (
     TABLE,
     LambdaContext,
     LocalAws,
@@ -29,6 +28,7 @@ from tests.localstack import (
     webhook_body,
     worker_registers,
 )
+from tests.infra import cfn
 
 
 def deliver(aws: LocalAws, body: bytes) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from control_plane import composition
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.worker_protocol import JobStarted, WorkerReady, WorkerRecord, WorkerStatus
 from handlers import sweeper, timer, webhook
-from tests.localstack import (
+from local.fixtures import (
     TABLE,
     LambdaContext,
     LocalAws,

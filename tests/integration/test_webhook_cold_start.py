@@ -20,7 +20,7 @@ import pytest
 
 from control_plane import composition
 from handlers import webhook
-from tests.localstack import LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
+from local.fixtures import LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["livekit.api", "aiohttp", "aws_lambda_powertools.event_handler"]

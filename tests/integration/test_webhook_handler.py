@@ -12,7 +12,7 @@ import pytest
 
 from control_plane.settings import MAX_WEBHOOK_BYTES
 from handlers import webhook
-from tests.localstack import TABLE, LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
+from local.fixtures import TABLE, LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's request payload limit for synchronous invokes
 

@@ -30,8 +30,8 @@ from control_plane.humans import is_human
 from control_plane.ports import Dispatch
 from control_plane.room import Room
 from control_plane.worker_protocol import LAUNCHED_FOR_ROOM_ENV
+from local.fixtures import CLUSTER, TABLE, LocalAws
 from tests.harness import AGENT_NAME, TwinStack
-from tests.localstack import CLUSTER, TABLE, LocalAws
 
 STARTED_BY = "livekit-agent-lifecycle"
 GRACE_SLACK_SECONDS = 5

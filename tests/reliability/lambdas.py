@@ -21,8 +21,8 @@ from unittest import mock
 from control_plane import composition
 from control_plane.ports import LiveRoom
 from control_plane.worker_protocol import TimerMessage
+from local.fixtures import LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
 from tests.integration import test_concurrency
-from tests.localstack import LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
 
 Job = dict[str, Any]
 SERVER_ERROR = 500

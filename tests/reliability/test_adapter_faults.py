@@ -22,8 +22,8 @@ from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.ports import LiveRoom
 from control_plane.room import ChangeKind, ParticipantChange
 from control_plane.worker_protocol import GraceExpired, Respawn
+from local.fixtures import TABLE, LambdaContext, LocalAws, sqs_event, worker_registers
 from tests.integration.test_webhook_handler import emitted_metrics
-from tests.localstack import TABLE, LambdaContext, LocalAws, sqs_event, worker_registers
 from tests.reliability.faults import AwsFault, AwsFaults, aws_error, throttled
 from tests.reliability.invariants import (
     agent_for_every_room_with_humans,

@@ -21,7 +21,7 @@ from control_plane import composition
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.ports import LiveRoom
 from control_plane.worker_protocol import GraceExpired, WorkerReady
-from tests.localstack import TABLE, LambdaContext, LocalAws, sqs_event, worker_registers
+from local.fixtures import TABLE, LambdaContext, LocalAws, sqs_event, worker_registers
 from tests.reliability.invariants import (
     GRACE_SLACK_SECONDS,
     RoomView,

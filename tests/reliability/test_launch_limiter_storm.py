@@ -31,7 +31,7 @@ from control_plane.launch_limit import (
     limiter_state,
     refill,
 )
-from tests.aws import create_table
+from local.fixtures import create_table
 from tests.reliability.report import Figures
 
 pytestmark = pytest.mark.moto_server

@@ -20,8 +20,8 @@ from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.adapters.dynamodb_task_count import DynamoDBTaskCount
 from control_plane.room import Room
 from control_plane.worker_protocol import WorkerReady
+from local.fixtures import TABLE, LocalAws, worker_registers
 from tests.harness import POLICY, POOL_POLICY, TwinStack
-from tests.localstack import TABLE, LocalAws, worker_registers
 from tests.reliability.invariants import running_tasks_by_room
 from tests.reliability.lambdas import at_once, retry_server_errors, status, timer_job
 from tests.reliability.report import Figures

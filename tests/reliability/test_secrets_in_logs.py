@@ -20,7 +20,7 @@ import pytest
 from control_plane import composition
 from control_plane.worker_protocol import WorkerReady
 from handlers import sweeper, task_events
-from tests.localstack import (
+from local.fixtures import (
     LambdaContext,
     LocalAws,
     ecs_task_state_change,

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from livekit.api import AccessToken
 
 from control_plane.settings import MAX_WEBHOOK_BYTES
-from tests.localstack import LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
+from local.fixtures import LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
 from tests.reliability.faults import AwsFaults
 from tests.reliability.invariants import holds, no_write, running_tasks_by_room, table_items
 from tests.reliability.lambdas import invoke, livekit_body, outcome, status

@@ -75,7 +75,7 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "make test": Elsewhere(".ci/run runs it: it is the CI job"),
     "make openapi": Run(),
     "make reliability": Elsewhere("`make test` runs tests/reliability (through `make unit`)"),
-    "make simulate": Elsewhere("6-8 minutes; tests/sim runs the simulator at small sizes"),
+    "make simulate": Elsewhere("minutes (docs/capacity.md: why); tests/sim runs the simulator small"),
     "make bench": Elsewhere("minutes; `make bench-smoke` (in `make test`) runs every benchmark small"),
     "make bench-smoke": Elsewhere("`make test` runs it"),
     "make e2e": Elsewhere(".ci/run runs it after `make test` (root, a network namespace, livekit-server)"),
@@ -138,9 +138,9 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     ".venv/bin/python bench/bench_log_rate_limit.py": Elsewhere("`make bench` runs it (bench/run.py); ~12 s"),
     "make test-agent": Elsewhere("`make test` runs it"),
     # --- docs/
-    "PYTHONPATH=functions .venv/bin/python -m sim.capacity --rooms 100000": Run(
-        says="| resource",
-        or_else=(2, "run `make simulate` first"),  # a clean clone has no results
+    "make capacity": Elsewhere("minutes; `make bench-smoke` runs the model small (bench/capacity.py)"),
+    "PYTHONPATH=functions .venv/bin/python -m sim.capacity --rooms 100000": Elsewhere(
+        "what `make capacity` runs (above)"
     ),
     'python -c "import boto3"': Elsewhere("bench/cold_start.py runs it beside every measurement"),
     ".venv/bin/python bench/cold_start.py --runs 8 --tree <the commit before>/functions --tree functions": (

@@ -21,9 +21,9 @@ from cli import rooms
 from cli.main import lkctl
 from control_plane.adapters.dynamodb_store import DynamoDBStore
 from control_plane.room import Human, Room
+from local.fixtures import TABLE
 from tests.api_harness import ApiCalls, agent_ready, human
 from tests.fakes.api_gateway import LocalHttpApi
-from tests.localstack import TABLE
 
 LKCTL = Path(sys.executable).parent / "lkctl"
 

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from sim import capacity, report, traces
+from sim import capacity, prices, traces
 from sim.cli import main
+from sim.intervals import Union, merge, overlap_seconds, percentile
 from sim.ledger import JobLife, Ledger, TaskLife
-from sim.report import Union, measure, merge, overlap_seconds, percentile
+from sim.model import LIVEKIT_JOB_ASSIGNMENT_S, WorkerBehaviour
+from sim.report import measure
 from sim.run import simulate
 from sim.traces import ColdStart
-from sim.world import LIVEKIT_JOB_ASSIGNMENT_S, WorkerBehaviour
 
 COLD = ColdStart(median_s=45.0, p99_s=45.0)
-TASK_DOLLARS_PER_SECOND = (report.FARGATE_VCPU_HOUR_USD + 2 * report.FARGATE_GB_HOUR_USD) / 3600
+TASK_DOLLARS_PER_SECOND = (prices.FARGATE_VCPU_HOUR_USD + 2 * prices.FARGATE_GB_HOUR_USD) / 3600
 
 
 def test_interval_helpers() -> None:
@@ -108,6 +109,8 @@ def test_the_command_writes_the_json_the_issue_asks_for_and_the_charts(tmp_path:
         "warm_1",
         "warm_2",
         "adaptive",
+        "pooled_4",
+        "pooled_8",
         "ttl_sweep",
         "self_terminating",
         "manager_gc",
@@ -153,31 +156,54 @@ def test_the_command_writes_the_json_the_issue_asks_for_and_the_charts(tmp_path:
 
 
 def test_the_capacity_model_scales_the_days_counts_per_concurrent_room(tmp_path: Path) -> None:
-    path = traces.write(traces.generate(5, rooms=40), tmp_path / "day.jsonl")
-    argv = ["--trace", str(path), "--storm-rooms", "0", "--policies", "default", "--out", str(tmp_path)]
-    code = main([*argv, "--jobs", "1", "--quiet", "--no-charts"], io.StringIO(), io.StringIO())
-    assert code == 0
-    doc = json.loads((tmp_path / "policies.json").read_text())
-    assert doc["storm_trace"] is None and list(doc["policies"]) == ["default"]
-    policy = doc["policies"]["default"]
-    rows = {row.resource: row for row in capacity.limits(policy)}
-    room_seconds = policy["room_hours"] * 3600
-    launches = rows["Fargate task launches"]
-    assert launches.per_room == pytest.approx(policy["task_starts"] / room_seconds)
-    assert launches.demand(100_000) == pytest.approx(100_000 * launches.per_room)
-    assert launches.rooms_at_limit == pytest.approx(20.0 / launches.per_room)
-    assert "| Fargate task launches |" in capacity.table(list(rows.values()), 100_000)
+    out = tmp_path / "capacity.json"
+    argv = ["--simulated-rooms", "40", "--rows", "default,pooled_4", "--out", str(out), "--jobs", "1"]
+    assert capacity.main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["rooms"] == 100_000 and set(doc["rows"]) == {"default", "pooled_4"}
+    for row in doc["rows"].values():
+        assert set(row) == {"join_api", "webhook"}
+        for path in row.values():
+            limits = {limit["resource"]: limit for limit in path["limits"]}
+            launches = limits["Fargate task launches"]
+            assert launches["demand_at_n"] == pytest.approx(100_000 * launches["demand_per_room"])
+            assert launches["rooms_at_limit"] == round(20.0 / launches["demand_per_room"])
+            smallest = min(
+                (limit for limit in path["limits"] if limit["rooms_at_limit"] is not None),
+                key=lambda limit: limit["rooms_at_limit"],
+            )
+            assert path["binding"]["resource"] == smallest["resource"]
+            assert path["fargate_vcpu_quota_to_request"] >= path["fargate_vcpu_for_jobs"] > 0
+    # The join API creates each session's room: one CreateRoom a session, counted, not assumed.
+    default = doc["rows"]["default"]
+    assert default["join_api"]["livekit_calls_per_session"]["CreateRoom"] > 0.9
+    assert "CreateRoom" not in default["webhook"]["livekit_calls_per_session"]
+    assert doc["binding"]["rooms_at_limit"] == min(
+        path["binding"]["rooms_at_limit"] for row in doc["rows"].values() for path in row.values()
+    )
 
 
-def test_the_capacity_model_without_results_says_to_run_the_simulator_first(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as exited:
-        capacity.main(["--results", str(tmp_path / "policies.json")])
-
-    err = capsys.readouterr().err
-    assert exited.value.code == 2
-    assert "does not exist: run `make simulate` first" in err and "Traceback" not in err
+def test_the_capacity_model_from_its_figures_alone() -> None:
+    figures = {
+        "room_hours": 1.0,
+        "duration_s": 3600.0,
+        "sessions": 10,
+        "calls": {"livekit.CreateDispatch": 10, "livekit.ListRooms": 60, "ecs.RunTask": 10},
+        "lambda_invocations": {"sweeper": 60, "webhook": 40},
+        "lambda_ms_per_invocation": {"sweeper": 10.0, "webhook": 50.0},
+        "worker_listing_read_units": 0,
+        "worker_listings": 0,
+        "agent_seconds": 3600.0,
+        "agent_vcpu_seconds": 3600.0,
+        "task_starts": 10,
+        "calls_per_room": {"dynamodb_reads": 5, "dynamodb_writes": 5, "webhook_deliveries": 4, "sqs": 3},
+    }
+    rows = {row.resource: row for row in capacity.limits(figures)}
+    livekit = rows["LiveKit server API"]
+    # 10 calls per room-hour: 1/6 a minute per room; the sweep's 60 ListRooms an hour are fixed.
+    assert livekit.per_room == pytest.approx(10 / 60) and livekit.fixed == pytest.approx(1.0)
+    assert livekit.rooms_at_limit == pytest.approx((1_000 - 1) / (10 / 60))
+    assert "DynamoDB reads: the pool's worker listings" not in rows, "no listings, no N² term"
 
 
 REFERENCE_CHARTS = ("cost-vs-wait", "agents-over-time", "storm-waits")

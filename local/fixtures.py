@@ -1,14 +1,18 @@
-"""Provision the control plane's AWS resources in moto and drive its Lambda handlers.
+"""What the tests and the benchmarks both build on: the control plane's AWS resources in moto
+and its Lambda handlers' events, and webhooks and policies as the core's tests use them.
 
-Used by the integration and scenario tests: the same table, queue, cluster, task definition and
-secret the SAM template creates, and the event shapes AWS delivers (the Lambda context, API
-Gateway and ECS events are the local stack's own, ``local.stack.events``, re-exported here).
+The same table, queue, cluster, task definition and secret the SAM template creates (tests/infra
+checks they agree), the event shapes AWS delivers (the Lambda context, API Gateway and ECS events
+are the local stack's own, ``local.stack.events``, re-exported here), and a webhook builder with
+the policies the tests and ``bench/`` run the core with. Here, not in ``tests/``, because nothing
+outside ``tests/`` imports from ``tests/``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import time
 import uuid
@@ -20,6 +24,9 @@ import boto3
 from livekit.api import AccessToken
 
 from control_plane.adapters.dynamodb_store import DynamoDBStore
+from control_plane.events import EventParticipant, EventRoom, LiveKitEvent
+from control_plane.reconcile import Policy
+from control_plane.sweeper import SweepPolicy
 from control_plane.worker_protocol import WorkerReady, WorkerRecord, WorkerStatus
 from local.livekit_sim import FakeLiveKitServer
 from local.stack.events import (  # noqa: F401  (re-exported for the tests)
@@ -29,9 +36,118 @@ from local.stack.events import (  # noqa: F401  (re-exported for the tests)
     ecs_task_state_change,
     http_api_event,
 )
-from tests.aws import create_table
 
 TABLE = "livekit-agent-lifecycle"
+
+TABLE_KEY_SCHEMA = [{"AttributeName": "pk", "KeyType": "HASH"}]
+TABLE_ATTRIBUTES = [
+    {"AttributeName": "pk", "AttributeType": "S"},
+    {"AttributeName": "attention", "AttributeType": "S"},
+    {"AttributeName": "slot_key", "AttributeType": "S"},
+    {"AttributeName": "slot_free", "AttributeType": "N"},
+]
+ATTENTION_INDEX = {
+    "IndexName": "attention-index",
+    "KeySchema": [
+        {"AttributeName": "attention", "KeyType": "HASH"},
+        {"AttributeName": "pk", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "ALL"},
+}
+SLOT_INDEX = {
+    "IndexName": "slot-index",
+    "KeySchema": [
+        {"AttributeName": "slot_key", "KeyType": "HASH"},
+        {"AttributeName": "slot_free", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "ALL"},
+}
+
+
+def create_table(client: Any, name: str) -> None:
+    client.create_table(
+        TableName=name,
+        KeySchema=TABLE_KEY_SCHEMA,
+        AttributeDefinitions=TABLE_ATTRIBUTES,
+        GlobalSecondaryIndexes=[ATTENTION_INDEX, SLOT_INDEX],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )
+
+
+class CallCounter:
+    """Counts AWS API calls a boto3 client makes, by operation name."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls: dict[str, int] = {}
+        client.meta.events.register("before-call.*.*", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] = self.calls.get(model.name, 0) + 1
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+AGENT_NAME = "voice-agent"
+STANDARD, SIP, EGRESS, AGENT = 0, 3, 2, 4
+
+POLICY = Policy(
+    grace_seconds=60,
+    agent_name=AGENT_NAME,
+    claim_lease_seconds=30,
+    history_ttl_seconds=7 * 24 * 3600,
+    worker_stale_seconds=45,
+)
+
+SWEEP_POLICY = SweepPolicy(
+    agent_name=AGENT_NAME,
+    grace_seconds=60,
+    agent_ttl_seconds=300,
+    settle_seconds=30,
+    worker_stale_seconds=45,
+    worker_start_timeout_seconds=300,
+    max_agent_age_seconds=4 * 3600,
+    concurrency=4,
+    safety_margin_seconds=10,
+)
+
+# The departure_timeout of the rooms the tests' webhooks report (and their LiveKit twin opens).
+EVENT_DEPARTURE_TIMEOUT = 120
+
+
+_ids = itertools.count(1)
+
+
+def event(
+    kind: str,
+    room: str = "room-1",
+    room_sid: str = "RM_1",
+    sid: str | None = None,
+    identity: str = "alice",
+    participant_kind: int = STANDARD,
+    at: float = 0,
+    event_id: str | None = None,
+    departure_timeout: int = EVENT_DEPARTURE_TIMEOUT,
+    room_created_at: float = 0.0,
+) -> LiveKitEvent:
+    participant = None
+    if sid is not None:
+        participant = EventParticipant(sid=sid, identity=identity, kind=participant_kind)
+    return LiveKitEvent(
+        id=event_id or f"EV_{next(_ids)}",
+        event=kind,
+        created_at=int(at),
+        room=EventRoom(
+            sid=room_sid,
+            name=room,
+            departure_timeout=departure_timeout,
+            created_at=room_created_at,
+        ),
+        participant=participant,
+    )
 
 
 @dataclass
@@ -41,7 +157,8 @@ class LocalAws:
     livekit: FakeLiveKitServer
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name="us-east-1")
+        """A client for any service a test names (boto3's overloads want a literal name)."""
+        return boto3.client(service, region_name="us-east-1")  # type: ignore[call-overload]
 
 
 def provision_ecs(region: str = "us-east-1") -> tuple[str, str]:

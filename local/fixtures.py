@@ -43,12 +43,22 @@ TABLE_KEY_SCHEMA = [{"AttributeName": "pk", "KeyType": "HASH"}]
 TABLE_ATTRIBUTES = [
     {"AttributeName": "pk", "AttributeType": "S"},
     {"AttributeName": "attention", "AttributeType": "S"},
+    {"AttributeName": "slot_key", "AttributeType": "S"},
+    {"AttributeName": "slot_free", "AttributeType": "N"},
 ]
 ATTENTION_INDEX = {
     "IndexName": "attention-index",
     "KeySchema": [
         {"AttributeName": "attention", "KeyType": "HASH"},
         {"AttributeName": "pk", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "ALL"},
+}
+SLOT_INDEX = {
+    "IndexName": "slot-index",
+    "KeySchema": [
+        {"AttributeName": "slot_key", "KeyType": "HASH"},
+        {"AttributeName": "slot_free", "KeyType": "RANGE"},
     ],
     "Projection": {"ProjectionType": "ALL"},
 }
@@ -59,7 +69,7 @@ def create_table(client: Any, name: str) -> None:
         TableName=name,
         KeySchema=TABLE_KEY_SCHEMA,
         AttributeDefinitions=TABLE_ATTRIBUTES,
-        GlobalSecondaryIndexes=[ATTENTION_INDEX],
+        GlobalSecondaryIndexes=[ATTENTION_INDEX, SLOT_INDEX],
         BillingMode="PAY_PER_REQUEST",
     )
     client.update_time_to_live(

@@ -21,7 +21,7 @@ from agent_worker.main import serve
 from agent_worker.settings import AgentSettings
 from control_plane.log_rate_limit import RateLimitedHandler
 from control_plane.worker_protocol import TIMER_MESSAGE, WorkerReady, WorkerStatus
-from tests.aws import create_table
+from local.fixtures import create_table
 
 TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/agents/c0ffee"
 ROLE_ID = "AROAEXAMPLEAGENTROLE1"

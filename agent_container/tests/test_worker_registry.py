@@ -33,7 +33,7 @@ from control_plane.worker_protocol import (
     WorkerReady,
     WorkerStatus,
 )
-from tests.aws import create_table
+from local.fixtures import create_table
 
 TABLE = "lifecycle"
 TASK_ID = "0123456789abcdef0123456789abcdef"

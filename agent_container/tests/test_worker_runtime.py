@@ -21,7 +21,7 @@ from agent_worker.registry import DynamoWorkerRecord, SqsReadySignal
 from agent_worker.runtime import WorkerRuntime
 from agent_worker.server import accept_jobs
 from control_plane.worker_protocol import TIMER_MESSAGE, WorkerReady, WorkerRecord, WorkerStatus
-from tests.aws import create_table
+from local.fixtures import create_table
 
 TABLE = "lifecycle"
 TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/agents/feedface"

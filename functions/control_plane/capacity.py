@@ -1,5 +1,10 @@
 """Carries out the warm pool's decisions (``control_plane.pool``) against the ports.
 
+A slot decision reads the room's own task and a few workers of the slot index
+(``control_plane.slot_index``), never every live worker: its reads stay the same at 10 workers
+or 10,000. The pool sizes itself on the index (free slots, tasks starting) and the shared
+live-task count.
+
 Everything here is safe to repeat and to run in many Lambdas at once: a slot is taken only by
 a conditional write on one worker; pool launches use a launch token derived from the listing
 they were planned on (two Lambdas planning on the same listing launch once, ECS ``clientToken``);
@@ -25,6 +30,8 @@ from control_plane.ports import (
     Ports,
 )
 from control_plane.reconcile import holds_slot_on
+from control_plane.shards import shard_of
+from control_plane.slot_index import SLOT_SHARDS, drifted
 from control_plane.worker_protocol import WakeRooms, WorkerRecord
 
 log = logging.getLogger(__name__)
@@ -37,13 +44,16 @@ EXHAUSTED_RETRY_SECONDS = 15.0
 POOL_LAUNCH_RETRY_SECONDS = 10
 # How many waiting rooms one wake reconciles at most (more wait for the next wake or sweep).
 WAKE_BATCH = 50
+# Workers one query of a slot index shard reads at most: a decision's reads stay this many.
+OPEN_LIMIT = 3
 
 
 def with_slot(workers: Sequence[WorkerRecord], task_arn: str, room: str, now: float) -> list[WorkerRecord]:
-    """A listing with the slot just reserved applied, so planning on it needs no new query."""
+    """A listing with the slot just reserved applied (where it does not show yet: the index is
+    eventually consistent), so planning on it needs no new query."""
     return [
         w.model_copy(update={"reserved": {**w.reserved, room: now}, "assigned": w.assigned + 1})
-        if w.task_arn == task_arn
+        if w.task_arn == task_arn and room not in w.reserved
         else w
         for w in workers
     ]
@@ -65,13 +75,34 @@ class Capacity:
     def policy(self) -> PoolPolicy:
         return self._policy
 
-    def workers(self) -> list[WorkerRecord]:
-        return list(self._ports.workers.live_workers())
+    def own_task(self, task_arn: str | None) -> WorkerRecord | None:
+        """The task a room already counts on (launched for it, or holding its slot): one read."""
+        return self._ports.workers.get_worker(task_arn) if task_arn else None
 
-    def slot_open(self, room: str | None = None, workers: Sequence[WorkerRecord] | None = None) -> bool:
+    def candidates(self, room: str | None, own: WorkerRecord | None = None) -> list[WorkerRecord]:
+        """Workers ``room`` may take a slot on, best first: its own task if open; else the
+        fullest few of the first slot index shard, from the room's own on, that has one. At
+        most ``OPEN_LIMIT`` items per shard read, and no shard once one had a candidate."""
+        if own is not None and self._open_for(room, [own]):
+            return [own]
+        start = shard_of(room or "", SLOT_SHARDS)
+        for step in range(SLOT_SHARDS):
+            listed = self._ports.workers.open_workers((start + step) % SLOT_SHARDS, OPEN_LIMIT)
+            found = self._open_for(room, listed)
+            if found:
+                return found
+        return []
+
+    def slot_open(self, room: str | None = None) -> bool:
         """A slot ``room`` may take is free now (one a waiting room's own task holds is not)."""
-        listed = self.workers() if workers is None else workers
-        return bool(self._open_for(room, listed))
+        return bool(self.candidates(room))
+
+    def live_count(self) -> int:
+        """Tasks counted against ``MAX_TASKS``: the shared live-task count (one item); without
+        one (the simulator, the local stack) a listing of every worker."""
+        if self._ports.tasks is not None:
+            return len(self._ports.tasks.live())
+        return live_tasks(self._ports.workers.live_workers(), self._ports.clock.now(), self._policy)
 
     def _open_for(
         self, room: str | None, workers: Sequence[WorkerRecord], prefer: str | None = None
@@ -85,8 +116,8 @@ class Capacity:
         return frozenset(w.task_arn for w in workers if not w.rooms() and self._held_for_another(w, None))
 
     def take_slot(self, room: str, prefer: str | None, workers: Sequence[WorkerRecord]) -> str | None:
-        """Reserve a slot for ``room`` on the best ready worker; the task ARN, or None if every
-        candidate was taken first (each try is one conditional write)."""
+        """Reserve a slot for ``room`` on the best of ``workers`` (its :meth:`candidates`); the
+        task ARN, or None if every candidate was taken first (each try is a conditional write)."""
         now = self._ports.clock.now()
         for worker in self._open_for(room, workers, prefer):
             if self._ports.workers.reserve_slot(worker, room, now, self._policy.jobs_per_task):
@@ -107,7 +138,9 @@ class Capacity:
                     continue
                 if holds_slot_on(self._ports.rooms.get(room), worker.task_arn):
                     continue
-                if self._ports.workers.reap_slot(worker.task_arn, room, reserved_at):
+                if self._ports.workers.reap_slot(
+                    worker.task_arn, room, reserved_at, self._policy.jobs_per_task
+                ):
                     reaped += 1
                     log.warning(
                         "orphaned slot reservation freed", extra={"room": room, "task_arn": worker.task_arn}
@@ -116,6 +149,20 @@ class Capacity:
             self._ports.metrics.count("OrphanedSlotsReaped", reaped)
             self._wake()
         return reaped
+
+    def refile_drifted(self, workers: Sequence[WorkerRecord]) -> int:
+        """The sweep's backstop for the slot index: a worker whose own write (its status, its
+        jobs) left its index keys behind is re-filed, conditional on the record as listed."""
+        refiled = 0
+        for worker in workers:
+            if drifted(worker, self._policy.jobs_per_task) and self._ports.workers.refile_slot(
+                worker, self._policy.jobs_per_task
+            ):
+                refiled += 1
+        if refiled:
+            self._ports.metrics.count("SlotIndexRefiled", refiled)
+            log.info("slot index re-filed", extra={"workers": refiled})
+        return refiled
 
     def _held_for_another(self, worker: WorkerRecord, room: str | None) -> bool:
         """A fresh task launched for a room still waiting is that room's first: taking it would
@@ -130,21 +177,14 @@ class Capacity:
 
     def exhausted_for(self, room: str) -> bool:
         """No slot ``room`` may take is free and no task may be launched for it (``MAX_TASKS``)."""
-        workers = self.workers()
-        if self._open_for(room, workers):
+        if self.slot_open(room):
             return False
-        cap = self._policy.max_tasks
-        counted = self._ports.tasks
-        if counted is not None and len(counted.live()) >= cap:
-            return True
-        return live_tasks(workers, self._ports.clock.now(), self._policy) >= cap
+        return self.live_count() >= self._policy.max_tasks
 
-    def launch_for_room(
-        self, room: str, launch_token: str, workers: Sequence[WorkerRecord]
-    ) -> LaunchedTask | LaunchBlocked:
+    def launch_for_room(self, room: str, launch_token: str) -> LaunchedTask | LaunchBlocked:
         """Start one task for a room that found no slot, if ``MAX_TASKS`` and the limiter allow."""
         now = self._ports.clock.now()
-        live = live_tasks(workers, now, self._policy)  # the count alone: a whole plan is O(N) passes
+        live = self.live_count()
         if live >= self._policy.max_tasks:
             self._exhausted(room, live)
             return LaunchBlocked(EXHAUSTED_RETRY_SECONDS)
@@ -195,9 +235,10 @@ class Capacity:
             log.exception("live-task count not confirmed: the sweep heals it", extra={"keys": list(keys)})
 
     def replenish(self, workers: Sequence[WorkerRecord] | None = None) -> PoolPlan:
-        """Launch what the pool lacks and drain what it has too much of (idle workers only)."""
+        """Launch what the pool lacks and drain what it has too much of (idle workers only),
+        planned on ``workers`` (the slot index's by default: free slots, tasks starting)."""
         now = self._ports.clock.now()
-        listed = self.workers() if workers is None else list(workers)
+        listed = self._ports.workers.pool_workers() if workers is None else list(workers)
         plan = self._plan(listed, now)
         if plan.exhausted:
             self._ports.metrics.count("PoolExhausted")
@@ -220,7 +261,12 @@ class Capacity:
         """The room's agent is gone: free its slot and retire the worker unless the pool wants
         it (it may take another room: not spent, and the pool is short of free slots)."""
         workers = self._ports.workers
-        after = workers.release_slot(task_arn, room) if slot_reserved else workers.get_worker(task_arn)
+        jobs_per_task = self._policy.jobs_per_task
+        after = (
+            workers.release_slot(task_arn, room, jobs_per_task)
+            if slot_reserved
+            else workers.get_worker(task_arn)
+        )
         if after is not None and after.rooms() - {room}:
             self._wake()
             return
@@ -228,7 +274,7 @@ class Capacity:
         keep = False
         if after is not None and not spent(after, self._policy) and usable(after, now, self._policy):
             # Kept for a room waiting for a slot, or if without it the pool would be short.
-            plan = self._plan(self.workers(), now)
+            plan = self._plan(workers.pool_workers(), now)
             spare = after.free_slots(self._policy.jobs_per_task)
             short = plan.free_slots + plan.pending_slots - spare < plan.wanted_slots
             keep = short or bool(workers.waiting_rooms())
@@ -255,17 +301,18 @@ class Capacity:
         waiting rooms are woken for it."""
         now = self._ports.clock.now()
         workers = self._ports.workers
-        workers.adopt_slot(running_on, room, now)
+        jobs_per_task = self._policy.jobs_per_task
+        workers.adopt_slot(running_on, room, now, jobs_per_task)
         host = workers.get_worker(running_on)
         displaced = None
         if host is not None and len(host.rooms()) > host.capacity:
             unstarted = sorted(name for name in host.reserved if name != room and name not in host.jobs)
             displaced = unstarted[0] if unstarted else None
         if displaced is not None:
-            workers.adopt_slot(reserved_on, displaced, now)
-        workers.release_slot(reserved_on, room, unassign=True)
+            workers.adopt_slot(reserved_on, displaced, now, jobs_per_task)
+        workers.release_slot(reserved_on, room, jobs_per_task, unassign=True)
         if displaced is not None:
-            workers.release_slot(running_on, displaced, unassign=True)
+            workers.release_slot(running_on, displaced, jobs_per_task, unassign=True)
         else:
             self._wake()
         log.info(
@@ -282,8 +329,16 @@ class Capacity:
         return [room for room, _ in self._ports.workers.waiting_rooms()[:WAKE_BATCH]]
 
     def _plan(self, workers: Sequence[WorkerRecord], now: float) -> PoolPlan:
-        """The pool's plan on this listing, the demand as stored, without waiting rooms' tasks."""
-        return plan_pool(workers, self._ports.workers.pool_demand(), now, self._policy, self.held(workers))
+        """The pool's plan on this listing, the demand as stored, without waiting rooms' tasks,
+        under ``MAX_TASKS`` as the live-task count has it."""
+        return plan_pool(
+            workers,
+            self._ports.workers.pool_demand(),
+            now,
+            self._policy,
+            self.held(workers),
+            live=self.live_count(),
+        )
 
     def _grant(self, tasks: int, now: float) -> LaunchGrant:
         limiter = self._ports.limiter
@@ -291,8 +346,12 @@ class Capacity:
 
     def _launch_pool(self, count: int, workers: Sequence[WorkerRecord], now: float) -> None:
         """Pool launches in RunTask calls of up to 10, each behind the limiter. The token hashes
-        the listing the plan was made on: Lambdas planning on the same listing launch once."""
-        listing = ",".join(sorted(w.task_arn for w in workers))
+        what the plan was made on, the pool's listing and the live tasks (a slot taken leaves
+        the listing as it was before a launch it already made): Lambdas planning on the same
+        state launch once."""
+        tasks = self._ports.tasks
+        live = tasks.live() if tasks is not None else (w.task_arn for w in self._ports.workers.live_workers())
+        listing = ",".join([*sorted(w.task_arn for w in workers), "", *sorted(live)])
         batch = 0
         while count > 0:
             digest = hashlib.sha256(f"{listing}\0{int(now // 10)}\0{batch}".encode()).hexdigest()[:40]

@@ -76,41 +76,47 @@ class Effects:
             if found:
                 return self._records.record(room.name, lambda r: reconcile.record_launch(r, token, found))
         observed, self._listed.value = getattr(self._listed, "value", None), None
-        workers = observed[1] if observed is not None and observed[0] == room.name else capacity.workers()
         prefer = room.agent.task_arn if room.agent is not None else None
+        workers = (
+            observed[1]
+            if observed is not None and observed[0] == room.name
+            else capacity.candidates(room.name, capacity.own_task(prefer))
+        )
         task_arn = capacity.take_slot(room.name, prefer, workers)
         if task_arn is not None:
             after = self._records.record(room.name, lambda r: reconcile.record_slot(r, token, task_arn))
             if after is None:
-                self._ports.workers.release_slot(task_arn, room.name, unassign=True)
+                jobs_per_task = capacity.policy.jobs_per_task
+                self._ports.workers.release_slot(task_arn, room.name, jobs_per_task, unassign=True)
                 return None
             self._ports.workers.remove_waiting(room.name)
             self._ports.metrics.count("SlotsTaken")
             # The pool tops up once the room is reconciled: its dispatch must not wait for RunTask.
-            self._refill.value = (room.name, with_slot(workers, task_arn, room.name, self._now()))
+            self._refill.value = (room.name, task_arn)
             return after
         if not effect.launch:
             self._ports.workers.put_waiting(room.name, self._now())
             return self._records.record(room.name, lambda r: reconcile.record_no_slot(r, token))
-        return self._launch(room, token, workers)
+        return self._launch(room, token)
 
     def refill_pool(self) -> None:
         """Replace the slot this thread's reconcile took (:meth:`_acquire`), after its dispatch."""
         pending, self._refill.value = getattr(self._refill, "value", None), None
         if pending is None:
             return
-        room, workers = pending
+        room, task_arn = pending
         try:
-            self._capacity.replenish(workers)
+            pool = self._ports.workers.pool_workers()
+            self._capacity.replenish(with_slot(pool, task_arn, room, self._now()))
         except Exception:  # the room has its slot; the pool tops up on the next wake or sweep
             log.exception("pool could not be replenished", extra={"room": room})
 
-    def _launch(self, room: Room, token: str, workers: list[WorkerRecord]) -> Room | None:
+    def _launch(self, room: Room, token: str) -> Room | None:
         record = self._records.record
         # Waiting from here on: a slot another worker frees before this launch is ready wakes it.
         self._ports.workers.put_waiting(room.name, self._now())
         try:
-            launched = self._capacity.launch_for_room(room.name, token, workers)
+            launched = self._capacity.launch_for_room(room.name, token)
         except LaunchOutcomeUnknown as error:
             # ECS may have started it: keep the token, its claim expiring in a few seconds, so
             # the retry finds the task with ``find_launched`` before it launches anything.

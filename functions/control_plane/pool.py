@@ -182,10 +182,13 @@ def plan_pool(
     now: float,
     policy: PoolPolicy,
     held: frozenset[str] = frozenset(),
+    live: int | None = None,
 ) -> PoolPlan:
     """How many tasks to launch for the pool and which idle workers to drain.
 
     ``held``: tasks launched for a room still waiting to take them; theirs, not the pool's.
+    ``live``: the tasks counted against ``max_tasks`` if known (the listing may be only the
+    workers with a free slot or starting); else counted on the listing.
 
     Capacity counted: free slots on usable workers plus the slots of tasks still starting.
     Wanted: the warm slots. A room that finds no slot launches its own task (its launch is
@@ -193,11 +196,11 @@ def plan_pool(
     ``max_tasks`` live tasks (``exhausted``). Surplus: whole idle workers (no job, no slot)
     beyond the wanted free slots, used ones first, drained, never stopped with a job.
     """
-    counted = live_tasks(workers, now, policy)
-    live = [w for w in workers if w.status is not WorkerStatus.STOPPED and w.task_arn not in held]
-    free = sum(w.free_slots(policy.jobs_per_task) for w in live if usable(w, now, policy))
+    counted = live_tasks(workers, now, policy) if live is None else live
+    listed = [w for w in workers if w.status is not WorkerStatus.STOPPED and w.task_arn not in held]
+    free = sum(w.free_slots(policy.jobs_per_task) for w in listed if usable(w, now, policy))
     per_task = min(policy.slots_per_task, policy.jobs_per_task)
-    pending_slots = per_task * sum(1 for w in live if pending(w, now, policy))
+    pending_slots = per_task * sum(1 for w in listed if pending(w, now, policy))
     wanted = warm_slots(policy, demand, now)
     deficit = wanted - free - pending_slots
     launch = math.ceil(deficit / per_task) if deficit > 0 else 0
@@ -205,14 +208,14 @@ def plan_pool(
     exhausted = launch > room_left
     launch = min(launch, room_left)
     # Spent workers (JOBS_PER_TASK reached) that host nothing are recycled whatever the need.
-    drain = [w.task_arn for w in live if usable(w, now, policy) and not w.rooms() and spent(w, policy)]
+    drain = [w.task_arn for w in listed if usable(w, now, policy) and not w.rooms() and spent(w, policy)]
     # Scale in counting ready slots alone (a ready worker is never drained for one on the way),
     # and, adaptive, only beyond one task's slots of margin: a dip in the estimate must not
     # drain workers only to relaunch them a minute later.
     surplus = free - wanted - (per_task if policy.adaptive else 0)
     if surplus > 0:
         idle = sorted(
-            (w for w in live if usable(w, now, policy) and not w.rooms() and not spent(w, policy)),
+            (w for w in listed if usable(w, now, policy) and not w.rooms() and not spent(w, policy)),
             key=lambda w: (w.assigned == 0, w.launched_at or w.heartbeat_at),
         )
         for worker in idle:

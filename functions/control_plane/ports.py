@@ -109,22 +109,30 @@ class WorkerRegistry(Protocol):
 
     def put_worker(self, record: WorkerRecord) -> None:
         """Write what a worker reports (status, capacity, jobs, heartbeat); ``draining``,
-        ``reserved`` and ``assigned`` belong to the control plane and are kept."""
+        ``reserved``, ``assigned`` and the slot index's keys belong to the control plane and are
+        kept (a ``stopped`` record leaves the index)."""
         ...
 
     def reserve_slot(self, worker: WorkerRecord, room: str, now: float, jobs_per_task: int) -> bool:
         """Take one slot on ``worker`` for ``room`` with a conditional write: it must still be
         ready, not draining, fresh, have a free slot (counting its jobs as read) and fewer than
-        ``jobs_per_task`` rooms in its life. False if any of that no longer holds."""
+        ``jobs_per_task`` rooms in its life. False if any of that no longer holds.
+
+        Every write that changes a worker's slots (this one, adopt, release, reap, mark ready,
+        the drains, stopped) also sets its slot index keys (``control_plane.slot_index``) from
+        the record it is conditional on; ``jobs_per_task`` is part of what they derive from."""
         ...
 
-    def adopt_slot(self, task_arn: str, room: str, now: float) -> None:
+    def adopt_slot(self, task_arn: str, room: str, now: float, jobs_per_task: int) -> None:
         """LiveKit gave ``room``'s job to this worker: record the slot it occupies (counted once)."""
         ...
 
-    def release_slot(self, task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
+    def release_slot(
+        self, task_arn: str, room: str, jobs_per_task: int, unassign: bool = False
+    ) -> WorkerRecord | None:
         """Free ``room``'s slot on the worker (``unassign``: the room never ran there, so it does
-        not count toward ``JOBS_PER_TASK``); returns the record after, None if unknown."""
+        not count toward ``JOBS_PER_TASK``); returns the record after, or as it is if the room
+        held no slot there, None if unknown."""
         ...
 
     def drain_if_idle(self, task_arn: str) -> bool:
@@ -132,7 +140,7 @@ class WorkerRegistry(Protocol):
         write, so no reservation slips in between the check and the flag)."""
         ...
 
-    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float, jobs_per_task: int) -> bool:
         """Free ``room``'s slot if it is still the reservation made at ``reserved_at`` and the
         worker runs no job for the room (one conditional write; the room never ran there, so it
         does not count toward ``JOBS_PER_TASK``). False if anything changed."""
@@ -162,7 +170,7 @@ class WorkerRegistry(Protocol):
         """A room asked for an agent: one more arrival in the minute of ``now``."""
         ...
 
-    def mark_ready(self, task_arn: str, now: float) -> WorkerRecord | None:
+    def mark_ready(self, task_arn: str, now: float, jobs_per_task: int) -> WorkerRecord | None:
         """Set the worker's ``ready_at`` to ``now`` if it has none (one conditional write): the
         record after, or None if it was set before (a re-sent ``WorkerReady``) or is unknown."""
         ...
@@ -176,7 +184,22 @@ class WorkerRegistry(Protocol):
         ...
 
     def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
-        """Workers ECS has not reported stopped; only those of ``shards`` (by task ARN) if given."""
+        """Workers ECS has not reported stopped; only those of ``shards`` (by task ARN) if given.
+        For the sweep and the operator views, never a slot decision."""
+        ...
+
+    def open_workers(self, shard: int, limit: int) -> list[WorkerRecord]:
+        """Up to ``limit`` workers filed with a free slot in one shard of the slot index, fullest
+        first (the index is eventually consistent: the reserve write checks the item)."""
+        ...
+
+    def pool_workers(self) -> list[WorkerRecord]:
+        """Every worker in the slot index (free slots, tasks starting): what the pool sizes on."""
+        ...
+
+    def refile_slot(self, worker: WorkerRecord, jobs_per_task: int) -> bool:
+        """Set the index keys ``worker`` should have, conditional on the item being as read
+        (its jobs too): the sweep's repair of keys a worker's own write left behind."""
         ...
 
     def record_task_state(self, state: ObservedTaskState) -> bool:

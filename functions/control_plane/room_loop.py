@@ -107,13 +107,10 @@ class RoomLoop:
         agent = room.agent
         assert agent is not None
         if not agent.slot_reserved or agent.task_arn is None:
-            listed = self._capacity.workers()
+            own = self._capacity.own_task(agent.task_arn)
+            listed = self._capacity.candidates(room.name, own)
             self._effects.note_listing(room.name, listed)  # the slot attempt this round decides on
-            own = next((w for w in listed if w.task_arn == agent.task_arn), None)
-            return World(
-                slot_open=self._capacity.slot_open(room.name, listed),
-                own_task_taken=self._taken_by_others(room, own),
-            )
+            return World(slot_open=bool(listed), own_task_taken=self._taken_by_others(room, own))
         worker = self._ports.workers.get_worker(agent.task_arn)
         ready = worker is not None and worker.is_ready(now, self._policy.worker_stale_seconds)
         return World(worker_ready=ready)

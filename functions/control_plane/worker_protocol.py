@@ -120,6 +120,9 @@ class WorkerRecord(BaseModel):
     last_status: str | None = None
     stop_code: str | None = None
     expires_at: int | None = None
+    # The slot index's keys (``control_plane.slot_index``): control plane only, like ``reserved``.
+    slot_key: str | None = None
+    slot_free: int | None = None
 
     def is_ready(self, now: float, stale_after: float) -> bool:
         """Ready to take a job: says so, is not draining, and its heartbeat is fresh."""

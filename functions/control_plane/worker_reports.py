@@ -9,7 +9,6 @@ import math
 from control_plane import reconcile
 from control_plane.capacity import Capacity
 from control_plane.effects import our_dispatches
-from control_plane.pool import slot_candidates
 from control_plane.ports import Ports
 from control_plane.reconcile import Policy
 from control_plane.room import Room
@@ -61,7 +60,8 @@ class WorkerReports:
         """A worker can take rooms: the room it was launched for first, then those waiting."""
         # livekit-agents registers again on every reconnect and the worker re-sends WorkerReady:
         # only the first one per task (``ready_at`` set once) is a cold-start sample.
-        worker = self._ports.workers.mark_ready(message.task_arn, self._now())
+        jobs_per_task = self._capacity.policy.jobs_per_task
+        worker = self._ports.workers.mark_ready(message.task_arn, self._now(), jobs_per_task)
         cold_start = None
         if worker is not None and worker.launched_at is not None:
             cold_start = max(0.0, self._now() - worker.launched_at)
@@ -78,12 +78,10 @@ class WorkerReports:
     def wake_waiting(self) -> None:
         """Give opened slots to the rooms waiting longest, then top the pool up."""
         capacity = self._capacity
-        listed = capacity.workers()
         # No open slot at all (every worker busy, a common steady state): no waiting room can
-        # take one, so none is judged, which would scan the whole listing once per room.
-        open_now = bool(slot_candidates(listed, self._now(), capacity.policy))
-        for name in capacity.waiting() if open_now else ():
-            if not capacity.slot_open(name, listed):
+        # take one, so none is judged, which would query the slot index once per room.
+        for name in capacity.waiting() if capacity.slot_open() else ():
+            if not capacity.slot_open(name):
                 continue
             try:
                 after = self._loop.reconcile(name)
@@ -92,7 +90,6 @@ class WorkerReports:
                 continue
             if after is None or not reconcile.waiting_for_slot(after):
                 self._ports.workers.remove_waiting(name)
-                listed = capacity.workers()
         capacity.replenish()
 
     def job_started(self, message: JobStarted) -> Room | None:
@@ -139,7 +136,8 @@ class WorkerReports:
                     displaced, lambda r: reconcile.record_slot_moved(r, message.task_arn, previous)
                 )
                 if moved is None:
-                    self._ports.workers.release_slot(previous, displaced, unassign=True)
+                    jobs_per_task = self._capacity.policy.jobs_per_task
+                    self._ports.workers.release_slot(previous, displaced, jobs_per_task, unassign=True)
         return after
 
     def _job_confirmed(self, message: JobStarted) -> bool:

@@ -191,8 +191,8 @@ class HeartbeatedWorkers:
             self._world.drain_requested(task_arn)
         return drained
 
-    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
-        return self._store.reap_slot(task_arn, room, reserved_at)
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float, jobs_per_task: int) -> bool:
+        return self._store.reap_slot(task_arn, room, reserved_at, jobs_per_task)
 
     def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
         self.get_worker(task_arn)  # the jobs its last heartbeat listed
@@ -204,11 +204,13 @@ class HeartbeatedWorkers:
     def reserve_slot(self, worker: WorkerRecord, room: str, now: float, jobs_per_task: int) -> bool:
         return self._store.reserve_slot(worker, room, now, jobs_per_task)
 
-    def adopt_slot(self, task_arn: str, room: str, now: float) -> None:
-        self._store.adopt_slot(task_arn, room, now)
+    def adopt_slot(self, task_arn: str, room: str, now: float, jobs_per_task: int) -> None:
+        self._store.adopt_slot(task_arn, room, now, jobs_per_task)
 
-    def release_slot(self, task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
-        return self._store.release_slot(task_arn, room, unassign)
+    def release_slot(
+        self, task_arn: str, room: str, jobs_per_task: int, unassign: bool = False
+    ) -> WorkerRecord | None:
+        return self._store.release_slot(task_arn, room, jobs_per_task, unassign)
 
     def put_waiting(self, room: str, since: float) -> None:
         self._store.put_waiting(room, since)
@@ -228,15 +230,28 @@ class HeartbeatedWorkers:
     def count_arrival(self, now: float) -> None:
         self._store.count_arrival(now)
 
-    def mark_ready(self, task_arn: str, now: float) -> WorkerRecord | None:
-        return self._store.mark_ready(task_arn, now)
+    def mark_ready(self, task_arn: str, now: float, jobs_per_task: int) -> WorkerRecord | None:
+        return self._store.mark_ready(task_arn, now, jobs_per_task)
 
     def record_cold_start(self, seconds: float) -> None:
         self._store.record_cold_start(seconds)
 
     def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
-        listed = [self._beat(record) for record in self._store.live_workers(shards)]
-        self.listing_reads += max(1, math.ceil(len(listed) / ITEMS_PER_READ_UNIT))
+        return self._listed([self._store.live_workers(shards)])
+
+    def open_workers(self, shard: int, limit: int) -> list[WorkerRecord]:
+        return self._listed([self._store.open_workers(shard, limit)])
+
+    def pool_workers(self) -> list[WorkerRecord]:
+        return self._listed([self._store.pool_workers()], queries=16)
+
+    def refile_slot(self, worker: WorkerRecord, jobs_per_task: int) -> bool:
+        return self._store.refile_slot(worker, jobs_per_task)
+
+    def _listed(self, found: list[Iterable[WorkerRecord]], queries: int = 1) -> list[WorkerRecord]:
+        """Index query results with heartbeats applied, billed per query and item read."""
+        listed = [self._beat(record) for records in found for record in records]
+        self.listing_reads += max(queries, math.ceil(len(listed) / ITEMS_PER_READ_UNIT))
         self.listings += 1
         self.listed_items += len(listed)
         return listed

@@ -428,14 +428,14 @@ def test_a_slot_follows_the_job_to_the_worker_livekit_chose(store: InMemoryStore
     ready_worker(store, "arn:task/2")
     store.reserve_slot(reserved_on, "room-a", T0 + 31, jobs_per_task=1)
 
-    store.adopt_slot("arn:task/2", "room-a", T0 + 33)
-    store.adopt_slot("arn:task/2", "room-a", T0 + 34)  # a redelivered JobStarted counts once
-    released = store.release_slot("arn:task/1", "room-a", unassign=True)
+    store.adopt_slot("arn:task/2", "room-a", T0 + 33, 4)
+    store.adopt_slot("arn:task/2", "room-a", T0 + 34, 4)  # a redelivered JobStarted counts once
+    released = store.release_slot("arn:task/1", "room-a", 4, unassign=True)
 
     ran_on = store.get_worker("arn:task/2")
     assert ran_on is not None and ran_on.reserved == {"room-a": T0 + 33} and ran_on.assigned == 1
     assert released is not None and released.reserved == {} and released.assigned == 0
-    assert store.release_slot("arn:task/1", "room-a") == released, "releasing twice changes nothing"
+    assert store.release_slot("arn:task/1", "room-a", 4) == released, "releasing twice changes nothing"
 
 
 def test_only_a_worker_hosting_nothing_is_drained(store: InMemoryStore | DynamoDBStore) -> None:
@@ -495,15 +495,15 @@ def test_readiness_is_recorded_once_per_task_and_heartbeats_keep_it(
         WorkerRecord(task_arn="arn:t1", status=WorkerStatus.READY, capacity=1, heartbeat_at=T0 + 40)
     )
 
-    first = store.mark_ready("arn:t1", T0 + 40)
-    again = store.mark_ready("arn:t1", T0 + 3 * 3600)  # a reconnect re-sends WorkerReady
+    first = store.mark_ready("arn:t1", T0 + 40, 1)
+    again = store.mark_ready("arn:t1", T0 + 3 * 3600, 1)  # a reconnect re-sends WorkerReady
     store.put_worker(
         WorkerRecord(task_arn="arn:t1", status=WorkerStatus.READY, capacity=1, heartbeat_at=T0 + 60)
     )
 
     assert first is not None and first.ready_at == T0 + 40 and first.launched_at == T0
     assert again is None
-    assert store.mark_ready("arn:unknown", T0) is None
+    assert store.mark_ready("arn:unknown", T0, 1) is None
     stored = store.get_worker("arn:t1")
     assert stored is not None and stored.ready_at == T0 + 40, "a heartbeat never rewrites ready_at"
 
@@ -556,11 +556,11 @@ def test_an_orphaned_slot_is_reaped_only_if_it_is_still_that_reservation_and_no_
         )
     )
 
-    assert store.reap_slot("arn:w", "orphan", T0 + 1) is False, "another reservation than the one judged"
-    assert store.reap_slot("arn:w", "running", T0) is False, "its job runs there"
-    assert store.reap_slot("arn:w", "orphan", T0) is True
-    assert store.reap_slot("arn:w", "orphan", T0) is False, "once"
-    assert store.reap_slot("arn:unknown", "orphan", T0) is False
+    assert store.reap_slot("arn:w", "orphan", T0 + 1, 4) is False, "another reservation than the one judged"
+    assert store.reap_slot("arn:w", "running", T0, 4) is False, "its job runs there"
+    assert store.reap_slot("arn:w", "orphan", T0, 4) is True
+    assert store.reap_slot("arn:w", "orphan", T0, 4) is False, "once"
+    assert store.reap_slot("arn:unknown", "orphan", T0, 4) is False
     after = store.get_worker("arn:w")
     assert after is not None and after.reserved == {"running": T0} and after.assigned == 1
 

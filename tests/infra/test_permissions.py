@@ -110,7 +110,10 @@ SCOPES: dict[str, tuple[list[Any], dict[str, Any] | None]] = {
     "dynamodb:PutItem": ([TABLE], None),
     "dynamodb:UpdateItem": ([TABLE], None),
     "dynamodb:DeleteItem": ([TABLE], None),
-    "dynamodb:Query": ([{"Fn::Sub": "${Table.Arn}/index/attention-index"}], None),
+    "dynamodb:Query": (
+        [{"Fn::Sub": "${Table.Arn}/index/attention-index"}, {"Fn::Sub": "${Table.Arn}/index/slot-index"}],
+        None,
+    ),
     "ecs:RunTask": ([TASK_DEFINITIONS], IN_CLUSTER),
     "ecs:TagResource": ([TASKS_IN_CLUSTER], {"StringEquals": {"ecs:CreateAction": "RunTask"}}),
     "ecs:StopTask": ([TASKS_IN_CLUSTER], IN_CLUSTER),
@@ -716,6 +719,11 @@ def test_a_task_may_write_only_the_attributes_its_worker_owns() -> None:
     control_plane_owned = ["attention", "draining", "reserved", "assigned", "launched_at", "ecs_version"]
     for attribute in [*control_plane_owned, "stop_code", "expires_at", "name"]:
         assert not may_write("heartbeat_at", attribute), attribute
+    # The slot index's keys: a task filing itself free#<shard> with a huge slot_free would be
+    # offered to every room a slot decision makes, to take their calls (or drop them).
+    assert not may_write("heartbeat_at", "slot_key") and not may_write("heartbeat_at", "slot_free")
+    for attribute in set(WorkerRecord.model_fields) - WORKER_WRITTEN:
+        assert not may_write(attribute), f"{attribute} is the control plane's, never the task's"
     assert not may_write("heartbeat_at", returns="ALL_NEW"), "ALL_NEW returns the control plane's fields"
     assert not _allows(
         read,

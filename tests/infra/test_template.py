@@ -10,6 +10,7 @@ import pytest
 
 from control_plane.adapters.dynamodb_store import ATTENTION_INDEX
 from control_plane.settings import METRICS_NAMESPACE, TASK_STARTED_BY, Settings
+from control_plane.slot_index import SLOT_INDEX
 from control_plane.task_events import RULE_STATUSES
 from local import fixtures as aws
 from tests.infra import cfn
@@ -49,8 +50,9 @@ def test_table_is_the_table_the_tests_create() -> None:
     assert by_name(table["AttributeDefinitions"], "AttributeName") == by_name(
         aws.TABLE_ATTRIBUTES, "AttributeName"
     )
-    assert table["GlobalSecondaryIndexes"] == [aws.ATTENTION_INDEX]
+    assert table["GlobalSecondaryIndexes"] == [aws.ATTENTION_INDEX, aws.SLOT_INDEX]
     assert aws.ATTENTION_INDEX["IndexName"] == ATTENTION_INDEX
+    assert aws.SLOT_INDEX["IndexName"] == SLOT_INDEX
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}

@@ -35,11 +35,9 @@ def test_the_table_and_the_timer_queue_are_the_templates(moto: MotoServer) -> No
     table = dynamodb.describe_table(TableName=resources.table_name)["Table"]
     declared = template.resource("Table")["Properties"]
     assert table["KeySchema"] == declared["KeySchema"]
-    [index] = table["GlobalSecondaryIndexes"]
-    assert (
-        index["IndexName"] == "attention-index"
-        and index["KeySchema"] == declared["GlobalSecondaryIndexes"][0]["KeySchema"]
-    )
+    indexes = {index["IndexName"]: index["KeySchema"] for index in table["GlobalSecondaryIndexes"]}
+    assert indexes == {index["IndexName"]: index["KeySchema"] for index in declared["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"attention-index", "slot-index"}
     ttl = dynamodb.describe_time_to_live(TableName=resources.table_name)["TimeToLiveDescription"]
     assert ttl == {
         "TimeToLiveStatus": "ENABLED",

@@ -96,7 +96,7 @@ def test_a_reconnect_storm_of_worker_ready_leaves_the_cold_start_estimate_alone(
 
 # --- release races and orphaned reservations, every interleaving, on the twins -----------------
 
-RELEASE_STEPS = ("release_slot", "live_workers", "waiting_rooms", "drain_after")
+RELEASE_STEPS = ("release_slot", "pool_workers", "waiting_rooms", "drain_after")
 
 
 def _another_room_takes_it(stack: TwinStack, arn: str) -> None:

@@ -71,8 +71,10 @@ def test_a_worker_taken_by_another_room_while_its_room_is_released_is_never_stop
             stack.pool_worker_becomes_ready(arn)  # the replacement: the pool needs `warm` no more
     release_slot = stack.store.release_slot
 
-    def released_then_taken(task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
-        after = release_slot(task_arn, room, unassign)
+    def released_then_taken(
+        task_arn: str, room: str, jobs_per_task: int, unassign: bool = False
+    ) -> WorkerRecord | None:
+        after = release_slot(task_arn, room, jobs_per_task, unassign)
         if room == "room-1":
             meanwhile(stack, task_arn)  # another Lambda, or LiveKit, between the release and the drain
         return after

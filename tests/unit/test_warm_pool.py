@@ -90,7 +90,7 @@ def test_two_rooms_racing_for_the_last_free_slot_one_takes_it_the_other_launches
     first = stack.store.reserve_slot(worker, "room-a", stack.clock.now(), jobs_per_task=1)
     second = stack.store.reserve_slot(worker, "room-b", stack.clock.now(), jobs_per_task=1)
     assert (first, second) == (True, False)
-    stack.store.release_slot(warm, "room-a", unassign=True)
+    stack.store.release_slot(warm, "room-a", 1, unassign=True)
 
     stack.join("PA_1", room="room-a")
     stack.join("PA_2", identity="bob", room="room-b")

@@ -12,7 +12,8 @@ are treated as absent in code.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from control_plane.adapters.dynamodb_slot_writes import SLOT_ATTRIBUTES, WorkerUpdate, file, pin, unfile
 from control_plane.aws_names import room_key
 from control_plane.pool import ARRIVAL_RING, Demand, smoothed_cold_start
 from control_plane.ports import ObservedTaskState, VersionConflict
@@ -33,7 +35,8 @@ from control_plane.room import (
     prune_departed,
     with_retention,
 )
-from control_plane.shards import attention_value, attention_values, in_shards
+from control_plane.shards import attention_value, attention_values, in_shards, shard_of
+from control_plane.slot_index import FREE, SLOT_INDEX, SLOT_SHARDS, STARTING, pinned, slot_key
 from control_plane.worker_protocol import (
     ROOM_PK_PREFIX,
     WORKER_ATTENTION,
@@ -55,7 +58,9 @@ WAITING_PK_PREFIX = "WAIT#"
 SWEEP_CURSOR_PK = "SWEEP#cursor"
 POOL_PK = "POOL#demand"
 # Fields only the control plane writes on a worker item; worker-side writes create them empty.
-CONTROL_PLANE_WORKER_FIELDS = frozenset({"draining", "reserved", "assigned", "launched_at", "ready_at"})
+CONTROL_PLANE_WORKER_FIELDS = frozenset(
+    {"draining", "reserved", "assigned", "launched_at", "ready_at", *SLOT_ATTRIBUTES}
+)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -358,7 +363,7 @@ class DynamoDBStore:
         ]
         expression = "SET " + ", ".join(sets)
         if record.status is WorkerStatus.STOPPED:
-            expression += " REMOVE attention"
+            expression += " REMOVE attention, slot_key, slot_free"
         else:
             names["#attention"] = "attention"
             values[":attention"] = {"S": attention_value(WORKER_ATTENTION, record.task_arn)}
@@ -372,100 +377,240 @@ class DynamoDBStore:
         )
 
     def mark_draining(self, task_arn: str) -> None:
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._worker_key(task_arn),
-                UpdateExpression="SET draining = :true",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":true": {"BOOL": True}},
-            )
-        except ClientError as error:
-            if not _is_condition_failure(error):
-                raise
+        update = WorkerUpdate(
+            sets=["#draining = :true"],
+            conditions=["attribute_exists(pk)"],
+            names={"#draining": "draining"},
+            values={":true": {"BOOL": True}},
+        )
+        unfile(update)
+        self._update_worker(task_arn, update)
 
     def reserve_slot(self, worker: WorkerRecord, room: str, now: float, jobs_per_task: int) -> bool:
-        room_left = worker.capacity - len(set(worker.jobs) - set(worker.reserved))
-        if room_left <= 0:
-            return False
-        return self._conditional_worker_update(
-            worker.task_arn,
-            "SET #reserved.#room = :now ADD #assigned :one",
-            "#status = :ready AND attribute_not_exists(#reserved.#room) AND size(#reserved) < :room_left"
-            " AND (attribute_not_exists(#draining) OR #draining = :false)"
-            " AND (attribute_not_exists(#assigned) OR #assigned < :jobs_per_task)",
-            {"#status": "status", "#draining": "draining"},
-            {
-                ":now": {"N": repr(now)},
-                ":one": {"N": "1"},
-                ":ready": {"S": WorkerStatus.READY.value},
-                ":room_left": {"N": str(room_left)},
-                ":false": {"BOOL": False},
-                ":jobs_per_task": {"N": str(jobs_per_task)},
-            },
-            room,
-        )
+        """Conditional on ``worker`` as read (a listing may be a moment old); if the item moved
+        on, judged once more on the item read afresh."""
+        base: WorkerRecord | None = worker
+        for _ in range(2):
+            if base is None:
+                return False
+            room_left = base.capacity - len(set(base.jobs) - set(base.reserved))
+            if (
+                base.status is not WorkerStatus.READY
+                or base.draining
+                or base.assigned >= jobs_per_task
+                or len(base.reserved) >= room_left
+                or room in base.reserved
+            ):
+                return False
+            reserved = {**base.reserved, room: now}
+            after = base.model_copy(update={"reserved": reserved, "assigned": base.assigned + 1})
+            update = WorkerUpdate(
+                sets=["#reserved.#room = :now"],
+                adds=["#assigned :one"],
+                conditions=[
+                    "#status = :ready",
+                    "attribute_not_exists(#reserved.#room)",
+                    "attribute_not_exists(#assigned) OR #assigned < :jobs_per_task",
+                ],
+                names={"#room": room},
+                values={
+                    ":now": {"N": repr(now)},
+                    ":one": {"N": "1"},
+                    ":ready": {"S": WorkerStatus.READY.value},
+                    ":jobs_per_task": {"N": str(jobs_per_task)},
+                },
+            )
+            pin(update, base)
+            file(update, after, jobs_per_task)
+            if self._update_worker(base.task_arn, update):
+                return True
+            fresh = self.get_worker(base.task_arn)
+            if fresh is not None and pinned(fresh) == pinned(base):
+                return False  # the item is as judged: refused on its merits, not for a change
+            base = fresh
+        return False
 
-    def adopt_slot(self, task_arn: str, room: str, now: float) -> None:
-        self._conditional_worker_update(
-            task_arn,
-            "SET #reserved.#room = :now ADD #assigned :one",
-            "attribute_exists(#reserved) AND attribute_not_exists(#reserved.#room)",
-            {},
-            {":now": {"N": repr(now)}, ":one": {"N": "1"}},
-            room,
-        )
+    def adopt_slot(self, task_arn: str, room: str, now: float, jobs_per_task: int) -> None:
+        def adopt(current: WorkerRecord) -> WorkerUpdate | None:
+            if room in current.reserved:
+                return None
+            after = current.model_copy(
+                update={"reserved": {**current.reserved, room: now}, "assigned": current.assigned + 1}
+            )
+            update = WorkerUpdate(
+                sets=["#reserved.#room = :now"],
+                adds=["#assigned :one"],
+                conditions=["attribute_exists(#reserved) AND attribute_not_exists(#reserved.#room)"],
+                names={"#room": room},
+                values={":now": {"N": repr(now)}, ":one": {"N": "1"}},
+            )
+            pin(update, current)
+            file(update, after, jobs_per_task)
+            return update
 
-    def release_slot(self, task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
-        # ADD 0 when the room still counts toward JOBS_PER_TASK: one expression either way.
-        self._conditional_worker_update(
-            task_arn,
-            "REMOVE #reserved.#room ADD #assigned :delta",
-            "attribute_exists(#reserved.#room)",
-            {},
-            {":delta": {"N": "-1" if unassign else "0"}},
-            room,
-        )
-        return self.get_worker(task_arn)
+        self._rewrite_worker(task_arn, adopt)
+
+    def release_slot(
+        self, task_arn: str, room: str, jobs_per_task: int, unassign: bool = False
+    ) -> WorkerRecord | None:
+        def release(current: WorkerRecord) -> WorkerUpdate | None:
+            if room not in current.reserved:
+                return None
+            after = current.model_copy(
+                update={
+                    "reserved": {name: at for name, at in current.reserved.items() if name != room},
+                    "assigned": current.assigned - 1 if unassign else current.assigned,
+                }
+            )
+            # ADD 0 when the room still counts toward JOBS_PER_TASK: one expression either way.
+            update = WorkerUpdate(
+                removes=["#reserved.#room"],
+                adds=["#assigned :delta"],
+                conditions=["attribute_exists(#reserved.#room)"],
+                names={"#room": room},
+                values={":delta": {"N": "-1" if unassign else "0"}},
+            )
+            pin(update, current)
+            file(update, after, jobs_per_task)
+            return update
+
+        after, current = self._rewrite_worker(task_arn, release)
+        return after if after is not None else current
 
     def drain_if_idle(self, task_arn: str) -> bool:
-        return self._conditional_worker_update(
-            task_arn,
-            "SET #draining = :true",
-            "attribute_exists(pk) AND (attribute_not_exists(#reserved) OR size(#reserved) = :zero)"
-            " AND (attribute_not_exists(#jobs) OR size(#jobs) = :zero)",
-            {"#draining": "draining", "#jobs": "jobs"},
-            {":true": {"BOOL": True}, ":zero": {"N": "0"}},
+        update = WorkerUpdate(
+            sets=["#draining = :true"],
+            conditions=[
+                "attribute_exists(pk)",
+                "attribute_not_exists(#reserved) OR size(#reserved) = :zero",
+                "attribute_not_exists(#jobs) OR size(#jobs) = :zero",
+            ],
+            names={"#draining": "draining", "#jobs": "jobs", "#reserved": "reserved"},
+            values={":true": {"BOOL": True}, ":zero": {"N": "0"}},
         )
+        unfile(update)
+        return self._update_worker(task_arn, update)
 
-    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
-        return self._conditional_worker_update(
-            task_arn,
-            "REMOVE #reserved.#room ADD #assigned :minus_one",
-            "#reserved.#room = :at AND NOT attribute_exists(#jobs.#room)",
-            {"#jobs": "jobs"},
-            {":at": {"N": repr(reserved_at)}, ":minus_one": {"N": "-1"}},
-            room,
-        )
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float, jobs_per_task: int) -> bool:
+        def reap(current: WorkerRecord) -> WorkerUpdate | None:
+            if current.reserved.get(room) != reserved_at or room in current.jobs:
+                return None
+            after = current.model_copy(
+                update={
+                    "reserved": {name: at for name, at in current.reserved.items() if name != room},
+                    "assigned": current.assigned - 1,
+                }
+            )
+            update = WorkerUpdate(
+                removes=["#reserved.#room"],
+                adds=["#assigned :minus_one"],
+                conditions=["#reserved.#room = :at AND NOT attribute_exists(#jobs.#room)"],
+                names={"#room": room, "#jobs": "jobs"},
+                values={":at": {"N": repr(reserved_at)}, ":minus_one": {"N": "-1"}},
+            )
+            pin(update, current)
+            file(update, after, jobs_per_task)
+            return update
+
+        return self._rewrite_worker(task_arn, reap)[0] is not None
 
     def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
+        update = WorkerUpdate(
+            sets=["#draining = :true"],
+            conditions=[
+                "attribute_exists(pk)",
+                "attribute_not_exists(#reserved) OR size(#reserved) = :zero",
+                "attribute_not_exists(#jobs) OR size(#jobs) = :zero"
+                " OR (size(#jobs) = :one AND attribute_exists(#jobs.#room))",
+            ],
+            names={"#draining": "draining", "#reserved": "reserved", "#jobs": "jobs", "#room": room},
+            values={":true": {"BOOL": True}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
+        )
+        unfile(update)
+        return self._update_worker_returning(task_arn, update)
+
+    def refile_slot(self, worker: WorkerRecord, jobs_per_task: int) -> bool:
+        """Re-file a worker whose index attributes drifted from its record (a worker's own write
+        changed its status or jobs): conditional on the record as read, its jobs included."""
+        update = WorkerUpdate(
+            conditions=["#status <> :stopped", "size(#jobs) = :jobs"],
+            names={"#jobs": "jobs"},
+            values={":stopped": {"S": WorkerStatus.STOPPED.value}, ":jobs": {"N": str(len(worker.jobs))}},
+        )
+        pin(update, worker)
+        file(update, worker, jobs_per_task)
+        return self._update_worker(worker.task_arn, update)
+
+    def open_workers(self, shard: int, limit: int) -> list[WorkerRecord]:
+        """Up to ``limit`` workers of one shard of the index with a free slot, fullest first."""
+        return self._query_slots(slot_key(FREE, shard), limit)
+
+    def pool_workers(self) -> list[WorkerRecord]:
+        """Every worker in the index: the free slots and the tasks on the way (the pool's size)."""
+        return [
+            worker
+            for kind in (FREE, STARTING)
+            for shard in range(SLOT_SHARDS)
+            for worker in self._query_slots(slot_key(kind, shard), None)
+        ]
+
+    def _query_slots(self, key: str, limit: int | None) -> list[WorkerRecord]:
+        arguments: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": SLOT_INDEX,
+            "KeyConditionExpression": "slot_key = :key",
+            "ExpressionAttributeValues": {":key": {"S": key}},
+        }
+        if limit is not None:
+            arguments["Limit"] = limit
+            items = self._client.query(**arguments).get("Items", [])
+        else:
+            pages = self._client.get_paginator("query").paginate(**arguments)
+            items = [item for page in pages for item in page.get("Items", [])]
+        return [worker for worker in map(self._own_worker, items) if worker is not None]
+
+    def _own_worker(self, item: dict[str, Any]) -> WorkerRecord | None:
+        """A worker item as a record if its key is the one its ``task_arn`` maps to."""
+        record = _worker_from_item(item)
+        if record is None or item["pk"]["S"] != worker_pk(record.task_arn, self._task_role_id):
+            return None
+        return record
+
+    def _rewrite_worker(
+        self, task_arn: str, change: Callable[[WorkerRecord], WorkerUpdate | None]
+    ) -> tuple[WorkerRecord | None, WorkerRecord | None]:
+        """Read the item, build the write from it (conditional on it), retry if it moved on: the
+        record after the write (None if ``change`` declined, or the item kept moving) and the
+        record as last read."""
+        current = None
+        for _ in range(3):
+            current = self.get_worker(task_arn)
+            update = change(current) if current is not None else None
+            if update is None:
+                return None, current
+            after = self._update_worker_returning(task_arn, update)
+            if after is not None:
+                return after, current
+        return None, current
+
+    def _update_worker(self, task_arn: str, update: WorkerUpdate) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table, Key=self._worker_key(task_arn), **update.arguments()
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def _update_worker_returning(self, task_arn: str, update: WorkerUpdate) -> WorkerRecord | None:
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key=self._worker_key(task_arn),
-                UpdateExpression="SET #draining = :true",
-                ConditionExpression="attribute_exists(pk)"
-                " AND (attribute_not_exists(#reserved) OR size(#reserved) = :zero)"
-                " AND (attribute_not_exists(#jobs) OR size(#jobs) = :zero"
-                " OR (size(#jobs) = :one AND attribute_exists(#jobs.#room)))",
-                ExpressionAttributeNames={
-                    "#draining": "draining",
-                    "#reserved": "reserved",
-                    "#jobs": "jobs",
-                    "#room": room,
-                },
-                ExpressionAttributeValues={":true": {"BOOL": True}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
                 ReturnValues="ALL_NEW",
+                **update.arguments(),
             )
         except ClientError as error:
             if _is_condition_failure(error):
@@ -486,7 +631,9 @@ class DynamoDBStore:
         names = {**names, "#reserved": "reserved", "#assigned": "assigned"}
         if room is not None:
             names["#room"] = room
-        used = {key: value for key, value in names.items() if key in expression + condition}
+        tokens = set(re.findall(r"[#:]\w+", expression + " " + condition))
+        used = {key: value for key, value in names.items() if key in tokens}
+        values = {key: value for key, value in values.items() if key in tokens}
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -573,22 +720,23 @@ class DynamoDBStore:
                     if not _is_condition_failure(error):
                         raise
 
-    def mark_ready(self, task_arn: str, now: float) -> WorkerRecord | None:
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key=self._worker_key(task_arn),
-                UpdateExpression="SET ready_at = :now",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(ready_at)",
-                ExpressionAttributeValues={":now": {"N": repr(now)}},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
+    def mark_ready(self, task_arn: str, now: float, jobs_per_task: int) -> WorkerRecord | None:
+        """Set ``ready_at`` once, and file the worker as its record now says (ready: free)."""
+
+        def ready(current: WorkerRecord) -> WorkerUpdate | None:
+            if current.ready_at is not None:
                 return None
-            raise
-        record = _worker_from_item(response["Attributes"])
-        return record if record is not None and record.task_arn == task_arn else None
+            update = WorkerUpdate(
+                sets=["#ready_at = :now"],
+                conditions=["attribute_not_exists(#ready_at)"],
+                names={"#ready_at": "ready_at"},
+                values={":now": {"N": repr(now)}},
+            )
+            pin(update, current)
+            file(update, current.model_copy(update={"ready_at": now}), jobs_per_task)
+            return update
+
+        return self._rewrite_worker(task_arn, ready)[0]
 
     def record_cold_start(self, seconds: float) -> None:
         """Read, average, write: a lost race loses one sample of a running average, no more."""
@@ -666,12 +814,23 @@ class DynamoDBStore:
             names["#expires_at"] = "expires_at"
             values[":expires_at"] = {"N": str(int(state.seen_at) + self._retention)}
             sets += ["#status = :stopped", "#expires_at = :expires_at"]
-            expression = "SET " + ", ".join(sets) + " REMOVE attention"
-        else:
-            names["#attention"] = "attention"
-            values[":starting"] = {"S": WorkerStatus.STARTING.value}
-            values[":attention"] = {"S": attention_value(WORKER_ATTENTION, state.task_arn)}
-            sets += ["#status = if_not_exists(#status, :starting)", "#attention = :attention"]
-            expression = "SET " + ", ".join(sets)
-            condition += " AND (attribute_not_exists(#status) OR #status <> :stopped)"
-        return self._conditional_worker_update(state.task_arn, expression, condition, names, values)
+            expression = "SET " + ", ".join(sets) + " REMOVE attention, slot_key, slot_free"
+            return self._conditional_worker_update(state.task_arn, expression, condition, names, values)
+        names["#attention"] = "attention"
+        values[":starting"] = {"S": WorkerStatus.STARTING.value}
+        values[":attention"] = {"S": attention_value(WORKER_ATTENTION, state.task_arn)}
+        sets += ["#status = if_not_exists(#status, :starting)", "#attention = :attention"]
+        # The write that creates the item files it as starting; any later one leaves the index.
+        created = self._conditional_worker_update(
+            state.task_arn,
+            "SET " + ", ".join([*sets, "slot_key = :slot_key", "slot_free = :zero"]),
+            "attribute_not_exists(pk)",
+            names,
+            {**values, ":slot_key": {"S": slot_key(STARTING, shard_of(state.task_arn, SLOT_SHARDS))}},
+        )
+        if created:
+            return True
+        condition += " AND (attribute_not_exists(#status) OR #status <> :stopped)"
+        return self._conditional_worker_update(
+            state.task_arn, "SET " + ", ".join(sets), condition, names, values
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,7 +16,7 @@ from control_plane.ports import (
     TaskSnapshot,
 )
 from control_plane.room import ChangeKind, ParticipantChange, Room
-from control_plane.shards import group_shards
+from control_plane.shards import group_shards, shard_of
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus, agent_identity
 
 # LiveKit's listings and our records are read at different moments: anything that changed
@@ -111,7 +110,7 @@ def audit_due(name: str, now: float, policy: SweepPolicy) -> bool:
     if slots == 1:
         return True
     slot = int(now // policy.sweep_interval_seconds) % slots
-    return zlib.crc32(name.encode("utf-8", "surrogatepass")) % slots == slot
+    return shard_of(name, slots) == slot
 
 
 def participants_explained(room: Room, live: LiveRoom) -> bool:

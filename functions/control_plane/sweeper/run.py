@@ -207,12 +207,14 @@ class _SweepRun:
             # STOPPED event, which a heal on this (older) listing would otherwise undo.
             await self._guarded(self._heal_task_count, tasks, "*")
             await self._clean_tasks(tasks, workers, claims)
-        # The pool's backstop: orphaned reservations are freed, waiting rooms take open slots,
+        # The pool's backstop: orphaned reservations are freed, slot index keys a worker's own
+        # write left behind are re-filed, waiting rooms take open slots,
         # then it launches or scales in.
         try:
             await self.blocking(
                 self.controller.capacity.reap_orphaned_slots, workers, self.policy.settle_seconds
             )
+            await self.blocking(self.controller.capacity.refile_drifted, workers)
             await self.blocking(self.controller.wake_waiting)
         except Exception:
             log.exception("the pool's backstop failed; the next sweep tries again")

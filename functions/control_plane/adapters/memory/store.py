@@ -5,7 +5,8 @@ including version conditions, what each write path stores (the ``attention`` ind
 ``expires_at``) and TTL that hides expired dedupe items. The participant fast path mirrors the
 adapter's ``UpdateItem`` expression field by field instead of recomputing the record, so the
 twin is never smarter than DynamoDB. A lock makes it safe for threaded tests.
-``writes``/``reads`` count calls the way DynamoDB would bill them.
+``writes``/``reads`` count calls the way DynamoDB would bill them; ``worker_items_read`` counts
+the worker items reads return (gets, index queries, listings): what a slot decision costs.
 """
 
 from __future__ import annotations
@@ -26,8 +27,21 @@ from control_plane.room import (
     prune_departed,
     with_retention,
 )
-from control_plane.shards import in_shards
+from control_plane.shards import in_shards, shard_of
+from control_plane.slot_index import FREE, SLOT_SHARDS, STARTING, filed, pinned, slot_key
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
+
+_DRAINED: dict[str, object] = {"draining": True, "slot_key": None, "slot_free": None}
+
+
+def _slot_fields(after: WorkerRecord, reserved: dict[str, float]) -> dict[str, object]:
+    """What a reserve writes: the room's slot and the index attributes of the record judged."""
+    return {
+        "reserved": reserved,
+        "assigned": after.assigned,
+        "slot_key": after.slot_key,
+        "slot_free": after.slot_free,
+    }
 
 
 def fast_observe(room: Room | None, change: ParticipantChange) -> Room | None:
@@ -55,6 +69,8 @@ class InMemoryStore:
         self._rooms: dict[str, Room] = {}
         self._events: dict[str, int] = {}
         self._workers: dict[str, WorkerRecord] = {}
+        # The slot index as DynamoDB keeps it: slot_key -> the task ARNs filed under it.
+        self._slot_index: dict[str, dict[str, None]] = {}
         self._sweep_cursors: dict[int, str] = {}
         self._waiting: dict[str, float] = {}
         # The pool item as DynamoDB stores it: a ring of (minute, count) slots and the average.
@@ -62,6 +78,7 @@ class InMemoryStore:
         self._cold_start: float | None = None
         self.reads = 0
         self.writes = 0
+        self.worker_items_read = 0
 
     # RoomStore
     def get(self, name: str) -> Room | None:
@@ -155,7 +172,9 @@ class InMemoryStore:
     def get_worker(self, task_arn: str) -> WorkerRecord | None:
         with self._lock:
             self.reads += 1
-            return self._workers.get(task_arn)
+            found = self._workers.get(task_arn)
+            self.worker_items_read += found is not None
+            return found
 
     def put_worker(self, record: WorkerRecord) -> None:
         with self._lock:
@@ -168,25 +187,49 @@ class InMemoryStore:
                 "launched_at": current.launched_at if current else record.launched_at,
                 "ready_at": current.ready_at if current else record.ready_at,
             }
-            if record.status is WorkerStatus.STOPPED and record.expires_at is None:
-                update["expires_at"] = int(record.heartbeat_at) + self._retention
-            self._workers[record.task_arn] = record.model_copy(update=update)
+            if record.status is WorkerStatus.STOPPED:
+                update |= {"slot_key": None, "slot_free": None}
+                if record.expires_at is None:
+                    update["expires_at"] = int(record.heartbeat_at) + self._retention
+            else:
+                update |= {
+                    "slot_key": current.slot_key if current else None,
+                    "slot_free": current.slot_free if current else None,
+                }
+            self._put(record.model_copy(update=update))
+
+    def _put(self, record: WorkerRecord) -> None:
+        """Store a worker item and keep the slot index on its ``slot_key``, as the GSI does."""
+        before = self._workers.get(record.task_arn)
+        if before is not None and before.slot_key is not None:
+            self._slot_index.get(before.slot_key, {}).pop(record.task_arn, None)
+        if record.slot_key is not None:
+            self._slot_index.setdefault(record.slot_key, {})[record.task_arn] = None
+        self._workers[record.task_arn] = record
 
     def mark_draining(self, task_arn: str) -> None:
         with self._lock:
             self.writes += 1
             current = self._workers.get(task_arn)
             if current is not None:
-                self._workers[task_arn] = current.model_copy(update={"draining": True})
+                self._put(current.model_copy(update=_DRAINED))
 
     def reserve_slot(self, worker: WorkerRecord, room: str, now: float, jobs_per_task: int) -> bool:
-        room_left = worker.capacity - len(set(worker.jobs) - set(worker.reserved))
+        """The adapter's write is conditional on ``worker`` as read and, if that changed, once
+        more on the item read afresh: the outcome of judging the one that matches the item."""
         with self._lock:
             self.writes += 1
             current = self._workers.get(worker.task_arn)
+            if current is None:
+                return False
+            base = worker.model_copy(update={"slot_key": current.slot_key, "slot_free": current.slot_free})
+            if pinned(worker) != pinned(current):
+                self.reads += 1
+                self.writes += 1
+                base = current
+            room_left = base.capacity - len(set(base.jobs) - set(base.reserved))
             if (
                 room_left <= 0
-                or current is None
                 or current.status is not WorkerStatus.READY
                 or current.draining
                 or room in current.reserved
@@ -194,31 +237,38 @@ class InMemoryStore:
                 or current.assigned >= jobs_per_task
             ):
                 return False
-            self._workers[worker.task_arn] = current.model_copy(
-                update={"reserved": {**current.reserved, room: now}, "assigned": current.assigned + 1}
-            )
+            reserved = {**current.reserved, room: now}
+            after = base.model_copy(update={"reserved": reserved, "assigned": current.assigned + 1})
+            self._put(current.model_copy(update=_slot_fields(filed(after, jobs_per_task), reserved)))
             return True
 
-    def adopt_slot(self, task_arn: str, room: str, now: float) -> None:
+    def adopt_slot(self, task_arn: str, room: str, now: float, jobs_per_task: int) -> None:
         with self._lock:
-            self.writes += 1
+            self.reads += 1
             current = self._workers.get(task_arn)
             if current is None or room in current.reserved:
                 return
-            self._workers[task_arn] = current.model_copy(
+            self.writes += 1
+            after = current.model_copy(
                 update={"reserved": {**current.reserved, room: now}, "assigned": current.assigned + 1}
             )
+            self._put(filed(after, jobs_per_task))
 
-    def release_slot(self, task_arn: str, room: str, unassign: bool = False) -> WorkerRecord | None:
+    def release_slot(
+        self, task_arn: str, room: str, jobs_per_task: int, unassign: bool = False
+    ) -> WorkerRecord | None:
         with self._lock:
-            self.writes += 1
+            self.reads += 1
             current = self._workers.get(task_arn)
             if current is None or room not in current.reserved:
                 return current
+            self.writes += 1
             reserved = {name: at for name, at in current.reserved.items() if name != room}
             assigned = current.assigned - 1 if unassign else current.assigned
-            after = current.model_copy(update={"reserved": reserved, "assigned": assigned})
-            self._workers[task_arn] = after
+            after = filed(
+                current.model_copy(update={"reserved": reserved, "assigned": assigned}), jobs_per_task
+            )
+            self._put(after)
             return after
 
     def drain_if_idle(self, task_arn: str) -> bool:
@@ -227,19 +277,19 @@ class InMemoryStore:
             current = self._workers.get(task_arn)
             if current is None or current.reserved or current.jobs:
                 return False
-            self._workers[task_arn] = current.model_copy(update={"draining": True})
+            self._put(current.model_copy(update=_DRAINED))
             return True
 
-    def reap_slot(self, task_arn: str, room: str, reserved_at: float) -> bool:
+    def reap_slot(self, task_arn: str, room: str, reserved_at: float, jobs_per_task: int) -> bool:
         with self._lock:
-            self.writes += 1
+            self.reads += 1
             current = self._workers.get(task_arn)
             if current is None or current.reserved.get(room) != reserved_at or room in current.jobs:
                 return False
+            self.writes += 1
             reserved = {name: at for name, at in current.reserved.items() if name != room}
-            self._workers[task_arn] = current.model_copy(
-                update={"reserved": reserved, "assigned": current.assigned - 1}
-            )
+            after = current.model_copy(update={"reserved": reserved, "assigned": current.assigned - 1})
+            self._put(filed(after, jobs_per_task))
             return True
 
     def drain_after(self, task_arn: str, room: str) -> WorkerRecord | None:
@@ -248,9 +298,38 @@ class InMemoryStore:
             current = self._workers.get(task_arn)
             if current is None or current.reserved or set(current.jobs) - {room}:
                 return None
-            after = current.model_copy(update={"draining": True})
-            self._workers[task_arn] = after
+            after = current.model_copy(update=_DRAINED)
+            self._put(after)
             return after
+
+    def refile_slot(self, worker: WorkerRecord, jobs_per_task: int) -> bool:
+        with self._lock:
+            self.writes += 1
+            current = self._workers.get(worker.task_arn)
+            if current is None or current.status is WorkerStatus.STOPPED:
+                return False
+            if pinned(current) != pinned(worker) or len(current.jobs) != len(worker.jobs):
+                return False
+            self._put(filed(current, jobs_per_task))
+            return True
+
+    def open_workers(self, shard: int, limit: int) -> list[WorkerRecord]:
+        with self._lock:
+            self.reads += 1
+            listed = [self._workers[arn] for arn in self._slot_index.get(slot_key(FREE, shard), {})]
+            found = sorted(listed, key=lambda w: (w.slot_free or 0, w.task_arn))[:limit]
+            self.worker_items_read += len(found)
+            return found
+
+    def pool_workers(self) -> list[WorkerRecord]:
+        with self._lock:
+            found: list[WorkerRecord] = []
+            for kind in (FREE, STARTING):
+                for shard in range(SLOT_SHARDS):
+                    self.reads += 1
+                    found += [self._workers[arn] for arn in self._slot_index.get(slot_key(kind, shard), {})]
+            self.worker_items_read += len(found)
+            return found
 
     def put_waiting(self, room: str, since: float) -> None:
         with self._lock:
@@ -287,14 +366,15 @@ class InMemoryStore:
             held_minute, count = self._arrival_ring.get(slot, (minute, 0))
             self._arrival_ring[slot] = (minute, count + 1 if held_minute == minute else 1)
 
-    def mark_ready(self, task_arn: str, now: float) -> WorkerRecord | None:
+    def mark_ready(self, task_arn: str, now: float, jobs_per_task: int) -> WorkerRecord | None:
         with self._lock:
-            self.writes += 1
+            self.reads += 1
             current = self._workers.get(task_arn)
             if current is None or current.ready_at is not None:
                 return None
-            after = current.model_copy(update={"ready_at": now})
-            self._workers[task_arn] = after
+            self.writes += 1
+            after = filed(current.model_copy(update={"ready_at": now}), jobs_per_task)
+            self._put(after)
             return after
 
     def record_cold_start(self, seconds: float) -> None:
@@ -306,11 +386,13 @@ class InMemoryStore:
 
     def live_workers(self, shards: Collection[int] | None = None) -> Iterable[WorkerRecord]:
         with self._lock:
-            return [
+            found = [
                 w
                 for w in self._workers.values()
                 if w.status is not WorkerStatus.STOPPED and in_shards(w.task_arn, shards)
             ]
+            self.worker_items_read += len(found)
+            return found
 
     def record_task_state(self, state: ObservedTaskState) -> bool:
         with self._lock:
@@ -336,7 +418,13 @@ class InMemoryStore:
             if base.launched_for is None and state.launched_for is not None:
                 update["launched_for"] = state.launched_for
             if state.stopped:
-                update["status"] = WorkerStatus.STOPPED
+                update |= {"status": WorkerStatus.STOPPED, "slot_key": None, "slot_free": None}
                 update["expires_at"] = int(state.seen_at) + self._retention
-            self._workers[state.task_arn] = base.model_copy(update=update)
+            elif current is None:
+                # The write that creates the item files it as starting (conditional on its absence).
+                update |= {
+                    "slot_key": slot_key(STARTING, shard_of(state.task_arn, SLOT_SHARDS)),
+                    "slot_free": 0,
+                }
+            self._put(base.model_copy(update=update))
             return True

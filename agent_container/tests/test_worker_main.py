@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 
 import boto3
@@ -25,6 +26,7 @@ from local.fixtures import create_table
 
 TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/agents/c0ffee"
 ROLE_ID = "AROAEXAMPLEAGENTROLE1"
+READY_WITHIN_SECONDS = 60.0
 
 
 @pytest.fixture
@@ -80,7 +82,9 @@ def test_the_worker_process_reports_ready_then_drains_and_exits_0_on_sigterm(aws
             }
         )
         worker = asyncio.create_task(serve(settings, RateLimitedHandler(logging.NullHandler())))
-        for _ in range(200):
+        # Bounded, and generous: on 2 busy cores the worker's start alone can take over 10 s.
+        deadline = time.monotonic() + READY_WITHIN_SECONDS
+        while time.monotonic() < deadline:
             ready = control_plane.get()
             if ready is not None and ready.status is WorkerStatus.READY:
                 break

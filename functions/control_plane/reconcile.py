@@ -64,14 +64,24 @@ class AcquireSlot:
 
 @dataclass(frozen=True)
 class EnsureDispatch:
+    """Dispatch the agent. ``takeover``: an earlier claim may have sent ``CreateDispatch``
+    unrecorded (its claimer died, or the call failed after LiveKit acted): list the room's
+    dispatches and keep one; a first claim creates at once (no listing, one LiveKit call)."""
+
     launch_token: str
+    takeover: bool = False
 
 
 @dataclass(frozen=True)
 class RemoveAgent:
+    """Remove the agent: delete ``dispatch_id`` (the recorded one) and release the task's slot.
+    ``unrecorded_dispatch``: a dispatch may exist that the record lacks (a create claimed but
+    never recorded), so the room's dispatches are listed and all of ours deleted."""
+
     task_arn: str | None
     dispatch_id: str | None
     slot_reserved: bool = False
+    unrecorded_dispatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,10 +277,11 @@ def _advance_agent(
         if agent.dispatch_claimed_at is not None and now - agent.dispatch_claimed_at < lease:
             return room, None, None
         dispatch_claim = agent.model_copy(update={"dispatch_claimed_at": now})
+        takeover = agent.dispatch_claimed_at is not None
         return (
             room.model_copy(update={"agent": dispatch_claim}),
-            EnsureDispatch(agent.launch_token),
-            "slot reserved",
+            EnsureDispatch(agent.launch_token, takeover=takeover),
+            "dispatch claim expired" if takeover else "slot reserved",
         )
     return room, None, None
 
@@ -370,7 +381,8 @@ def _retry_stop(room: Room, now: float, policy: Policy) -> Decision | None:
 def _removal(agent: Agent) -> RemoveAgent:
     """Remove the agent's dispatches and task; a task ECS already stopped needs no StopTask."""
     task_arn = None if agent.task_stopped_at is not None else agent.task_arn
-    return RemoveAgent(task_arn, agent.dispatch_id, agent.slot_reserved)
+    unrecorded = agent.dispatch_id is None and agent.dispatch_claimed_at is not None
+    return RemoveAgent(task_arn, agent.dispatch_id, agent.slot_reserved, unrecorded_dispatch=unrecorded)
 
 
 def closed(room: Room, now: float, policy: Policy) -> Room:
@@ -529,7 +541,9 @@ def release_claim(room: Room, effect: RoomEffect) -> Room | None:
         field = "launch_claimed_at" if effect.launch else "slot_claimed_at"
         released = 0.0 if effect.launch else None
         return room.model_copy(update={"agent": agent.model_copy(update={field: released})})
-    return room.model_copy(update={"agent": agent.model_copy(update={"dispatch_claimed_at": None})})
+    # Backdated, not removed: the failed CreateDispatch may have reached LiveKit, so the retry
+    # is a takeover that lists the room's dispatches before creating one.
+    return room.model_copy(update={"agent": agent.model_copy(update={"dispatch_claimed_at": 0.0})})
 
 
 def defer_launch_takeover(room: Room, token: str, retry_at: float, policy: Policy) -> Room | None:

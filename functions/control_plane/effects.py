@@ -203,11 +203,9 @@ class Effects:
 
     def _remove(self, room: Room, effect: RemoveAgent) -> Room | None:
         livekit = self._ports.livekit
-        # The recorded dispatch is deleted by its id; a listing only when one may be unrecorded.
-        listed = (
-            our_dispatches(livekit, room.name, self._policy.agent_name) if effect.unrecorded_dispatch else []
-        )
-        ours = {d.dispatch_id for d in listed}
+        # Listed, not only the recorded id: a dispatch whose "no longer wanted" delete failed
+        # runs unrecorded, and this is where it ends (the tests/sim faulty day shows it).
+        ours = {d.dispatch_id for d in our_dispatches(livekit, room.name, self._policy.agent_name)}
         if effect.dispatch_id:
             ours.add(effect.dispatch_id)
         for dispatch_id in sorted(ours):

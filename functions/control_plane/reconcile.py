@@ -74,14 +74,9 @@ class EnsureDispatch:
 
 @dataclass(frozen=True)
 class RemoveAgent:
-    """Remove the agent: delete ``dispatch_id`` (the recorded one) and release the task's slot.
-    ``unrecorded_dispatch``: a dispatch may exist that the record lacks (a create claimed but
-    never recorded), so the room's dispatches are listed and all of ours deleted."""
-
     task_arn: str | None
     dispatch_id: str | None
     slot_reserved: bool = False
-    unrecorded_dispatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -381,8 +376,7 @@ def _retry_stop(room: Room, now: float, policy: Policy) -> Decision | None:
 def _removal(agent: Agent) -> RemoveAgent:
     """Remove the agent's dispatches and task; a task ECS already stopped needs no StopTask."""
     task_arn = None if agent.task_stopped_at is not None else agent.task_arn
-    unrecorded = agent.dispatch_id is None and agent.dispatch_claimed_at is not None
-    return RemoveAgent(task_arn, agent.dispatch_id, agent.slot_reserved, unrecorded_dispatch=unrecorded)
+    return RemoveAgent(task_arn, agent.dispatch_id, agent.slot_reserved)
 
 
 def closed(room: Room, now: float, policy: Policy) -> Room:

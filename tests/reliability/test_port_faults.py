@@ -338,9 +338,9 @@ CASES = [
     ),
     Case(
         "LiveKit",
-        "5xx: DeleteDispatch while removing the agent",
+        "5xx: ListDispatch while removing the agent",
         "expiry",
-        (Fault("livekit", "delete_dispatch", lambda: LiveKitUnavailable("503 (injected)")),),
+        (Fault("livekit", "list_dispatches", lambda: LiveKitUnavailable("503 (injected)")),),
         (SWEEP,),
     ),
     Case(
@@ -354,7 +354,7 @@ CASES = [
         "LiveKit",
         "5xx on a webhook's removal (room_finished)",
         "finish",
-        (Fault("livekit", "delete_dispatch", lambda: LiveKitUnavailable("503 (injected)")),),
+        (Fault("livekit", "list_dispatches", lambda: LiveKitUnavailable("503 (injected)")),),
         (LIVEKIT_RETRY,),
     ),
     Case(

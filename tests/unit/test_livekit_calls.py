@@ -1,8 +1,7 @@
 """LiveKit API calls per healthy session (issue 20 point 2): LiveKit Cloud allows 1,000 server
 API requests a minute by default, so every call a session makes divides the rooms a project can
-hold. A first dispatch claim creates without listing, and the agent's removal deletes the
-recorded dispatch by its id; a listing is made only where the record may not know every
-dispatch (a claim taken over, a create never recorded)."""
+hold. A first dispatch claim creates without listing; a claim taken over lists first, and so
+does the agent's removal (a dispatch whose delete failed may run unrecorded)."""
 
 from __future__ import annotations
 
@@ -35,16 +34,16 @@ def session(stack: TwinStack, *, join_api: bool) -> Counter[str]:
     return calls
 
 
-def test_a_webhook_session_costs_one_create_and_one_delete() -> None:
+def test_a_webhook_session_costs_one_create_one_delete_and_the_listing_before_it() -> None:
     calls = session(TwinStack(), join_api=False)
 
-    assert calls == Counter(create_dispatch=1, delete_dispatch=1)
+    assert calls == Counter(create_dispatch=1, list_dispatches=1, delete_dispatch=1)
 
 
 def test_a_join_api_session_adds_only_its_create_room() -> None:
     calls = session(TwinStack(), join_api=True)
 
-    assert calls == Counter(create_room=1, create_dispatch=1, delete_dispatch=1)
+    assert calls == Counter(create_room=1, create_dispatch=1, list_dispatches=1, delete_dispatch=1)
 
 
 def test_a_create_whose_reply_was_lost_is_found_by_the_retry_not_made_twice() -> None:

@@ -159,7 +159,11 @@ class Effects:
         return after
 
     def _dispatch(self, room: Room, effect: EnsureDispatch) -> Room | None:
-        kept = self._ensure_one_dispatch(room.name, effect.launch_token)
+        kept = (
+            self._ensure_one_dispatch(room.name, effect.launch_token)
+            if effect.takeover
+            else self._create_dispatch(room.name, effect.launch_token)
+        )
         after = self._records.record(
             room.name,
             lambda r: reconcile.record_dispatch(r, effect.launch_token, kept.dispatch_id, self._now()),
@@ -176,17 +180,23 @@ class Effects:
             self._ports.metrics.count("JoinToDispatchSeconds", waited, unit="Seconds")
         return after
 
+    def _create_dispatch(self, room_name: str, token: str) -> Dispatch:
+        """A first claim: no dispatch of this agent can exist yet (every earlier agent's were
+        deleted with it, and an unrecorded create leaves the claim set: a takeover), so one
+        ``CreateDispatch`` and no listing."""
+        created = self._ports.livekit.create_dispatch(
+            room_name, self._policy.agent_name, json.dumps({"launch_token": token, "room": room_name})
+        )
+        self._ports.metrics.count("DispatchesCreated")
+        log.info("dispatch created", extra={"room": room_name, "dispatch_id": created.dispatch_id})
+        return created
+
     def _ensure_one_dispatch(self, room_name: str, token: str) -> Dispatch:
         """Reuse a dispatch for our agent if one exists, delete extras, create one only if none."""
         livekit = self._ports.livekit
         ours = our_dispatches(livekit, room_name, self._policy.agent_name)
         if not ours:
-            created = livekit.create_dispatch(
-                room_name, self._policy.agent_name, json.dumps({"launch_token": token, "room": room_name})
-            )
-            self._ports.metrics.count("DispatchesCreated")
-            log.info("dispatch created", extra={"room": room_name, "dispatch_id": created.dispatch_id})
-            return created
+            return self._create_dispatch(room_name, token)
         ours.sort(key=lambda d: (d.has_running_job, d.created_at), reverse=True)
         keep, extras = ours[0], ours[1:]
         for extra in extras:
@@ -199,6 +209,8 @@ class Effects:
 
     def _remove(self, room: Room, effect: RemoveAgent) -> Room | None:
         livekit = self._ports.livekit
+        # Listed, not only the recorded id: a dispatch whose "no longer wanted" delete failed
+        # runs unrecorded, and this is where it ends (the tests/sim faulty day shows it).
         ours = {d.dispatch_id for d in our_dispatches(livekit, room.name, self._policy.agent_name)}
         if effect.dispatch_id:
             ours.add(effect.dispatch_id)

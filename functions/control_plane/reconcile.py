@@ -64,7 +64,12 @@ class AcquireSlot:
 
 @dataclass(frozen=True)
 class EnsureDispatch:
+    """Dispatch the agent. ``takeover``: an earlier claim may have sent ``CreateDispatch``
+    unrecorded (its claimer died, or the call failed after LiveKit acted): list the room's
+    dispatches and keep one; a first claim creates at once (no listing, one LiveKit call)."""
+
     launch_token: str
+    takeover: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,10 +272,11 @@ def _advance_agent(
         if agent.dispatch_claimed_at is not None and now - agent.dispatch_claimed_at < lease:
             return room, None, None
         dispatch_claim = agent.model_copy(update={"dispatch_claimed_at": now})
+        takeover = agent.dispatch_claimed_at is not None
         return (
             room.model_copy(update={"agent": dispatch_claim}),
-            EnsureDispatch(agent.launch_token),
-            "slot reserved",
+            EnsureDispatch(agent.launch_token, takeover=takeover),
+            "dispatch claim expired" if takeover else "slot reserved",
         )
     return room, None, None
 
@@ -529,7 +535,9 @@ def release_claim(room: Room, effect: RoomEffect) -> Room | None:
         field = "launch_claimed_at" if effect.launch else "slot_claimed_at"
         released = 0.0 if effect.launch else None
         return room.model_copy(update={"agent": agent.model_copy(update={field: released})})
-    return room.model_copy(update={"agent": agent.model_copy(update={"dispatch_claimed_at": None})})
+    # Backdated, not removed: the failed CreateDispatch may have reached LiveKit, so the retry
+    # is a takeover that lists the room's dispatches before creating one.
+    return room.model_copy(update={"agent": agent.model_copy(update={"dispatch_claimed_at": 0.0})})
 
 
 def defer_launch_takeover(room: Room, token: str, retry_at: float, policy: Policy) -> Room | None:

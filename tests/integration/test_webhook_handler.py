@@ -11,8 +11,17 @@ import botocore.client
 import pytest
 
 from control_plane.settings import MAX_WEBHOOK_BYTES
-from handlers import webhook
-from local.fixtures import TABLE, LambdaContext, LocalAws, http_api_event, signed_headers, webhook_body
+from handlers import timer, webhook
+from local.fixtures import (
+    TABLE,
+    LambdaContext,
+    LocalAws,
+    http_api_event,
+    signed_headers,
+    sqs_event,
+    webhook_body,
+    worker_registers,
+)
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's request payload limit for synchronous invokes
 
@@ -191,12 +200,16 @@ def test_room_started_with_enough_departure_timeout_is_quiet(
 
 
 def test_a_failed_attempt_is_processed_when_livekit_retries(aws: LocalAws) -> None:
-    """The dedupe record is released when processing fails, so LiveKit's retry is not dropped."""
+    """The dedupe record is released when processing fails, so LiveKit's retry is not dropped.
+    The room's agent is dispatched, so its removal must delete that dispatch: a LiveKit call."""
     body = webhook_body("room_finished", event_id="EV_retry")
+    aws.livekit.state.open_room("room-1")
     post(aws, webhook_body("participant_joined", sid="PA_1"))
+    worker_registers(aws)
+    timer.handler(sqs_event(aws.queue_url), LambdaContext())  # the ready message: the dispatch
     aws.livekit.set_down(True)
     room = aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#room-1"}})["Item"]
-    assert room["state"]["S"] == "starting"
+    assert room["state"]["S"] == "active"
 
     failed = post(aws, body)
     aws.livekit.set_down(False)
@@ -209,6 +222,7 @@ def test_a_failed_attempt_is_processed_when_livekit_retries(aws: LocalAws) -> No
     assert all(t["desiredStatus"] == "STOPPED" for t in stopped["tasks"])
     room = aws.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#room-1"}})["Item"]
     assert room["state"]["S"] == "closed"
+    assert aws.livekit.state.list_dispatches("room-1") == []
 
 
 def test_retried_leave_sends_one_grace_timer(aws: LocalAws) -> None:

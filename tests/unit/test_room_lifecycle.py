@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from control_plane.ports import LiveKitUnavailable
 from control_plane.room import RoomState
 from control_plane.worker_protocol import GraceExpired
 from tests.harness import AGENT, EGRESS, SIP, TwinStack
+from tests.reliability.faults import Fault, TwinFaults
 
 
 @pytest.fixture
@@ -197,12 +199,16 @@ def test_new_session_under_a_reused_name_stops_the_old_agent(stack: TwinStack) -
     assert len(stack.runner.running()) == 1
 
 
-def test_existing_dispatches_are_reused_and_extras_deleted(stack: TwinStack) -> None:
+def test_a_dispatch_claim_taken_over_reuses_existing_dispatches_and_deletes_extras(stack: TwinStack) -> None:
     stack.join("PA_1")
     stack.livekit.register_worker("voice-agent")
     stray_a = stack.livekit.create_dispatch("room-1", "voice-agent", "{}")
     stray_b = stack.livekit.create_dispatch("room-1", "voice-agent", "{}")
-    stack.worker_becomes_ready()
+    # The first claim's CreateDispatch fails (LiveKit may have acted): the retry is a takeover.
+    TwinFaults(stack).arm(Fault("livekit", "create_dispatch", lambda: LiveKitUnavailable("injected")))
+    with pytest.raises(LiveKitUnavailable):
+        stack.worker_becomes_ready()
+    stack.controller.reconcile("room-1")
 
     [kept] = stack.dispatches()
     assert kept.dispatch_id in {stray_a.dispatch_id, stray_b.dispatch_id}

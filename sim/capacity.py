@@ -11,9 +11,10 @@ the smallest of a row is its ``binding``. Nothing per session is typed in here: 
 makes fewer calls, the next run shows it.
 
 Two counts do not grow with rooms as the rest do. The sweep's ``ListRooms`` is one call a minute
-whatever the rooms (a fixed demand, not a rate per room). And where the warm pool lists every
-live worker for each slot decision, its reads grow with decisions (rooms) times workers (rooms),
-as N squared (``exponent`` 2); a run whose core makes no such listing has no such limit.
+whatever the rooms (a fixed demand, not a rate per room). And the warm pool's top-ups list its free
+and starting workers (the slot index): decisions (rooms) times the pool (which grows with the
+rooms), as N squared (``exponent`` 2) with a small constant; a slot decision itself reads a few
+items whatever N (the slot index), and the sweep's listing is once a minute.
 
 Writes ``bench/results/capacity.json`` and prints each row's limits as Markdown.
 """
@@ -33,7 +34,14 @@ from typing import Any
 
 from control_plane.launch_limit import LaunchLimits, backlog_seconds
 from sim import traces
-from sim.policies.default import ITEMS_PER_READ_UNIT, Adaptive, DefaultPolicy, PooledEight, PooledFour
+from sim.policies.default import (
+    ITEMS_PER_READ_UNIT,
+    POOL_QUERIES,
+    Adaptive,
+    DefaultPolicy,
+    PooledEight,
+    PooledFour,
+)
 from sim.run import quiet_core, simulate
 
 ROOMS = 100_000
@@ -107,25 +115,35 @@ def limits(f: Mapping[str, Any]) -> list[Limit]:
     duration_min = f["duration_s"] / 60
     sweeps = invocations.get("sweeper", 0)
     livekit = sum(n for op, n in calls.items() if op.startswith("livekit.") and op != "livekit.failed")
-    listing_units, listings = f["worker_listing_read_units"], f["worker_listings"]
-    tasks_per_room = f["agent_seconds"] / room_seconds
+    # The pool's listings (every free or starting worker, one query per slot-index partition)
+    # grow with the pool, and the pool with the rooms: items per listing scale with N from the
+    # simulated mean concurrency. Every other worker read is a bounded query (a decision's few
+    # open workers) or the sweep's, once a minute: a rate per room like the rest.
+    pool_listings = f.get("pool_listings", 0)
+    pool_items = f.get("pool_items_per_listing", 0.0)
+    concurrent = room_seconds / f["duration_s"] if f["duration_s"] else 0.0
     per_session = f["calls_per_room"]
     sessions = f["sessions"]
-    reads = per_session["dynamodb_reads"] * sessions - listing_units
+    pool_units = pool_listings * max(POOL_QUERIES, pool_items / ITEMS_PER_READ_UNIT)
+    reads = per_session["dynamodb_reads"] * sessions - pool_units + pool_listings * POOL_QUERIES
     concurrency = sum(invocations[fn] * lambda_ms[fn] / 1000 for fn in invocations) / room_seconds
     quadratic = [
         Limit(
-            "DynamoDB reads: the pool's worker listings",
+            "DynamoDB reads: the pool's listings of its free and starting workers",
             "RRU/s",
-            listings / room_seconds * tasks_per_room / ITEMS_PER_READ_UNIT,
+            pool_listings
+            / room_seconds
+            * (pool_items / concurrent if concurrent else 0.0)
+            / ITEMS_PER_READ_UNIT,
             TABLE_UNITS_PER_S,
-            "the table's read quota (below); every slot decision queries all live worker items"
-            f" ({listings / sessions:.1f} listings a session, ~{tasks_per_room:.2f} x N items each)",
+            "the table's read quota (below); each pool top-up queries the slot index's free and"
+            f" starting workers ({pool_listings / sessions:.1f} a session, {pool_items:.1f} items each"
+            f" at {concurrent:.0f} concurrent rooms, growing with the pool)",
             exponent=2,
         )
     ]
     return [
-        *(quadratic if listings else []),
+        *(quadratic if pool_listings and pool_items else []),
         Limit(
             "LiveKit server API",
             "requests/min",

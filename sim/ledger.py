@@ -60,10 +60,13 @@ class Ledger:
     livekit_calls_by_function: Counter[str] = field(default_factory=Counter)
     aws_calls_by_function: Counter[str] = field(default_factory=Counter)
     dynamodb_reads: int = 0
-    # Queries of every live worker item (the pool's view), and the items they returned.
+    # Queries of worker items (live, open or pooled workers), and the items they returned.
     worker_listings: int = 0
     worker_items_listed: int = 0
     worker_listing_reads: int = 0  # read units of those queries (in ``dynamodb_reads`` too)
+    # Of those, the pool's (every free or starting worker in the slot index) and their items.
+    pool_listings: int = 0
+    pool_items_listed: int = 0
     dynamodb_writes: int = 0
     sqs_requests: int = 0
     # RunTask calls that started nothing: refused (capacity) or throttled (launch limits).

@@ -142,6 +142,8 @@ def measure(
         "worker_listing_read_units": ledger.worker_listing_reads,
         "worker_listings_per_session": round(ledger.worker_listings / max(len(trace.sessions), 1), 2),
         "worker_items_per_listing": round(ledger.worker_items_listed / max(ledger.worker_listings, 1), 1),
+        "pool_listings": ledger.pool_listings,
+        "pool_items_per_listing": round(ledger.pool_items_listed / max(ledger.pool_listings, 1), 1),
         "cold_start_max_s": round(agents.cold_start_max, 1),
         "human_seconds_waiting": round(sum(waits.waits), 1),
         "human_seconds_without_agent": round(waits.without, 1),

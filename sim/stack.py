@@ -8,13 +8,15 @@ environment, so a run never depends on the shell it was started from.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from control_plane.adapters.memory.async_livekit import AsyncLiveKitFacade
 from control_plane.adapters.memory.launch_limiter import InMemoryLaunchLimiter
 from control_plane.adapters.memory.runtime import InMemoryMetrics, InMemoryTimers, VirtualClock
 from control_plane.adapters.memory.store import InMemoryStore
+from control_plane.adapters.memory.task_count import InMemoryTaskCount
 from control_plane.controller import RoomController
 from control_plane.ports import AgentRunner, LaunchGrant, LiveKitGateway, Ports, WorkerRegistry
 from control_plane.settings import TASK_STARTED_BY, Settings
@@ -61,6 +63,44 @@ class CountedLaunchLimiter:
         return grant
 
 
+_Result = TypeVar("_Result")
+
+
+class CountedTaskCount:
+    """The live-task count twin (``LIMITER#tasks``, one item), counting the DynamoDB requests the
+    real adapter makes: a strongly consistent read per call, a conditional write when the count
+    changes. Production counts live tasks this way; without it the core lists every worker."""
+
+    def __init__(self) -> None:
+        self._count = InMemoryTaskCount()
+        self.reads = 0
+        self.writes = 0
+
+    def reserve(self, keys: Sequence[str], max_tasks: int, now: float) -> list[str]:
+        return self._counted(lambda: self._count.reserve(keys, max_tasks, now))
+
+    def confirm(self, keys: Sequence[str], task_arns: Sequence[str], now: float) -> None:
+        self._counted(lambda: self._count.confirm(keys, task_arns, now))
+
+    def release(self, keys: Collection[str]) -> None:
+        self._counted(lambda: self._count.release(keys))
+
+    def heal(self, listed: Collection[str], now: float) -> None:
+        self._counted(lambda: self._count.heal(listed, now))
+
+    def live(self) -> dict[str, float]:
+        self.reads += 1
+        return self._count.live()
+
+    def _counted(self, change: Callable[[], _Result]) -> _Result:
+        before = self._count.stored_item()
+        result = change()
+        self.reads += 1
+        if self._count.stored_item() != before:
+            self.writes += 1
+        return result
+
+
 @dataclass
 class ControlPlane:
     """What each Lambda handler calls, on twins: webhook and timer → ``controller``, the
@@ -71,6 +111,7 @@ class ControlPlane:
     timers: InMemoryTimers
     metrics: InMemoryMetrics
     limiter: CountedLaunchLimiter
+    tasks: CountedTaskCount
     controller: RoomController
     sweeper: Sweeper
     task_events: TaskEventHandler
@@ -92,6 +133,7 @@ def build_control_plane(
     timers = InMemoryTimers(clock)
     metrics = InMemoryMetrics()
     limiter = CountedLaunchLimiter(InMemoryLaunchLimiter(settings.launch_limits))
+    tasks = CountedTaskCount()
     ports = Ports(
         rooms=table,
         workers=workers if workers is not None else table,
@@ -101,6 +143,7 @@ def build_control_plane(
         clock=clock,
         metrics=metrics,
         limiter=limiter,
+        tasks=tasks,
     )
 
     def controller_for(room_ports: Ports) -> RoomController:
@@ -117,7 +160,7 @@ def build_control_plane(
         ports, AsyncLiveKitFacade(livekit), controller_for, settings.sweep_policy, sync_livekit=livekit
     )
     task_events = TaskEventHandler(ports, controller, TASK_STARTED_BY, CLUSTER)
-    return ControlPlane(ports, table, timers, metrics, limiter, controller, sweeper, task_events)
+    return ControlPlane(ports, table, timers, metrics, limiter, tasks, controller, sweeper, task_events)
 
 
 def task_state_change(

@@ -26,6 +26,7 @@ from control_plane.pool import Demand
 from control_plane.ports import LiveKitUnavailable, ObservedTaskState
 from control_plane.room import JOIN_RESERVATION_SECONDS, Room
 from control_plane.shards import in_shards
+from control_plane.slot_index import SLOT_SHARDS
 from control_plane.worker_protocol import (
     JobEnded,
     JobOutcome,
@@ -56,6 +57,8 @@ JOB_GRACE_MARGIN_SECONDS = 30.0
 HEARTBEAT_SECONDS = 15.0
 # A sweep's index query reads about this many attention items per read unit (items ~1 KB).
 ITEMS_PER_READ_UNIT = 4
+# A pool listing queries each slot-index partition, free and starting, of every shard.
+POOL_QUERIES = 2 * SLOT_SHARDS
 # The agent container's JOBS_PER_TASK, as the settings' default says: one room in a task's life
 # (and one at a time, SLOTS_PER_TASK=1).
 JOBS_PER_TASK = 1
@@ -154,9 +157,9 @@ class HeartbeatedWorkers:
     ``mark_draining`` and a granted ``drain_if_idle`` also tell the worker, which reads the flag
     on its next heartbeat, drains and exits. Everything else is the table's.
 
-    Listing the live workers is a query of the attention index (every live worker item, about
-    ``ITEMS_PER_READ_UNIT`` per read unit), billed per call in ``listing_reads``: the pool lists
-    them for every slot decision.
+    Listing workers is a query of an index (the attention index's live workers, the slot
+    index's open or pooled ones; about ``ITEMS_PER_READ_UNIT`` items per read unit), billed per
+    call in ``listing_reads``.
     """
 
     def __init__(self, store: IndexedStore, world: World) -> None:
@@ -166,6 +169,10 @@ class HeartbeatedWorkers:
         self.listing_reads = 0
         self.listings = 0
         self.listed_items = 0
+        # The pool's own listings (every free or starting worker): their size grows with the
+        # pool, so with the rooms; the capacity model scales them apart (sim.capacity).
+        self.pool_listings = 0
+        self.pool_items = 0
         # Until when each worker's record is as its last heartbeat left it (its next beat).
         self._fresh_until: dict[str, float] = {}
 
@@ -243,7 +250,10 @@ class HeartbeatedWorkers:
         return self._listed([self._store.open_workers(shard, limit)])
 
     def pool_workers(self) -> list[WorkerRecord]:
-        return self._listed([self._store.pool_workers()], queries=16)
+        listed = self._listed([self._store.pool_workers()], queries=POOL_QUERIES)
+        self.pool_listings += 1
+        self.pool_items += len(listed)
+        return listed
 
     def refile_slot(self, worker: WorkerRecord, jobs_per_task: int) -> bool:
         return self._store.refile_slot(worker, jobs_per_task)
@@ -445,11 +455,11 @@ class DefaultPolicy(BasePolicy):
     def _sync(self) -> None:
         """Move the twins' counts into the ledger and the queue's new messages into the world."""
         store = self.plane.store
-        limiter = self.plane.limiter
+        limiter, tasks = self.plane.limiter, self.plane.tasks
         workers = self.workers
         ledger = self.world.ledger
-        reads = store.reads + limiter.reads
-        writes = store.writes - workers.refresh_writes + limiter.writes
+        reads = store.reads + limiter.reads + tasks.reads
+        writes = store.writes - workers.refresh_writes + limiter.writes + tasks.writes
         ledger.stored(reads - self._reads, writes - self._writes)
         # A listing of the live workers is one Query call, billed by the items it returns.
         listed = workers.listing_reads - ledger.worker_listing_reads
@@ -458,6 +468,8 @@ class DefaultPolicy(BasePolicy):
         ledger.worker_listings = workers.listings
         ledger.worker_items_listed = workers.listed_items
         ledger.worker_listing_reads = workers.listing_reads
+        ledger.pool_listings = workers.pool_listings
+        ledger.pool_items_listed = workers.pool_items
         timers = self.plane.timers
         sent = timers.sent
         if sent:

@@ -83,10 +83,11 @@ bench-smoke: $(BIN)/.installed
 e2e: $(BIN)/.installed $(AGENT_VENV)/.installed
 	$(BIN)/python -m local.e2e.netns -- $(BIN)/pytest tests/e2e -p no:cacheprovider -rfEs
 
-# Join latency on the real server; JOINS=3 is the smoke size (full: 30 per row, by hand).
+# Join latency on the real server; JOINS=3 is the smoke size (full: 30 per row, by hand);
+# ARGS="--modes warm,early" measures some rows and keeps the others.
 JOINS ?= 30
 bench-e2e: $(BIN)/.installed $(AGENT_VENV)/.installed
-	$(BIN)/python bench/e2e_latency.py --joins $(JOINS)
+	$(BIN)/python bench/e2e_latency.py --joins $(JOINS) $(ARGS)
 
 # Every cleanup policy over a seeded day of rooms and a launch storm (issue 9): table on stdout,
 # bench/results/policies.json, and its charts in docs/charts/ (committed: the seeded reference

@@ -81,6 +81,9 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "make e2e": Elsewhere(".ci/run runs it after `make test` (root, a network namespace, livekit-server)"),
     "make bench-e2e": Elsewhere("~20 minutes on the real server; .ci/run runs `make bench-e2e JOINS=3`"),
     "make bench-e2e JOINS=3": Elsewhere(".ci/run runs it after `make e2e`"),
+    'make bench-e2e ARGS="--modes warm,early"': Elsewhere(
+        "~8 minutes on the real server; .ci/run runs `make bench-e2e JOINS=3`"
+    ),
     "make dev": Run("lkctl"),  # started once for the lkctl entries: see local_stack
     "make dev ARGS=--simulator": Elsewhere("how the lkctl entries' stack is started (local_stack below)"),
     "lkctl dev": Elsewhere("tests/scenario/test_lkctl_local.py runs it bare, from another directory"),

@@ -4,8 +4,6 @@ are still found until rewritten."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import boto3
 import pytest
 from moto import mock_aws
@@ -23,17 +21,6 @@ from local.fixtures import create_table
 T0 = 1_800_000_000.0
 ROOMS = [f"room-{n:03d}" for n in range(48)]
 TASKS = [f"arn:aws:ecs:us-east-1:1:task/cluster/{n:032x}" for n in range(48)]
-
-
-@pytest.fixture(params=["twin", "dynamodb"])
-def store(request: pytest.FixtureRequest) -> Iterator[InMemoryStore | DynamoDBStore]:
-    if request.param == "twin":
-        yield InMemoryStore()
-        return
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, "rooms")
-        yield DynamoDBStore(client, "rooms")
 
 
 def join(name: str, sid: str) -> ParticipantChange:

@@ -6,34 +6,16 @@ keys back both from the item and through the index query a slot decision makes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import boto3
 import pytest
-from moto import mock_aws
 
-from control_plane.adapters.dynamodb_store import DynamoDBStore
-from control_plane.adapters.memory.store import InMemoryStore
 from control_plane.ports import ObservedTaskState
-from control_plane.slot_index import SLOT_SHARDS, shard_of
+from control_plane.shards import shard_of
+from control_plane.slot_index import SLOT_SHARDS
 from control_plane.worker_protocol import WorkerRecord, WorkerStatus
-from local.fixtures import create_table
+from tests.contract.conftest import Store
 
 T0 = 1_800_000_000.0
 JOBS = 10
-
-Store = InMemoryStore | DynamoDBStore
-
-
-@pytest.fixture(params=["twin", "dynamodb"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "twin":
-        yield InMemoryStore()
-        return
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, "rooms")
-        yield DynamoDBStore(client, "rooms")
 
 
 def shard(arn: str) -> int:

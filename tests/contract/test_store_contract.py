@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import boto3
 import pytest
 from moto import mock_aws
@@ -29,17 +27,6 @@ T0 = 1_800_000_000.0
 
 def change(kind: ChangeKind, sid: str, at: float = T0, room_sid: str = "RM_1") -> ParticipantChange:
     return ParticipantChange(kind=kind, room="room-1", room_sid=room_sid, sid=sid, identity="alice", at=at)
-
-
-@pytest.fixture(params=["twin", "dynamodb"])
-def store(request: pytest.FixtureRequest) -> Iterator[InMemoryStore | DynamoDBStore]:
-    if request.param == "twin":
-        yield InMemoryStore()
-        return
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, "rooms")
-        yield DynamoDBStore(client, "rooms")
 
 
 def test_create_get_and_versioned_save(store: InMemoryStore | DynamoDBStore) -> None:
